@@ -1,0 +1,146 @@
+"""Command line: serve | check | render | queue | stats (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from relay import config as config_mod
+from relay import pipeline
+from relay.errors import ConfigError, RelayError
+from relay.formatters import mime
+from relay.ids import new_id
+from relay.model import ProviderMail
+
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 2, 65, 66
+DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EX_USAGE
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return config_mod.EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smsc-relay", description="E-mail to SMS relay for SMS Centre.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("check", parents=[common], help="validate the config; exit 0 or 78")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("render", parents=[common], help="show what one mail becomes, without sending")
+    p.add_argument("file", nargs="?", default="-", help="the mail (RFC 5322); - or nothing for stdin")
+    p.add_argument("--from", dest="mail_from", default="", help="envelope sender")
+    p.add_argument("--to", dest="rcpt", action="append", default=[], help="envelope recipient (repeatable; "
+                   "default: the mail's To and Cc)")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_render)
+
+    _add_daemon_commands(sub, common)
+    return parser
+
+
+def _add_daemon_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    try:
+        from relay import daemon_cli
+    except ImportError:  # the daemon's modules are optional for the pure core
+        return
+    daemon_cli.add_commands(sub, common)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    print(f"{args.config}: OK ({len(cfg.routes)} route(s); provider {', '.join(cfg.provider.hosts)}"
+          f"{'; dry-run outbox ' + str(cfg.provider.outbox) if cfg.provider.outbox else ''})")
+    return EX_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"smsc-relay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EX_NOINPUT
+    rcpt = args.rcpt or pipeline.header_recipients(raw)
+    try:
+        result = pipeline.render(
+            raw,
+            mail_from=args.mail_from,
+            rcpt_tos=rcpt,
+            config=cfg,
+            new_id=new_id,
+            now=datetime.now(UTC),
+            hostname=cfg.listen.hostname or socket.getfqdn(),
+        )
+    except RelayError as exc:
+        # The same reply the SMTP listener gives for this mail.
+        if args.json:
+            reply = exc.reply
+            print(json.dumps({"error": {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}}))
+        print(f"smsc-relay: rejected: {exc.reply}", file=sys.stderr)
+        return EX_DATAERR
+    if args.json:
+        print(json.dumps([_as_json(result, m) for m in result.provider_mails], ensure_ascii=False, indent=2))
+    else:
+        _print_text(result)
+    return EX_OK
+
+
+def _as_json(result: pipeline.Rendered, m: ProviderMail) -> dict[str, Any]:
+    return {
+        "id": m.relay_id,
+        "mode": m.mode.value,
+        "route": m.route,
+        "mail_from": result.mail.mail_from,
+        "rcpt": list(m.rcpt_tos),
+        "phones": list(m.phones),
+        "text": m.texts[0] if len(m.texts) == 1 else list(m.texts),
+        "parts": m.segments.parts,
+        "encoding": m.segments.encoding,
+        "units": m.segments.units,
+        "upstream": {"mail_from": m.mail_from, "rcpt_to": m.rcpt_to},
+        "command": mime.readable(m.masked.encode("ascii")).split("\n\n", 1)[1].rstrip("\n"),
+        "message": m.masked,
+        "body_source": result.mail.body_source.value,
+        "warnings": list(result.mail.warnings),
+    }
+
+
+def _print_text(result: pipeline.Rendered) -> None:
+    mail = result.mail
+    print(f"mail:     from <{mail.mail_from}> to {', '.join('<' + r + '>' for r in mail.rcpt_tos)}")
+    print(f"subject:  {mail.subject!r}")
+    print(f"body:     {mail.body_source.value}" + (f" ({mail.charset})" if mail.charset else ""))
+    for warning in mail.warnings:
+        print(f"warning:  {warning}")
+    for m in result.provider_mails:
+        print()
+        print(f"== request {m.relay_id}: route {m.route!r} ({m.mode.value}) -> {m.rcpt_to}")
+        if m.phones:
+            print(f"phones:   {', '.join(m.phones)}")
+        for text in m.texts:
+            print("text:     " + text.replace("\n", "\n          "))
+        seg = m.segments
+        print(f"parts:    {seg.parts} ({seg.encoding}, {seg.units} {'septets' if seg.encoding == 'GSM-7' else 'UCS-2 units'})")
+        print("provider mail (password shown as ***):")
+        readable = mime.readable(m.masked.encode("ascii"))
+        print("  " + readable.rstrip("\n").replace("\n", "\n  "))
+

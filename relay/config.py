@@ -1,0 +1,271 @@
+"""YAML -> a frozen, validated Config; every problem reported at once with key path and line."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+
+from relay import fields
+from relay.configread import Reader
+from relay.errors import ConfigError, Problem
+from relay.model import Options, RouteMode, Secret
+from relay.routes import Route, read_routes
+from relay.yamlsrc import load as load_yaml
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+EX_CONFIG = 78  # sysexits.h: the exit code of `check` and `serve` for a bad config
+DEFAULT_PROVIDER_HOST = "send.smscentre.com"
+DEFAULT_PROVIDER_ADDRESS = "send@send.smscentre.com"
+DEFAULT_SPOOL = Path("/var/lib/smsc-relay/spool.db")
+_ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    networks: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    # Inbound mail may carry attachments we ignore (a printer's PDF): far above the provider's
+    # 100 KB, which applies to the mail we send, not to the mail we receive.
+    max_message_size: int = 2 * 1024 * 1024
+    max_recipients: int = 50
+    hostname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    password: Secret
+    hosts: tuple[str, ...] = (DEFAULT_PROVIDER_HOST,)
+    port: int = 25
+    address: str = DEFAULT_PROVIDER_ADDRESS
+    login: str = ""
+    charset: str = "koi8-r"
+    test: bool = True
+    reply_address: str = ""
+    outbox: Path | None = None
+    email2sms_domain: str = DEFAULT_PROVIDER_HOST
+
+    @property
+    def test_flag(self) -> str:
+        return "1" if self.test else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    path: Path = DEFAULT_SPOOL
+
+
+@dataclass(frozen=True, slots=True)
+class ParsingConfig:
+    undeclared_charset: str = "koi8-r"
+    detect_utf8: bool = True
+    strip_signature: bool = True
+    strip_quotes: bool = True
+    boilerplate: tuple[re.Pattern[str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    provider: ProviderConfig
+    routes: tuple[Route, ...]
+    listen: ListenConfig = ListenConfig()
+    spool: SpoolConfig = SpoolConfig()
+    parsing: ParsingConfig = ParsingConfig()
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    source: str = "config"
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("(file)", None, f"cannot read {path}: {exc}")], str(path)) from None
+    return parse(text, base_dir=path.parent, env=os.environ if env is None else env, source=str(path))
+
+
+def parse(
+    text: str, *, base_dir: Path = Path("."), env: Mapping[str, str] | None = None, source: str = "config"
+) -> Config:
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem("(yaml)", None, str(exc).replace("\n", " "))], source) from None
+    problems: list[Problem] = []
+    top = Reader(problems, data, "", 1)
+    listen = _listen(top.child("listen"))
+    provider = _provider(top.child("provider"), base_dir, env or {})
+    spool = SpoolConfig(_path(top.child("spool"), "path", base_dir) or DEFAULT_SPOOL)
+    parsing = _parsing(top.child("parsing"))
+    aliases = _aliases(top.child("aliases"))
+    routes = read_routes(top, aliases, provider)
+    top.finish()
+    if problems:
+        raise ConfigError(problems, source)
+    return Config(provider, routes, listen, spool, parsing, aliases, source)
+
+
+def _listen(r: Reader) -> ListenConfig:
+    d = ListenConfig()
+    networks = []
+    for item, path, line in r.items("networks") or [(str(n), "", None) for n in d.networks]:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError as exc:
+            problems_append(r, path, line, f"not a network: {exc}")
+    result = ListenConfig(
+        host=r.value("host", str, d.host),
+        port=r.integer("port", d.port, 0, 65535),
+        networks=tuple(networks),
+        max_message_size=r.integer("max_message_size", d.max_message_size, 1024, 1 << 30),
+        max_recipients=r.integer("max_recipients", d.max_recipients, 1, 1000),
+        hostname=r.value("hostname", str, d.hostname),
+    )
+    r.finish()
+    return result
+
+
+def _provider(r: Reader, base_dir: Path, env: Mapping[str, str]) -> ProviderConfig:
+    hosts = tuple(str(h) for h, _, _ in r.items("host")) or (DEFAULT_PROVIDER_HOST,)
+    login = r.checked("login", lambda v: fields.login(_expand(v, env)), "")
+    password = _password(r, base_dir, env)
+    charset = r.value("charset", str, "koi8-r").lower()
+    try:
+        "test".encode(charset)
+    except LookupError:
+        r.problem("charset", f"unknown charset {charset!r}")
+        charset = "koi8-r"
+    reply_address = r.checked("reply_address", _address, "")
+    address = r.checked("address", _address, DEFAULT_PROVIDER_ADDRESS)
+    if not reply_address and not r.has("reply_address"):
+        # The provider answers parameter errors even with test=0: without it they are lost.
+        r.problem("reply_address", "is required: the provider's replies and error reports go there")
+    result = ProviderConfig(
+        password=password,
+        hosts=hosts,
+        port=r.integer("port", 25, 1, 65535),
+        address=address,
+        login=login,
+        charset=charset,
+        test=r.value("test", bool, True),
+        reply_address=reply_address,
+        outbox=_path(r, "outbox", base_dir),
+        email2sms_domain=r.value("email2sms_domain", str, DEFAULT_PROVIDER_HOST),
+    )
+    r.finish()
+    return result
+
+
+def _password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
+    if r.has("password") and r.has("password_file"):
+        r.problem("password", "give password or password_file, not both")
+    raw = ""
+    if r.has("password_file"):
+        path = _path(r, "password_file", base_dir, env)
+        try:
+            raw = path.read_text(encoding="utf-8").strip() if path else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            r.problem("password_file", f"cannot read: {exc.__class__.__name__}: {exc.strerror or ''}")
+            return Secret("")
+    elif r.has("password"):
+        try:
+            raw = _expand(str(r.raw("password")), env)
+        except ValueError as exc:
+            r.problem("password", str(exc))
+            return Secret("")
+    else:
+        r.problem("password", "is required (or password_file, or password: ${SMSC_PASSWORD})")
+        return Secret("")
+    try:
+        return Secret(fields.password(raw))
+    except ValueError as exc:
+        r.problem("password_file" if r.has("password_file") else "password", str(exc))
+        return Secret("")
+
+
+def _parsing(r: Reader) -> ParsingConfig:
+    patterns = []
+    for item, path, line in r.items("boilerplate"):
+        try:
+            patterns.append(re.compile(str(item), re.IGNORECASE | re.MULTILINE | re.DOTALL))
+        except re.error as exc:
+            problems_append(r, path, line, f"bad regular expression: {exc}")
+    charset = r.value("undeclared_charset", str, "koi8-r").lower()
+    try:
+        b"test".decode(charset)
+    except LookupError:
+        r.problem("undeclared_charset", f"unknown charset {charset!r}")
+        charset = "koi8-r"
+    result = ParsingConfig(
+        undeclared_charset=charset,
+        detect_utf8=r.value("detect_utf8", bool, True),
+        strip_signature=r.value("strip_signature", bool, True),
+        strip_quotes=r.value("strip_quotes", bool, True),
+        boilerplate=tuple(patterns),
+    )
+    r.finish()
+    return result
+
+
+def _aliases(r: Reader) -> dict[str, tuple[str, ...]]:
+    result = {}
+    for name in list(r.data):
+        try:
+            result[str(name)] = fields.phones([str(p) for p, _, _ in r.items(name)], groups=True)
+        except ValueError as exc:
+            r.problem(str(name), str(exc))
+    return result
+
+
+def _path(r: Reader, key: str, base_dir: Path, env: Mapping[str, str] | None = None) -> Path | None:
+    value = r.value(key, str, "")
+    if not value:
+        return None
+    try:
+        value = _expand(value, env or {})
+    except ValueError as exc:
+        r.problem(key, str(exc))
+        return None
+    path = Path(value).expanduser()
+    # Relative paths are relative to the config file, so the daemon's working directory never matters.
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a valid e-mail address: {exc}") from None
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    """Replace ${NAME} and ${NAME:-default} with environment values."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group("name"), m.group("default")
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ValueError(f"environment variable {name} is not set")
+
+    return _ENV_REF.sub(sub, value)
+
+
+def problems_append(r: Reader, path: str, line: int | None, message: str) -> None:
+    r.problems.append(Problem(path, line, message))
+
+
+__all__ = ["EX_CONFIG", "Config", "ListenConfig", "Options", "ProviderConfig", "Route", "RouteMode", "load", "parse"]

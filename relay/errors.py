@@ -1,0 +1,94 @@
+"""The relay's exception tree; the listener maps it to SMTP replies in one place.
+
+    RelayError                      carries .reply (code, enhanced code, text)
+    ├── TemporaryError              451 4.3.0: the client keeps the mail and retries
+    │   └── SpoolError              the spool could not commit (disk full, locked, corrupt)
+    └── PermanentError              5xx: retrying the same mail cannot help
+        ├── NoRouteError            550 5.1.1 no route for <addr>
+        ├── AddressError            553 5.1.3 a phone or address that fails validation
+        ├── TooBigError             552 5.3.4 inbound mail or provider mail over its limit
+        ├── ContentError            554 5.6.0 nothing usable to send, bad command line, bad field
+        └── LoopError               554 5.4.6 too many Received: headers
+
+    ConfigError                     not an SMTP error: `check` prints it, `serve` exits 78
+
+Exception text never reaches the client: the reply text is written for the client on purpose,
+and anything unexpected becomes S451_INTERNAL with the traceback in the log only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay import replies
+from relay.replies import Reply
+
+
+class RelayError(Exception):
+    """A failure with a specific SMTP reply that a human can act on."""
+
+    default_reply: Reply = replies.S451_INTERNAL
+
+    def __init__(self, reason: str, *, reply: Reply | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.reply = (reply or self.default_reply).with_text(reason)
+
+
+class TemporaryError(RelayError):
+    default_reply = replies.S451_INTERNAL
+
+
+class SpoolError(TemporaryError):
+    default_reply = replies.S451_SPOOL
+
+
+class PermanentError(RelayError):
+    default_reply = replies.S554_NO_CONTENT
+
+
+class NoRouteError(PermanentError):
+    default_reply = replies.S550_NO_ROUTE
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"no route for <{address}>")
+        self.address = address
+
+
+class AddressError(PermanentError):
+    default_reply = replies.S553_BAD_ADDRESS
+
+
+class TooBigError(PermanentError):
+    default_reply = replies.S552_TOO_BIG
+
+
+class ContentError(PermanentError):
+    default_reply = replies.S554_NO_CONTENT
+
+
+class LoopError(PermanentError):
+    default_reply = replies.S554_LOOP
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One config problem: where (key path and line) and what."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path} (line {self.line})" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem found in a config file, reported together."""
+
+    def __init__(self, problems: list[Problem], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")

@@ -1,0 +1,1 @@
+"""Pure formatters: SmsRequest -> the exact bytes the provider receives."""

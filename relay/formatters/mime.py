@@ -1,0 +1,70 @@
+"""A provider request's body text -> the exact RFC 5322 mail: charset, transfer encoding, size cap.
+
+No header carries anything a client sent: they are built from the config and the relay id
+only, so no subject or address can inject a header (CVE-2024-6923 class) on any Python.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from email.utils import format_datetime
+from datetime import datetime
+
+from relay.errors import TooBigError
+
+MAX_PROVIDER_MAIL = 100 * 1024  # the provider's limit on one mail
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail_from: str
+    rcpt_to: str
+    subject: str
+    relay_id: str
+    hostname: str
+
+
+def build(body: str, envelope: Envelope, charset: str, now: datetime) -> bytes:
+    """The whole mail as bytes with CRLF line endings.
+
+    The body is sent in `charset` (koi8-r is the provider's default); a text that charset cannot
+    hold (emoji, Latin accents in koi8-r) is sent as UTF-8 and declared so, never lossy. Base64
+    survives every SMTP hop (8-bit, long lines) and is what the provider's own client library
+    sends for koi8-r.
+    """
+    try:
+        data = body.encode(charset)
+    except UnicodeEncodeError:
+        charset, data = "utf-8", body.encode("utf-8")
+    encoded = base64.encodebytes(data).decode("ascii").replace("\n", "\r\n")
+    headers = [
+        ("From", envelope.mail_from),
+        ("To", envelope.rcpt_to),
+        ("Subject", envelope.subject),
+        ("Date", format_datetime(now)),
+        ("Message-ID", f"<{envelope.relay_id}@{envelope.hostname}>"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'text/plain; charset="{charset}"'),
+        ("Content-Transfer-Encoding", "base64"),
+        ("Auto-Submitted", "auto-generated"),  # RFC 3834: no auto-replies, no loops
+        ("X-Smsc-Relay-Id", envelope.relay_id),
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers if value)
+    message = (head + "\r\n" + encoded).encode("ascii")
+    if len(message) > MAX_PROVIDER_MAIL:
+        raise TooBigError(
+            f"the provider mail would be {len(message)} bytes; the provider accepts {MAX_PROVIDER_MAIL}"
+        )
+    return message
+
+
+def readable(message: bytes) -> str:
+    """The mail as text with its base64 body decoded, for `render` and the outbox's readers."""
+    head, _, body = message.decode("ascii").replace("\r\n", "\n").partition("\n\n")
+    charset = "utf-8"
+    for line in head.split("\n"):
+        if line.lower().startswith("content-type:") and 'charset="' in line:
+            charset = line.split('charset="', 1)[1].rstrip('"')
+    text = base64.b64decode(body).decode(charset)
+    return head + "\n\n" + text + "\n"

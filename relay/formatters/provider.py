@@ -1,0 +1,61 @@
+"""SmsRequest -> ProviderMail: the exact mail for the provider, and a masked copy for people."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from relay.config import ProviderConfig
+from relay.formatters import command, email2sms, mime, segments
+from relay.model import ProviderMail, RouteMode, Segments, SmsRequest
+
+MASK = "***"
+
+
+def build(
+    request: SmsRequest,
+    provider: ProviderConfig,
+    *,
+    hostname: str,
+    now: datetime,
+) -> ProviderMail:
+    if request.credentials:  # a passthrough route that keeps the mail's own login
+        creds = command.Credentials(request.credentials[0], request.credentials[1].value)
+    else:
+        creds = command.Credentials(provider.login, provider.password.value)
+    masked_creds = command.Credentials(creds.login, MASK)
+    if request.mode is RouteMode.EMAIL2SMS:
+        rcpt_to = email2sms.address(provider.login, provider.email2sms_domain)
+        real = masked = email2sms.body(request)
+        texts = [request.entries[0].text]
+    else:
+        rcpt_to = provider.address
+        test = request.options.test or provider.test_flag
+        real = command.format_command(request, creds, test)
+        masked = command.format_command(request, masked_creds, test)
+        texts = [e.text for e in request.entries]
+    envelope = mime.Envelope(
+        mail_from=provider.reply_address,
+        rcpt_to=rcpt_to,
+        subject=f"SMS {request.relay_id}",
+        relay_id=request.relay_id,
+        hostname=hostname,
+    )
+    message = mime.build(real, envelope, provider.charset, now)
+    return ProviderMail(
+        relay_id=request.relay_id,
+        mode=request.mode,
+        route=request.route,
+        mail_from=provider.reply_address,
+        rcpt_to=rcpt_to,
+        message=message,
+        masked=mime.build(masked, envelope, provider.charset, now).decode("ascii"),
+        phones=request.phones,
+        texts=tuple(texts),
+        segments=_largest(texts, request.translit),
+        rcpt_tos=request.rcpt_tos,
+    )
+
+
+def _largest(texts: list[str], translit: int) -> Segments:
+    counted = [segments.count(t, translit=translit) for t in texts] or [segments.count("")]
+    return max(counted, key=lambda s: (s.parts, s.units))

@@ -1,0 +1,94 @@
+"""GSM-7 / UCS-2 part counting, as the provider bills it (160/153 and 70/67 per part)."""
+
+from __future__ import annotations
+
+from relay.model import Segments
+
+# GSM 03.38 default alphabet (one septet each) and extension table (escape + char: two septets).
+GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+# translit=1 as the provider describes it ("translate"): an estimate for counting only, since
+# the provider's exact table is not published. Upper case maps the same way, capitalised.
+_TRANSLIT = dict(
+    zip(
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+        "a b v g d e yo zh z i j k l m n o p r s t u f h c ch sh shh \" y' ' e' yu ya".split(" "),
+        strict=True,
+    )
+)
+
+SINGLE = {"GSM-7": 160, "UCS-2": 70}
+MULTI = {"GSM-7": 153, "UCS-2": 67}
+
+
+def transliterate(text: str) -> str:
+    out = []
+    for ch in text:
+        low = ch.lower()
+        if low in _TRANSLIT:
+            latin = _TRANSLIT[low]
+            out.append(latin.capitalize() if ch != low else latin)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _units(text: str, encoding: str) -> list[int]:
+    """The size of each character in the encoding's units (septets or UTF-16 code units)."""
+    if encoding == "GSM-7":
+        return [2 if ch in GSM_EXTENSION else 1 for ch in text]
+    return [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+
+
+def encoding_for(text: str) -> str:
+    return "GSM-7" if all(ch in GSM_BASIC or ch in GSM_EXTENSION for ch in text) else "UCS-2"
+
+
+def count(text: str, *, translit: int = 0) -> Segments:
+    """Count the parts of one SMS text; a character is never split across two parts."""
+    if translit:
+        text = transliterate(text)
+    encoding = encoding_for(text)
+    sizes = _units(text, encoding)
+    total = sum(sizes)
+    if total <= SINGLE[encoding]:
+        return Segments(encoding, total, 1 if total else 0)
+    parts, used = 1, 0
+    for size in sizes:
+        if used + size > MULTI[encoding]:
+            parts += 1
+            used = 0
+        used += size
+    return Segments(encoding, total, parts)
+
+
+def fit(text: str, *, max_chars: int, max_parts: int = 0, marker: str = "...", translit: int = 0) -> str:
+    """Cut `text` to at most `max_chars` characters and `max_parts` parts (0: no part limit).
+
+    The cut falls on a word boundary when one is near, and `marker` shows the reader that
+    something is missing.
+    """
+
+    def fits(candidate: str) -> bool:
+        if len(candidate) > max_chars:
+            return False
+        return not max_parts or count(candidate, translit=translit).parts <= max_parts
+
+    if fits(text):
+        return text
+    lo, hi = 0, min(len(text), max_chars)
+    while lo < hi:  # the longest prefix that still fits with the marker
+        mid = (lo + hi + 1) // 2
+        if fits(text[:mid].rstrip() + marker):
+            lo = mid
+        else:
+            hi = mid - 1
+    prefix = text[:lo]
+    space = max(prefix.rfind(" "), prefix.rfind("\n"))
+    if space >= lo * 0.7:  # don't throw away more than 30% just to end on a whole word
+        prefix = prefix[:space]
+    return prefix.rstrip() + marker

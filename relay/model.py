@@ -1,0 +1,129 @@
+"""Frozen values passed between the stages of the pipeline, and the enums they use."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class RouteMode(enum.Enum):
+    COMMAND = "command"  # build the provider's colon-delimited command line
+    EMAIL2SMS = "email2sms"  # forward the text to <login>@send.smscentre.com
+    PASSTHROUGH = "passthrough"  # the mail already holds a command line: validate and relay it
+
+
+class BodySource(enum.Enum):
+    TEXT_BLOCK = "text-block"  # a [text]...[/text] block
+    PLAIN = "text/plain"
+    HTML = "text/html"
+    SUBJECT = "subject"  # no usable body: the subject alone
+    NONE = "none"
+
+
+class State(enum.Enum):
+    """A spooled provider request's lifecycle (DESIGN.md section 4)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A password or API key: it prints as *** everywhere, on purpose."""
+
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMail:
+    """What the inbound parser got out of one mail."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    subject: str
+    text: str
+    body_source: BodySource
+    body: str = ""  # the chosen body as decoded, before cleanup (passthrough reads this)
+    header_from: str = ""
+    message_id: str = ""
+    charset: str = ""
+    received_count: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The provider's optional fields: `<time>,<tz>:<translit>,<format>,<sender>,<test>`."""
+
+    time: str = ""
+    tz: str = ""
+    translit: str = ""
+    format: str = ""
+    sender: str = ""
+    test: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One group of phones and the text they get (one line of the `::list` form)."""
+
+    phones: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SmsRequest:
+    """One provider request, before formatting: who gets which text, with which options."""
+
+    relay_id: str
+    mode: RouteMode
+    route: str
+    rcpt_tos: tuple[str, ...]
+    entries: tuple[Entry, ...]
+    options: Options = Options()
+    prefix: str = ""  # message-type prefix such as "__VIBER__: "
+    comment: str = ""  # unbilled comment after \n~~~\n, seen only in the account history
+    translit: int = 0  # what the provider will do to the text, for part counting
+    original_id: str = ""  # passthrough: the id the legacy mail asked for (the relay's replaces it)
+    credentials: tuple[str, Secret] | None = None  # passthrough route that keeps the mail's login
+
+    @property
+    def phones(self) -> tuple[str, ...]:
+        return tuple(p for e in self.entries for p in e.phones)
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """How the provider will bill a text: its encoding, length in that encoding, and parts."""
+
+    encoding: str  # "GSM-7" or "UCS-2"
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMail:
+    """The exact mail to send upstream, plus what an operator needs to see about it."""
+
+    relay_id: str
+    mode: RouteMode
+    route: str
+    mail_from: str  # envelope sender upstream (the reply address)
+    rcpt_to: str  # envelope recipient upstream
+    message: bytes  # the full RFC 5322 message, CRLF line endings, with the real password
+    masked: str  # the same message, byte for byte, but with the password shown as ***
+    phones: tuple[str, ...]
+    texts: tuple[str, ...]
+    segments: Segments
+    rcpt_tos: tuple[str, ...] = ()

@@ -1,0 +1,1 @@
+"""Pure parsers: bytes from the outside world -> typed values."""

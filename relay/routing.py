@@ -1,0 +1,182 @@
+"""InboundMail + routes -> SmsRequests: which phones get which text, with which options.
+
+Rules are tried in order and the first whose recipient, sender and subject patterns all match
+wins. Recipients whose requests would carry the same options are merged into one request: one
+text for all phones, or the `::list` form when texts differ per phone group.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from relay import fields
+from relay.errors import AddressError, ContentError, LoopError, NoRouteError
+from relay.formatters import command, segments
+from relay.model import BodySource, Entry, InboundMail, Options, RouteMode, Secret, SmsRequest
+from relay.parsers import command as command_parser
+from relay.parsers.cleanup import squeeze
+from relay.routes import Route
+
+MAX_HOPS = 50  # Received: headers before we call it a loop (Postfix's hopcount_limit)
+_LEADING_PREFIX = re.compile(r"^\s*_+(?=[A-Za-z]+__)")
+_COMMENT_LINE = re.compile(r"^~~~$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One recipient resolved: its route, phones and the text they get."""
+
+    rcpt: str
+    route: Route
+    phones: tuple[str, ...]
+    text: str
+
+
+def find_route(routes: Sequence[Route], rcpt: str, mail_from: str, subject: str | None = None,
+               header_from: str = "") -> Route | None:
+    """The first route matching; `subject=None` means "not known yet" (the RCPT stage)."""
+    for route in routes:
+        if not route.recipient.search(rcpt):
+            continue
+        if route.sender_match and not (
+            route.sender_match.search(mail_from) or (header_from and route.sender_match.search(header_from))
+        ):
+            continue
+        if route.subject_match and subject is not None and not route.subject_match.search(subject):
+            continue
+        return route
+    return None
+
+
+def check_recipient(routes: Sequence[Route], aliases: Mapping[str, tuple[str, ...]], rcpt: str,
+                    mail_from: str) -> Route:
+    """What the listener asks at RCPT: raises NoRouteError or AddressError, else the route."""
+    route = find_route(routes, rcpt, mail_from)
+    if route is None:
+        raise NoRouteError(rcpt)
+    _phones(route, aliases, rcpt)
+    return route
+
+
+def route_mail(
+    mail: InboundMail,
+    routes: Sequence[Route],
+    aliases: Mapping[str, tuple[str, ...]],
+    new_id: Callable[[], str],
+) -> list[SmsRequest]:
+    if mail.received_count > MAX_HOPS:
+        raise LoopError(f"{mail.received_count} Received: headers; routing loop detected")
+    targets: list[Target] = []
+    passthrough: list[SmsRequest] = []
+    for rcpt in dict.fromkeys(mail.rcpt_tos):
+        route = find_route(routes, rcpt, mail.mail_from, mail.subject, mail.header_from)
+        if route is None:
+            raise NoRouteError(rcpt)
+        if route.mode is RouteMode.PASSTHROUGH:
+            if not any(r.route == route.name for r in passthrough):
+                passthrough.append(_passthrough(mail, route, rcpt, new_id))
+            continue
+        phones = _phones(route, aliases, rcpt)
+        targets.append(Target(rcpt, route, phones, _text(route, mail, rcpt)))
+    return _merge(targets, new_id) + passthrough
+
+
+def _phones(route: Route, aliases: Mapping[str, tuple[str, ...]], rcpt: str) -> tuple[str, ...]:
+    if route.mode is not RouteMode.COMMAND or route.phones:
+        return route.phones
+    m = route.recipient.search(rcpt)
+    groups = m.groupdict() if m else {}
+    if groups.get("phones"):
+        try:
+            # From a client's address: one plain number, never a group or a list.
+            return (fields.phone(groups["phones"]),)
+        except ValueError as exc:
+            raise AddressError(f"<{rcpt}>: {exc}") from None
+    alias = (groups.get("alias") or "").lower()
+    if alias in aliases:
+        return aliases[alias]
+    raise NoRouteError(rcpt)
+
+
+def _text(route: Route, mail: InboundMail, rcpt: str) -> str:
+    if route.message_type in ("ping", "hlr"):
+        return ""  # these requests carry no text; the prefix is the whole message
+    if route.template is None:
+        # An explicit [text] block is exactly what the sender wants sent, without the subject.
+        subject = "" if mail.body_source is BodySource.TEXT_BLOCK else mail.subject
+        text = _default_text(subject, mail.text)
+    else:
+        values = {"subject": mail.subject, "text": mail.text, "from": mail.header_from or mail.mail_from, "to": rcpt}
+        text = squeeze(route.template.format_map(values))
+    if not text:
+        raise ContentError("nothing usable to send: the mail has no text and no subject")
+    text = _neutralize(text)
+    overhead = len(route.prefix) + (len(command.COMMENT_SEPARATOR + route.comment) if route.comment else 0)
+    return segments.fit(
+        text,
+        max_chars=command.MAX_MES - overhead,
+        max_parts=route.max_parts,
+        marker=route.marker,
+        translit=route.translit,
+    )
+
+
+def _default_text(subject: str, text: str) -> str:
+    # Alerts often repeat the subject as the body's first line: send it once.
+    if not text or text.startswith(subject):
+        return text or subject
+    if not subject:
+        return text
+    return f"{subject}\n{text}"
+
+
+def _neutralize(text: str) -> str:
+    """Client text must not act as provider syntax: a leading __CALL__ would place a voice
+    call, and a line of ~~~ would turn the rest of the alert into an unsent comment."""
+    text = _LEADING_PREFIX.sub("", text)
+    return _COMMENT_LINE.sub("~ ~ ~", text)
+
+
+def _merge(targets: list[Target], new_id: Callable[[], str]) -> list[SmsRequest]:
+    groups: dict[tuple[RouteMode, Options, str, str, int, str], list[Target]] = {}
+    for t in targets:
+        # An email2sms mail holds one text (the account decides the phones): one mail per text.
+        own = t.text if t.route.mode is RouteMode.EMAIL2SMS else ""
+        key = (t.route.mode, t.route.options, t.route.prefix, t.route.comment, t.route.translit, own)
+        groups.setdefault(key, []).append(t)
+    requests = []
+    for (mode, options, prefix, comment, _, _), members in groups.items():
+        by_text: dict[str, list[str]] = {}
+        for t in members:
+            by_text.setdefault(t.text, []).extend(t.phones)
+        requests.append(
+            SmsRequest(
+                relay_id=new_id(),
+                mode=mode,
+                route="+".join(dict.fromkeys(t.route.name for t in members)),
+                rcpt_tos=tuple(t.rcpt for t in members),
+                entries=tuple(Entry(tuple(dict.fromkeys(p)), text) for text, p in by_text.items()),
+                options=options,
+                prefix=prefix,
+                comment=comment,
+                translit=members[0].route.translit,
+            )
+        )
+    return requests
+
+
+def _passthrough(mail: InboundMail, route: Route, rcpt: str, new_id: Callable[[], str]) -> SmsRequest:
+    parsed = command_parser.parse(mail.body or mail.text)
+    return SmsRequest(
+        relay_id=new_id(),
+        mode=RouteMode.PASSTHROUGH,
+        route=route.name,
+        rcpt_tos=(rcpt,),
+        entries=parsed.entries,
+        options=parsed.options,
+        translit=int(parsed.options.translit or 0),
+        original_id=parsed.request_id,
+        credentials=(parsed.login, Secret(parsed.password)) if route.keep_credentials else None,
+    )
