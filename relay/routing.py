@@ -112,7 +112,7 @@ def _text(route: Route, mail: InboundMail, rcpt: str) -> str:
         text = squeeze(route.template.format_map(values))
     if not text:
         raise ContentError("nothing usable to send: the mail has no text and no subject")
-    text = _neutralize(text)
+    text = _neutralize(segments.fold_to_gsm(text))
     overhead = len(route.prefix) + (len(command.COMMENT_SEPARATOR + route.comment) if route.comment else 0)
     return segments.fit(
         text,
@@ -124,10 +124,10 @@ def _text(route: Route, mail: InboundMail, rcpt: str) -> str:
 
 
 def _default_text(subject: str, text: str) -> str:
-    # Alerts often repeat the subject as the body's first line: send it once.
-    if not text or text.startswith(subject):
+    # Alerts often repeat the subject in the body (first line, or a line of its own): send it once.
+    if not text or not subject:
         return text or subject
-    if not subject:
+    if text.startswith(subject) or subject in text.split("\n"):
         return text
     return f"{subject}\n{text}"
 

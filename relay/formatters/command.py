@@ -111,4 +111,5 @@ def _choice(value: str, name: str, top: int) -> str:
 def _canonical(mes: str) -> str:
     # Only "\n" as a line break; [text] tags would make the provider read only what is
     # between them, so a text must not be able to write them.
-    return _TEXT_TAG.sub(r"(\1text)", normalize(mes))
+    # Trailing white space is never seen on a phone, and mail hops may strip it anyway.
+    return _TEXT_TAG.sub(r"(\1text)", normalize(mes)).rstrip()

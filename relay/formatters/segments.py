@@ -21,8 +21,26 @@ _TRANSLIT = dict(
     )
 )
 
+# Typography that has a plain GSM-7 look-alike. One curly quote would otherwise turn a whole
+# Latin text into UCS-2: 70 characters a part instead of 160, more than double the cost.
+_GSM_FOLD = str.maketrans(
+    {
+        "\u00a0": " ", "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+        "\u2026": "...", "\u00b7": ".", "\u2022": "*", "\u00d7": "x", "\u2032": "'", "\u2033": '"',
+        "\ufffd": "?",  # an undecodable byte: visible, and no reason to pay for UCS-2
+    }
+)  # fmt: skip
+
 SINGLE = {"GSM-7": 160, "UCS-2": 70}
 MULTI = {"GSM-7": 153, "UCS-2": 67}
+
+
+def fold_to_gsm(text: str) -> str:
+    """Replace typography with GSM-7 look-alikes when that makes the whole text GSM-7."""
+    folded = text.translate(_GSM_FOLD)
+    return folded if folded != text and encoding_for(folded) == "GSM-7" else text
 
 
 def transliterate(text: str) -> str:

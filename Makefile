@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` (the relay in dry-run) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/relay.example.yaml
+SRC    := relay tests benchmarks
+
+.PHONY: setup run test lint check-config bench clean
+
+# The venv is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/smsc-relay serve -c $(CONFIG)
+
+lint: setup
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/smsc-relay check -c $(CONFIG)
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python benchmarks/accept.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
