@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsc-relay", description="E-mail to SMS relay for SMS Centre.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    common.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
+    )
     sub = parser.add_subparsers(metavar="COMMAND")
 
     p = sub.add_parser("check", parents=[common], help="validate the config; exit 0 or 78")
@@ -48,8 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", parents=[common], help="show what one mail becomes, without sending")
     p.add_argument("file", nargs="?", default="-", help="the mail (RFC 5322); - or nothing for stdin")
     p.add_argument("--from", dest="mail_from", default="", help="envelope sender")
-    p.add_argument("--to", dest="rcpt", action="append", default=[], help="envelope recipient (repeatable; "
-                   "default: the mail's To and Cc)")
+    p.add_argument(
+        "--to",
+        dest="rcpt",
+        action="append",
+        default=[],
+        help="envelope recipient (repeatable; default: the mail's To and Cc)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_render)
 
@@ -58,17 +65,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_daemon_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    try:
-        from relay import daemon_cli
-    except ImportError:  # the daemon's modules are optional for the pure core
-        return
+    from relay import daemon_cli
+
     daemon_cli.add_commands(sub, common)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
-    print(f"{args.config}: OK ({len(cfg.routes)} route(s); provider {', '.join(cfg.provider.hosts)}"
-          f"{'; dry-run outbox ' + str(cfg.provider.outbox) if cfg.provider.outbox else ''})")
+    print(
+        f"{args.config}: OK ({len(cfg.routes)} route(s); provider {', '.join(cfg.provider.hosts)}"
+        f"{'; dry-run outbox ' + str(cfg.provider.outbox) if cfg.provider.outbox else ''})"
+    )
     return EX_OK
 
 
@@ -139,8 +146,8 @@ def _print_text(result: pipeline.Rendered) -> None:
         for text in m.texts:
             print("text:     " + text.replace("\n", "\n          "))
         seg = m.segments
-        print(f"parts:    {seg.parts} ({seg.encoding}, {seg.units} {'septets' if seg.encoding == 'GSM-7' else 'UCS-2 units'})")
+        unit = "septets" if seg.encoding == "GSM-7" else "UCS-2 units"
+        print(f"parts:    {seg.parts} ({seg.encoding}, {seg.units} {unit})")
         print("provider mail (password shown as ***):")
         readable = mime.readable(m.masked.encode("ascii"))
         print("  " + readable.rstrip("\n").replace("\n", "\n  "))
-

@@ -8,7 +8,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -97,7 +96,11 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
 
 
 def parse(
-    text: str, *, base_dir: Path = Path("."), env: Mapping[str, str] | None = None, source: str = "config"
+    text: str,
+    *,
+    base_dir: Path = Path("."),
+    env: Mapping[str, str] | None = None,
+    source: str = "config",
 ) -> Config:
     try:
         data = load_yaml(text)
@@ -268,4 +271,14 @@ def problems_append(r: Reader, path: str, line: int | None, message: str) -> Non
     r.problems.append(Problem(path, line, message))
 
 
-__all__ = ["EX_CONFIG", "Config", "ListenConfig", "Options", "ProviderConfig", "Route", "RouteMode", "load", "parse"]
+__all__ = [
+    "EX_CONFIG",
+    "Config",
+    "ListenConfig",
+    "Options",
+    "ProviderConfig",
+    "Route",
+    "RouteMode",
+    "load",
+    "parse",
+]

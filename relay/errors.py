@@ -88,7 +88,8 @@ class ConfigError(Exception):
     """Every problem found in a config file, reported together."""
 
     def __init__(self, problems: list[Problem], source: str = "config") -> None:
-        self.problems = problems
+        # In file order, so the list reads like the file.
+        self.problems = sorted(problems, key=lambda p: p.line or 0)
         self.source = source
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")

@@ -57,8 +57,7 @@ def sender(raw: str) -> str:
     if SENDER_DIGITS.fullmatch(raw) or SENDER_NAME.fullmatch(raw):
         return raw
     raise ValueError(
-        f"sender {raw!r} must be up to 11 Latin letters, digits, spaces and .-_!&'()+/, "
-        "or up to 15 digits"
+        f"sender {raw!r} must be up to 11 Latin letters, digits, spaces and .-_!&'()+/, or up to 15 digits"
     )
 
 

@@ -91,7 +91,7 @@ class SmsRequest:
     route: str
     rcpt_tos: tuple[str, ...]
     entries: tuple[Entry, ...]
-    options: Options = Options()
+    options: Options = field(default_factory=Options)
     prefix: str = ""  # message-type prefix such as "__VIBER__: "
     comment: str = ""  # unbilled comment after \n~~~\n, seen only in the account history
     translit: int = 0  # what the provider will do to the text, for part counting

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from relay import fields
 from relay.configread import Reader
+from relay.errors import Problem
 from relay.model import Options, RouteMode
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class Route:
     sender_match: re.Pattern[str] | None = None
     subject_match: re.Pattern[str] | None = None
     phones: tuple[str, ...] = ()
-    options: Options = Options()
+    options: Options = field(default_factory=Options)
     message_type: str = "sms"
     comment: str = ""
     template: str | None = None  # None: "{subject}\n{text}", without repeating the subject
@@ -54,7 +55,9 @@ class Route:
         return int(self.options.translit or 0)
 
 
-def read_routes(top: Reader, aliases: dict[str, tuple[str, ...]], provider: ProviderConfig) -> tuple[Route, ...]:
+def read_routes(
+    top: Reader, aliases: dict[str, tuple[str, ...]], provider: ProviderConfig
+) -> tuple[Route, ...]:
     items = top.items("routes")
     if not items:
         top.problem("routes", "at least one route is required: without one every recipient is refused")
@@ -68,7 +71,9 @@ def read_routes(top: Reader, aliases: dict[str, tuple[str, ...]], provider: Prov
     return tuple(routes)
 
 
-def _route(r: Reader, index: int, aliases: dict[str, tuple[str, ...]], provider: ProviderConfig) -> Route | None:
+def _route(
+    r: Reader, index: int, aliases: dict[str, tuple[str, ...]], provider: ProviderConfig
+) -> Route | None:
     name = r.value("name", str, f"route{index + 1}")
     mode_name = r.choice("mode", "command", tuple(m.value for m in RouteMode))
     mode = RouteMode(mode_name)
@@ -122,7 +127,7 @@ def _regex(r: Reader, key: str, *, required: bool = False) -> re.Pattern[str] | 
 
 def _phones(r: Reader, aliases: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     result: list[str] = []
-    for item, path, _line in r.items("phones"):
+    for item, path, line in r.items("phones"):
         text = str(item)
         if text in aliases:
             result.extend(aliases[text])
@@ -130,12 +135,12 @@ def _phones(r: Reader, aliases: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
         try:
             result.append(fields.phone(text, groups=True))
         except ValueError as exc:
-            r.problem("phones", f"{path}: {exc} (nor an alias name)")
+            r.problems.append(Problem(path, line, f"{exc} (nor an alias name)"))
     return tuple(dict.fromkeys(result))
 
 
 def _template(r: Reader) -> str | None:
-    value: str | None = r.value("template", str, None)  # type: ignore[arg-type]
+    value = r.value("template", str, "") if r.has("template") else None
     if value is None:
         return None
     try:

@@ -7,6 +7,7 @@ text for all phones, or the `::list` form when texts differ per phone group.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,8 +35,13 @@ class Target:
     text: str
 
 
-def find_route(routes: Sequence[Route], rcpt: str, mail_from: str, subject: str | None = None,
-               header_from: str = "") -> Route | None:
+def find_route(
+    routes: Sequence[Route],
+    rcpt: str,
+    mail_from: str,
+    subject: str | None = None,
+    header_from: str = "",
+) -> Route | None:
     """The first route matching; `subject=None` means "not known yet" (the RCPT stage)."""
     for route in routes:
         if not route.recipient.search(rcpt):
@@ -50,8 +56,9 @@ def find_route(routes: Sequence[Route], rcpt: str, mail_from: str, subject: str 
     return None
 
 
-def check_recipient(routes: Sequence[Route], aliases: Mapping[str, tuple[str, ...]], rcpt: str,
-                    mail_from: str) -> Route:
+def check_recipient(
+    routes: Sequence[Route], aliases: Mapping[str, tuple[str, ...]], rcpt: str, mail_from: str
+) -> Route:
     """What the listener asks at RCPT: raises NoRouteError or AddressError, else the route."""
     route = find_route(routes, rcpt, mail_from)
     if route is None:
@@ -108,7 +115,12 @@ def _text(route: Route, mail: InboundMail, rcpt: str) -> str:
         subject = "" if mail.body_source is BodySource.TEXT_BLOCK else mail.subject
         text = _default_text(subject, mail.text)
     else:
-        values = {"subject": mail.subject, "text": mail.text, "from": mail.header_from or mail.mail_from, "to": rcpt}
+        values = {
+            "subject": mail.subject,
+            "text": mail.text,
+            "from": mail.header_from or mail.mail_from,
+            "to": rcpt,
+        }
         text = squeeze(route.template.format_map(values))
     if not text:
         raise ContentError("nothing usable to send: the mail has no text and no subject")
@@ -144,7 +156,14 @@ def _merge(targets: list[Target], new_id: Callable[[], str]) -> list[SmsRequest]
     for t in targets:
         # An email2sms mail holds one text (the account decides the phones): one mail per text.
         own = t.text if t.route.mode is RouteMode.EMAIL2SMS else ""
-        key = (t.route.mode, t.route.options, t.route.prefix, t.route.comment, t.route.translit, own)
+        key = (
+            t.route.mode,
+            t.route.options,
+            t.route.prefix,
+            t.route.comment,
+            t.route.translit,
+            own,
+        )
         groups.setdefault(key, []).append(t)
     requests = []
     for (mode, options, prefix, comment, _, _), members in groups.items():
@@ -169,13 +188,16 @@ def _merge(targets: list[Target], new_id: Callable[[], str]) -> list[SmsRequest]
 
 def _passthrough(mail: InboundMail, route: Route, rcpt: str, new_id: Callable[[], str]) -> SmsRequest:
     parsed = command_parser.parse(mail.body or mail.text)
+    # The provider's replies come to the relay, not to the legacy app: the relay's own `test`
+    # setting decides whether it asks for them.
+    options = dataclasses.replace(parsed.options, test="")
     return SmsRequest(
         relay_id=new_id(),
         mode=RouteMode.PASSTHROUGH,
         route=route.name,
         rcpt_tos=(rcpt,),
         entries=parsed.entries,
-        options=parsed.options,
+        options=options,
         translit=int(parsed.options.translit or 0),
         original_id=parsed.request_id,
         credentials=(parsed.login, Secret(parsed.password)) if route.keep_credentials else None,

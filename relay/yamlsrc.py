@@ -62,4 +62,4 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 
 def load(text: str) -> Any:
     """Parse YAML text; raises yaml.YAMLError (with a line) for syntax errors."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    return yaml.load(text, Loader=_Loader)

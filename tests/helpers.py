@@ -47,7 +47,10 @@ def counter(prefix: str = "id") -> Callable[[], str]:
 
 
 def render(
-    raw: bytes, rcpt: list[str], cfg: config_mod.Config | None = None, mail_from: str = "app@example.com"
+    raw: bytes,
+    rcpt: list[str],
+    cfg: config_mod.Config | None = None,
+    mail_from: str = "app@example.com",
 ) -> pipeline.Rendered:
     return pipeline.render(
         raw,

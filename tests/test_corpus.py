@@ -107,7 +107,7 @@ def test_render_cli_json(path: Path, capsys: pytest.CaptureFixture[str]) -> None
     if "text" in want:
         assert item["text"] == want["text"]
     # The message is the exact mail, base64 body and all, but with the password masked.
-    head, _, body = item["message"].partition("\r\n\r\n")
+    _head, _, body = item["message"].partition("\r\n\r\n")
     decoded = base64.b64decode(body)
     assert b":***:" in decoded
     assert item["command"].split(":")[1] == "***"

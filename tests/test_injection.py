@@ -51,7 +51,11 @@ def check_provider_mail(request: SmsRequest, message: bytes, phones: list[str]) 
     assert not msg.is_multipart()
     body = msg.get_payload(decode=True).decode(msg.get_content_charset())
     parsed = command_parser.parse(body)
-    assert (parsed.login, parsed.password, parsed.request_id) == ("mylogin", PASSWORD, request.relay_id)
+    assert (parsed.login, parsed.password, parsed.request_id) == (
+        "mylogin",
+        PASSWORD,
+        request.relay_id,
+    )
     assert parsed.options.test == "1"
     assert parsed.options.sender == request.options.sender
     assert [e.text for e in parsed.entries] == command.as_sent(request)
@@ -85,8 +89,10 @@ def test_mail_through_whole_pipeline(subject: str, body: str, phone: str, header
 
 
 @settings(max_examples=400, deadline=None)
-@given(texts=st.lists(ANY_TEXT.filter(lambda t: t.strip()), min_size=1, max_size=4),
-       phones=st.lists(st.lists(PHONE, min_size=1, max_size=3, unique=True), min_size=1, max_size=4))
+@given(
+    texts=st.lists(ANY_TEXT.filter(lambda t: t.strip()), min_size=1, max_size=4),
+    phones=st.lists(st.lists(PHONE, min_size=1, max_size=3, unique=True), min_size=1, max_size=4),
+)
 def test_formatter_round_trip(texts: list[str], phones: list[list[str]]) -> None:
     entries = tuple(Entry(tuple(p), t) for p, t in zip(phones, texts, strict=False))
     request = SmsRequest("rid-1", RouteMode.COMMAND, "r", (), entries, Options(sender="ALERTS"))

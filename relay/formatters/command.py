@@ -65,7 +65,10 @@ def format_command(request: SmsRequest, credentials: Credentials, test: str) -> 
     phone_lists = [_phones(e) for e in request.entries]
     if not is_list_form(request):
         return f"{head}:{phone_lists[0]}:{texts[0]}"
-    lines = [f"{phones}:{mes.replace(chr(10), chr(92) + 'n')}" for phones, mes in zip(phone_lists, texts, strict=True)]
+    lines = [
+        f"{phones}:{mes.replace(chr(10), chr(92) + 'n')}"
+        for phones, mes in zip(phone_lists, texts, strict=True)
+    ]
     return f"{head}::" + "\n".join(lines)
 
 

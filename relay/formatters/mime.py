@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import datetime
+from email.utils import format_datetime
 
 from relay.errors import TooBigError
 

@@ -16,7 +16,7 @@ GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
 _TRANSLIT = dict(
     zip(
         "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
-        "a b v g d e yo zh z i j k l m n o p r s t u f h c ch sh shh \" y' ' e' yu ya".split(" "),
+        "a b v g d e yo zh z i j k l m n o p r s t u f h c ch sh shh \" y' ' e' yu ya".split(" "),  # noqa: SIM905
         strict=True,
     )
 )

@@ -38,7 +38,7 @@ def parse(body: str) -> Command:
         )
     login, password, request_id, timetz, opts, phones, mes = parts
     time, _, tz = timetz.partition(",")
-    translit, fmt, sender, test = (opts.split(",", 3) + ["", "", "", ""])[:4]
+    translit, fmt, sender, test = [*opts.split(",", 3), "", "", ""][:4]
     try:
         options = Options(
             time=fields.time(time) if time else "",

@@ -128,7 +128,7 @@ def _leaves(msg: Message) -> Iterator[Message]:
         if part.is_multipart() and part.get_content_maintype() == "multipart":
             payload = part.get_payload()
             if isinstance(payload, list):
-                stack.extend(reversed(payload))
+                stack.extend(p for p in reversed(payload) if isinstance(p, Message))
         elif part.get_content_maintype() != "message":
             yield part
 
@@ -138,13 +138,15 @@ def _is_attachment(part: Message) -> bool:
     if disposition == "attachment":
         return True
     # A named text part without an inline disposition is a file (a log, a report), not the body.
-    return disposition != "inline" and bool(part.get_param("name") or part.get_param("filename", header="Content-Disposition"))
+    return disposition != "inline" and bool(
+        part.get_param("name") or part.get_param("filename", header="Content-Disposition")
+    )
 
 
 def _param(part: Message, name: str) -> str | None:
     try:
         value = part.get_param(name)
-    except Exception:  # noqa: BLE001 - malformed parameters are common; they must not reject mail
+    except Exception:
         return None
     if isinstance(value, tuple):  # RFC 2231 form
         value = value[2]
@@ -159,7 +161,7 @@ def _param_header(part: Message, name: str) -> str | None:
 def _html_to_text(html: str) -> str:
     try:
         return str(get_text(html, _HTML_CONFIG))
-    except Exception:  # noqa: BLE001 - a broken document still has text worth sending
+    except Exception:
         return re.sub(r"<[^>]*>", " ", html)
 
 
@@ -169,7 +171,9 @@ def _decode_header(value: str, s: ParsingConfig, warnings: list[str], name: str)
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         # compat32 keeps undeclared 8-bit header bytes as surrogates: decode them like a body.
         data = value.encode("ascii", "surrogateescape")
-        value = charsets.decode(data, None, undeclared=s.undeclared_charset, detect_utf8=s.detect_utf8, what=name).text
+        value = charsets.decode(
+            data, None, undeclared=s.undeclared_charset, detect_utf8=s.detect_utf8, what=name
+        ).text
     try:
         chunks = email.header.decode_header(value)
     except (email.errors.HeaderParseError, ValueError):
@@ -181,7 +185,11 @@ def _decode_header(value: str, s: ParsingConfig, warnings: list[str], name: str)
             out.append(chunk)
             continue
         decoded = charsets.decode(
-            chunk, label or "ascii", undeclared=s.undeclared_charset, detect_utf8=s.detect_utf8, what=name
+            chunk,
+            label or "ascii",
+            undeclared=s.undeclared_charset,
+            detect_utf8=s.detect_utf8,
+            what=name,
         )
         if decoded.warning:
             warnings.append(decoded.warning)

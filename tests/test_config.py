@@ -1,0 +1,216 @@
+"""Config validation: every problem reported at once, with key path and line; secrets hidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relay import cli
+from relay import config as config_mod
+from relay.errors import ConfigError
+from tests.helpers import BASE_CONFIG, PASSWORD, make_config
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "relay.example.yaml"
+
+
+def problems(text: str, env: dict[str, str] | None = None, base_dir: Path = Path(".")) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config_mod.parse(text, env=env or {}, base_dir=base_dir)
+    return [str(p) for p in info.value.problems]
+
+
+def test_example_config_is_valid_and_dry_run() -> None:
+    cfg = config_mod.load(EXAMPLE, env={})
+    assert cfg.provider.outbox is not None  # out of the box nothing leaves the machine
+    assert cfg.provider.outbox.is_absolute()
+    assert cfg.provider.test
+    assert len(cfg.routes) == 5
+
+
+def test_base_config_values() -> None:
+    cfg = make_config()
+    assert cfg.provider.login == "mylogin"
+    assert cfg.provider.password.value == PASSWORD
+    assert cfg.provider.hosts == ("send.smscentre.com",)
+    assert cfg.listen.max_message_size == 2 * 1024 * 1024
+    assert [r.name for r in cfg.routes] == ["number", "oncall", "ops", "legacy"]
+    assert cfg.routes[1].phones == ("+79990000001", "+79990000002")
+
+
+def test_every_problem_is_reported_at_once_with_path_and_line() -> None:
+    text = """\
+listen:
+  port: seventy
+  networks: [10.0.0.0/33]
+provider:
+  login: "bad:login"
+  password: "a:b"
+  reply_address: not-an-address
+  charset: klingon
+  tset: true
+routes:
+  - match: {recipient: '(unclosed'}
+  - match: {recipient: '^x@y$'}
+    sender: "WAY-TOO-LONG-SENDER"
+    translit: 7
+    time: "25-26"
+  - match: {recipient: '^z@y$'}
+    template: "{subject.__class__}"
+"""
+    found = problems(text)
+    expected = [
+        "listen.port (line 2): expected int",
+        "listen.networks[0] (line 3): not a network",
+        "provider.login (line 5): login may hold only",
+        "provider.password (line 6): password contains ':'",
+        "provider.reply_address (line 7): 'not-an-address' is not a valid e-mail address",
+        "provider.charset (line 8): unknown charset 'klingon'",
+        "provider.tset (line 9): unknown key (did you mean 'test'?)",
+        "routes[0].match.recipient (line 11): bad regular expression",
+        "routes[1].sender (line 13): sender 'WAY-TOO-LONG-SENDER' must be",
+        "routes[1].translit (line 14): 7 is out of range 0..2",
+        "routes[1].time (line 15): time window '25-26' needs 0 <= h1 < h2 <= 24",
+        "routes[1].phones (line 12): a command route needs phones",
+        "routes[2].template (line 17): unknown field {subject.__class__}",
+        "routes[0].phones (line 11): a command route needs phones",
+        "routes[2].phones (line 16): a command route needs phones",
+    ]
+    for want in expected:
+        assert any(p.startswith(want) for p in found), (want, found)
+    assert len(found) == len(expected)
+    lines = [int(p.split("(line ")[1].split(")")[0]) for p in found]
+    assert lines == sorted(lines)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ("routes: []", "routes (line 2): at least one route is required"),
+        ("routes: [{phones: ['+79990000001']}]", "routes[0].match.recipient (line 2): is required"),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['123']}]",
+            "'123' is not an international phone number",
+        ),
+        ("routes: [{match: {recipient: 'a'}, phones: ['0079991234567']}]", "without 00"),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['٧٩٩٩١٢٣٤٥٦٧']}]",
+            "is not an international phone",
+        ),
+        ("routes: [{match: {recipient: 'a'}, phones: ['G12']}]", None),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['+79990000001'], mode: passthrough}]",
+            "no effect in passthrough",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: [x]}]",
+            "routes[0].phones[0] (line 2): 'x' is not an international",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, mode: smtp}]",
+            "'smtp' is not one of command, email2sms",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['+79990000001'], tz: 99}]",
+            "tz '99' must be",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['+79990000001'], max_parts: 99}]",
+            "out of range 0..15",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['+79990000001'], type: fax}]",
+            "'fax' is not one of sms",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['+79990000001'], template: '{nope}'}]",
+            "unknown field {nope}",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['+79990000001'], template: '{'}]",
+            "bad template",
+        ),
+        (
+            "routes: [{match: {recipient: 'a', subjekt: x}, phones: ['+79990000001']}]",
+            "did you mean 'subject'",
+        ),
+        (
+            "routes: [{match: {recipient: 'a'}, phones: ['+79990000001'], time: '22.11.26 10:30'}]",
+            "time '22.11.26",
+        ),
+    ],
+)
+def test_route_problems(snippet: str, message: str | None) -> None:
+    head = "provider: {password: x, reply_address: r@relay.example.com}\n"
+    if message is None:
+        config_mod.parse(head + snippet, env={})
+        return
+    found = problems(head + snippet)
+    assert any(message in p for p in found), found
+
+
+def test_email2sms_needs_a_login() -> None:
+    found = problems(
+        "provider: {password: k, reply_address: r@e.example}\n"
+        "routes: [{match: {recipient: a}, mode: email2sms}]"
+    )
+    assert any("email2sms needs provider.login" in p for p in found)
+
+
+def test_yaml_syntax_error_and_duplicate_keys_are_problems() -> None:
+    assert "(yaml)" in problems("routes: [")[0]
+    found = problems("provider: {password: a}\nprovider: {password: b}\n")
+    assert "duplicate key 'provider'" in found[0]
+    assert "line 2" in found[0]
+
+
+def test_password_from_env_with_default_and_missing() -> None:
+    text = BASE_CONFIG.replace(f'password: "{PASSWORD}"', "password: ${SMSC_PASSWORD}")
+    assert config_mod.parse(text, env={"SMSC_PASSWORD": "from-env"}).provider.password.value == "from-env"
+    assert any("environment variable SMSC_PASSWORD is not set" in p for p in problems(text))
+    text2 = BASE_CONFIG.replace(f'password: "{PASSWORD}"', "password: ${SMSC_PASSWORD:-fallback}")
+    assert config_mod.parse(text2, env={}).provider.password.value == "fallback"
+
+
+def test_password_file_relative_to_config(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("file-secret\n")
+    text = BASE_CONFIG.replace(f'password: "{PASSWORD}"', "password_file: pw")
+    cfg_file = tmp_path / "relay.yaml"
+    cfg_file.write_text(text)
+    assert config_mod.load(cfg_file, env={}).provider.password.value == "file-secret"
+    (tmp_path / "pw").unlink()
+    with pytest.raises(ConfigError) as info:
+        config_mod.load(cfg_file, env={})
+    assert "provider.password_file" in str(info.value)
+    assert "FileNotFoundError" in str(info.value)
+
+
+def test_both_password_kinds_and_none_are_problems() -> None:
+    text = BASE_CONFIG.replace(f'password: "{PASSWORD}"', f'password: "{PASSWORD}"\n  password_file: /x')
+    assert any("not both" in p for p in problems(text))
+    text = BASE_CONFIG.replace(f'password: "{PASSWORD}"', "")
+    assert any(p.startswith("provider.password") and "is required" in p for p in problems(text))
+
+
+def test_secret_never_appears_in_errors_or_repr() -> None:
+    secret = "hunter2:with-colon"
+    text = BASE_CONFIG.replace(f'password: "{PASSWORD}"', f'password: "{secret}"') + "bogus: 1\n"
+    with pytest.raises(ConfigError) as info:
+        config_mod.parse(text, env={})
+    assert "hunter2" not in str(info.value)
+    cfg = make_config()
+    assert PASSWORD not in repr(cfg)
+    assert PASSWORD not in str(cfg.provider)
+
+
+def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "-c", str(EXAMPLE)]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listen: {port: 99999}\nrouts: []\n")
+    assert cli.main(["check", "-c", str(bad)]) == config_mod.EX_CONFIG == 78
+    err = capsys.readouterr().err
+    assert "listen.port (line 1): 99999 is out of range" in err
+    assert "routs (line 2): unknown key (did you mean 'routes'?)" in err
+    assert cli.main(["check", "-c", str(tmp_path / "missing.yaml")]) == 78
+    assert "cannot read" in capsys.readouterr().err

@@ -1,0 +1,71 @@
+"""SMS part counting (GSM-7 with its extension table vs UCS-2) and cutting to fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.formatters import segments
+from relay.model import Segments
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("", Segments("GSM-7", 0, 0)),
+        ("a" * 160, Segments("GSM-7", 160, 1)),
+        ("a" * 161, Segments("GSM-7", 161, 2)),
+        ("a" * 306, Segments("GSM-7", 306, 2)),
+        ("a" * 307, Segments("GSM-7", 307, 3)),
+        ("€" * 80, Segments("GSM-7", 160, 1)),  # extension characters count twice
+        ("€" * 81, Segments("GSM-7", 162, 2)),
+        ("a" * 152 + "€", Segments("GSM-7", 154, 1)),
+        ("a" * 153 + "{" * 4, Segments("GSM-7", 161, 2)),
+        ("я" * 70, Segments("UCS-2", 70, 1)),
+        ("я" * 71, Segments("UCS-2", 71, 2)),
+        ("я" * 134, Segments("UCS-2", 134, 2)),
+        ("я" * 135, Segments("UCS-2", 135, 3)),
+        ("a" * 69 + "я", Segments("UCS-2", 70, 1)),  # one Cyrillic letter makes it all UCS-2
+        ("🔥" * 35, Segments("UCS-2", 70, 1)),  # emoji are two UTF-16 units
+        ("🔥" * 36, Segments("UCS-2", 72, 2)),
+        ("ÄÖÑÜäöñüàèéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ@£$¥§¿¡", Segments("GSM-7", 41, 1)),
+    ],
+)
+def test_count(text: str, want: Segments) -> None:
+    assert segments.count(text) == want
+
+
+def test_a_part_never_splits_a_character() -> None:
+    # 66 Cyrillic + one emoji: the emoji cannot straddle parts 1 and 2 of 67 units.
+    assert segments.count("я" * 66 + "🔥" + "я" * 10).parts == 2
+    assert segments.count("a" * 152 + "€" + "a" * 10).parts == 2
+
+
+def test_translit_counts_latin() -> None:
+    assert segments.count("Привет", translit=1) == Segments("GSM-7", 6, 1)  # "Privet"
+    assert segments.transliterate("Щука") == "Shhuka"
+
+
+def test_fold_to_gsm_only_when_it_pays() -> None:
+    assert segments.fold_to_gsm("“Quoted” — done…") == '"Quoted" - done...'
+    assert segments.fold_to_gsm("Привет “мир”") == "Привет “мир”"  # UCS-2 anyway: keep the original
+
+
+def test_fit_cuts_at_word_boundary_with_marker() -> None:
+    text = "word " * 100
+    cut = segments.fit(text, max_chars=50)
+    assert cut == "word word word word word word word word word..."
+    assert len(cut) <= 50
+    assert segments.fit("short", max_chars=50) == "short"
+
+
+def test_fit_by_parts() -> None:
+    text = "Авария " * 40
+    cut = segments.fit(text, max_chars=1000, max_parts=1)
+    assert segments.count(cut).parts == 1
+    assert cut.endswith("...")
+    two = segments.fit(text, max_chars=1000, max_parts=2)
+    assert segments.count(two).parts == 2 and len(two) > len(cut)
+
+
+def test_fit_long_word_is_cut_mid_word() -> None:
+    assert segments.fit("x" * 100, max_chars=10) == "xxxxxxx..."
