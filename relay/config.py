@@ -179,8 +179,11 @@ def _password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
         path = _path(r, "password_file", base_dir, env)
         try:
             raw = path.read_text(encoding="utf-8").strip() if path else ""
-        except (OSError, UnicodeDecodeError) as exc:
-            r.problem("password_file", f"cannot read: {exc.__class__.__name__}: {exc.strerror or ''}")
+        except OSError as exc:
+            r.problem("password_file", f"cannot read: {exc.__class__.__name__}: {exc.strerror}")
+            return Secret("")
+        except UnicodeDecodeError:
+            r.problem("password_file", "cannot read: not UTF-8 text")
             return Secret("")
     elif r.has("password"):
         try:
