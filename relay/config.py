@@ -40,6 +40,9 @@ class ListenConfig:
     max_message_size: int = 2 * 1024 * 1024
     max_recipients: int = 50
     hostname: str = ""
+    max_connections: int = 100  # more get 421 4.7.0 at connect (aiosmtpd has no cap of its own)
+    idle_timeout: float = 300.0  # seconds a client may stay silent (RFC 5321 asks for >= 5 min)
+    command_call_limit: int = 100  # then 421: a client looping on NOOP/RSET is cut off
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,17 @@ class ProviderConfig:
     @property
     def test_flag(self) -> str:
         return "1" if self.test else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    concurrency: int = 2  # connections to the provider, each reused for many messages
+    timeout: float = 60.0  # per SMTP command to the provider
+    starttls: str = "auto"  # auto: when offered; require: never send in the clear; off
+    min_backoff: float = 30.0
+    max_backoff: float = 3600.0
+    max_age: float = 86400.0  # then a message that still could not be sent expires
+    shutdown_timeout: float = 20.0  # SIGTERM: in-flight sessions and sends get this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,7 @@ class Config:
     listen: ListenConfig = ListenConfig()
     spool: SpoolConfig = SpoolConfig()
     parsing: ParsingConfig = ParsingConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "config"
 
@@ -112,12 +127,13 @@ def parse(
     provider = _provider(top.child("provider"), base_dir, env or {})
     spool = SpoolConfig(_path(top.child("spool"), "path", base_dir) or DEFAULT_SPOOL)
     parsing = _parsing(top.child("parsing"))
+    delivery = _delivery(top.child("delivery"))
     aliases = _aliases(top.child("aliases"))
     routes = read_routes(top, aliases, provider)
     top.finish()
     if problems:
         raise ConfigError(problems, source)
-    return Config(provider, routes, listen, spool, parsing, aliases, source)
+    return Config(provider, routes, listen, spool, parsing, delivery, aliases, source)
 
 
 def _listen(r: Reader) -> ListenConfig:
@@ -135,7 +151,27 @@ def _listen(r: Reader) -> ListenConfig:
         max_message_size=r.integer("max_message_size", d.max_message_size, 1024, 1 << 30),
         max_recipients=r.integer("max_recipients", d.max_recipients, 1, 1000),
         hostname=r.value("hostname", str, d.hostname),
+        max_connections=r.integer("max_connections", d.max_connections, 1, 100_000),
+        idle_timeout=float(r.integer("idle_timeout", int(d.idle_timeout), 1, 86400)),
+        command_call_limit=r.integer("command_call_limit", d.command_call_limit, 1, 1_000_000),
     )
+    r.finish()
+    return result
+
+
+def _delivery(r: Reader) -> DeliveryConfig:
+    d = DeliveryConfig()
+    result = DeliveryConfig(
+        concurrency=r.integer("concurrency", d.concurrency, 1, 64),
+        timeout=float(r.integer("timeout", int(d.timeout), 1, 3600)),
+        starttls=r.choice("starttls", d.starttls, ("auto", "require", "off")),
+        min_backoff=float(r.integer("min_backoff", int(d.min_backoff), 1, 86400)),
+        max_backoff=float(r.integer("max_backoff", int(d.max_backoff), 1, 7 * 86400)),
+        max_age=float(r.integer("max_age", int(d.max_age), 60, 30 * 86400)),
+        shutdown_timeout=float(r.integer("shutdown_timeout", int(d.shutdown_timeout), 0, 3600)),
+    )
+    if result.min_backoff > result.max_backoff:
+        r.problem("min_backoff", "must not exceed max_backoff")
     r.finish()
     return result
 

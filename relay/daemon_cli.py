@@ -1,10 +1,164 @@
-"""Daemon subcommands: serve | queue | stats."""
+"""Daemon subcommands: serve, and queue/stats which read the spool safely while it runs."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
 from typing import Any
+
+from relay import config as config_mod
+from relay.model import State
+from relay.spool import Row, connect
+
+EX_NOTFOUND = 1
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Registered by relay.cli; filled in by the daemon."""
+    p = sub.add_parser("serve", parents=[common], help="run the relay in the foreground (logs to stderr)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_serve)
+
+    q = sub.add_parser("queue", parents=[common], help="list, show, retry or drop spooled messages")
+    qs = q.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = qs.add_parser("list", parents=[common], help="messages, newest first")
+    p.add_argument("--state", choices=[s.value for s in State], help="only this state")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue_list)
+    for action, helptext in (("show", "one message in full (password masked)"),
+                             ("retry", "send again now (deferred, failed or expired)"),
+                             ("drop", "delete from the spool")):  # fmt: skip
+        p = qs.add_parser(action, parents=[common], help=helptext)
+        p.add_argument("id")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_queue_one)
+
+    p = sub.add_parser("stats", parents=[common], help="message counts by state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from relay import daemon
+
+    daemon.setup_logging(args.log_level)
+    config_mod.load(args.config)  # a broken config exits 78 before anything starts
+    return asyncio.run(daemon.amain(Path(args.config)))
+
+
+def _open(args: argparse.Namespace) -> sqlite3.Connection:
+    cfg = config_mod.load(args.config)
+    if not cfg.spool.path.exists():
+        raise SystemExit(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)")
+    return connect(cfg.spool.path)
+
+
+def as_json(row: Row, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": row.id,
+        "state": row.state.value,
+        "mode": row.mode,
+        "route": row.route,
+        "phones": row.phones,
+        "text": row.texts[0] if len(row.texts) == 1 else row.texts,
+        "parts": row.parts,
+        "attempts": row.attempts,
+        "created": _iso(row.created),
+        "updated": _iso(row.updated),
+        "mail_from": row.mail_from,
+        "rcpt": row.rcpt_tos,
+    }
+    if row.state is State.DEFERRED:
+        data["next_attempt"] = _iso(row.next_attempt)
+    if row.last_error or row.error_code is not None:
+        data["error_code"] = row.error_code
+        data["error"] = row.last_error
+    if row.sms_count is not None:
+        data["sms_count"] = row.sms_count
+    if full:
+        data["message"] = row.message.decode("ascii") if row.masked else "(kept credentials: not shown)"
+    return data
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    conn = _open(args)
+    sql, params = "SELECT * FROM messages", []
+    if args.state:
+        sql, params = sql + " WHERE state = ?", [args.state]
+    rows = [
+        Row.from_db(r) for r in conn.execute(sql + " ORDER BY created DESC LIMIT ?", [*params, args.limit])
+    ]
+    if args.json:
+        print(json.dumps([as_json(r) for r in rows], ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'ID':<24} {'STATE':<9} {'ATT':>3} {'CREATED':<20} {'ROUTE':<12} PHONES / LAST ERROR")
+    for r in rows:
+        tail = ",".join(r.phones) or r.mode
+        print(f"{r.id:<24} {r.state.value:<9} {r.attempts:>3} {_iso(r.created):<20} {r.route:<12} {tail}")
+        if r.last_error:
+            print(f"{'':<24} {r.last_error}")
+    return 0
+
+
+def cmd_queue_one(args: argparse.Namespace) -> int:
+    conn = _open(args)
+    found = conn.execute("SELECT * FROM messages WHERE id = ?", (args.id,)).fetchone()
+    if found is None:
+        print(f"smsc-relay: no message {args.id}", file=sys.stderr)
+        return EX_NOTFOUND
+    row = Row.from_db(found)
+    if args.action == "show":
+        data = as_json(row, full=True)
+        print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(data))
+        return 0
+    if args.action == "retry":
+        if row.state in (State.SENDING, State.QUEUED):
+            print(f"smsc-relay: {args.id} is {row.state.value} already", file=sys.stderr)
+            return EX_NOTFOUND
+        conn.execute(
+            "UPDATE messages SET state = ?, next_attempt = ?, updated = ? WHERE id = ?",
+            (State.QUEUED.value, time.time(), time.time(), args.id),
+        )
+        print(f"{args.id}: queued again (a running relay picks it up within 30 s)")
+        return 0
+    if row.state is State.SENDING:
+        print(f"smsc-relay: {args.id} is being sent right now; try again in a moment", file=sys.stderr)
+        return EX_NOTFOUND
+    conn.execute("DELETE FROM messages WHERE id = ?", (args.id,))
+    print(f"{args.id}: dropped")
+    return 0
+
+
+def _show(data: dict[str, Any]) -> str:
+    lines = [f"{k + ':':<14}{v}" for k, v in data.items() if k != "message"]
+    return "\n".join(lines) + "\n\n" + str(data.get("message", ""))
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    conn = _open(args)
+    counts = {s.value: 0 for s in State}
+    for state, n in conn.execute("SELECT state, COUNT(*) FROM messages GROUP BY state"):
+        counts[state] = n
+    oldest = conn.execute(
+        "SELECT MIN(created) FROM messages WHERE state IN ('queued', 'deferred', 'sending')"
+    ).fetchone()[0]
+    data = {"states": counts, "total": sum(counts.values()),
+            "oldest_pending_age_s": None if oldest is None else round(time.time() - oldest, 1)}  # fmt: skip
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for state, n in counts.items():
+            print(f"{state:<10} {n}")
+        print(f"{'total':<10} {data['total']}")
+        if oldest is not None:
+            print(f"oldest pending: {data['oldest_pending_age_s']} s")
+    return 0

@@ -127,3 +127,6 @@ class ProviderMail:
     texts: tuple[str, ...]
     segments: Segments
     rcpt_tos: tuple[str, ...] = ()
+    # True when the password in `message` is the configured one: the spool then keeps only
+    # `masked`, and delivery puts the (current) configured credentials in at send time.
+    keeps_config_secret: bool = False

@@ -7,6 +7,7 @@ only, so no subject or address can inject a header (CVE-2024-6923 class) on any 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -59,12 +60,28 @@ def build(body: str, envelope: Envelope, charset: str, now: datetime) -> bytes:
     return message
 
 
+def replace_body(message: bytes, change: Callable[[str], str]) -> bytes:
+    """The same mail with its (base64, text/plain) body text passed through `change`."""
+    head, _, body = message.partition(b"\r\n\r\n")
+    charset = _charset(head.decode("ascii"))
+    text = change(base64.b64decode(body).decode(charset))
+    try:
+        data = text.encode(charset)
+    except UnicodeEncodeError:
+        head = head.replace(f'charset="{charset}"'.encode(), b'charset="utf-8"')
+        data = text.encode("utf-8")
+    return head + b"\r\n\r\n" + base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _charset(head: str) -> str:
+    for line in head.replace("\r\n", "\n").split("\n"):
+        if line.lower().startswith("content-type:") and 'charset="' in line:
+            return line.split('charset="', 1)[1].split('"', 1)[0]
+    return "utf-8"
+
+
 def readable(message: bytes) -> str:
     """The mail as text with its base64 body decoded, for `render` and the outbox's readers."""
     head, _, body = message.decode("ascii").replace("\r\n", "\n").partition("\n\n")
-    charset = "utf-8"
-    for line in head.split("\n"):
-        if line.lower().startswith("content-type:") and 'charset="' in line:
-            charset = line.split('charset="', 1)[1].rstrip('"')
-    text = base64.b64decode(body).decode(charset)
+    text = base64.b64decode(body).decode(_charset(head))
     return head + "\n\n" + text + "\n"

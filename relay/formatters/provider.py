@@ -53,7 +53,24 @@ def build(
         texts=tuple(texts),
         segments=_largest(texts, request.translit),
         rcpt_tos=request.rcpt_tos,
+        keeps_config_secret=request.mode is not RouteMode.EMAIL2SMS and request.credentials is None,
     )
+
+
+def unmask(masked: bytes, provider: ProviderConfig) -> bytes:
+    """The sendable mail from a masked one: the configured login and password put back in.
+
+    Done at send time, so the spool never holds the secret, and a rotated password applies
+    to mail already queued.
+    """
+
+    def put_back(body: str) -> str:
+        _login, masked_password, rest = body.split(":", 2)
+        if masked_password != MASK:
+            raise ValueError("spooled provider mail is not masked")
+        return f"{provider.login}:{provider.password.value}:{rest}"
+
+    return mime.replace_body(masked, put_back)
 
 
 def _largest(texts: list[str], translit: int) -> Segments:

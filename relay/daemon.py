@@ -1,0 +1,158 @@
+"""`smsc-relay serve`: load config -> build -> start -> READY -> wait for a signal -> drain -> close."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from relay import config as config_mod
+from relay.config import Config
+from relay.delivery import Deliverer, RetryPolicy, unmasker
+from relay.errors import ConfigError, SpoolError
+from relay.listener import Handler
+from relay.senders import OutboxSender, Sender, SmtpSender
+from relay.spool import Spool
+
+log = logging.getLogger("relay.daemon")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        # journald adds the time; a <N> prefix keeps the level as syslog priority.
+        handler.setFormatter(_JournalFormatter("%(name)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiosmtpd logs every command and peer at INFO: too chatty, and it would log AUTH data.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+class _JournalFormatter(logging.Formatter):
+    PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+class Daemon:
+    def __init__(self, config_path: Path, cfg: Config) -> None:
+        self.config_path = config_path
+        self.cfg = cfg
+        self.spool = Spool(cfg.spool.path)
+        self.deliverer: Deliverer | None = None
+        self.handler: Handler | None = None
+        self.server: asyncio.Server | None = None
+        self.stop_event = asyncio.Event()
+
+    def _new_sender(self) -> Sender:
+        p, d = self.cfg.provider, self.cfg.delivery
+        if p.outbox is not None:
+            return OutboxSender(p.outbox)
+        return SmtpSender(
+            p.hosts, p.port, timeout=d.timeout, starttls=d.starttls, local_hostname=self.handler_hostname
+        )
+
+    @property
+    def handler_hostname(self) -> str:
+        return self.handler.hostname if self.handler else socket.getfqdn()
+
+    async def start(self) -> None:
+        recovered = await self.spool.open()
+        if recovered:
+            log.warning("event=recovered rows=%d note='left sending by a crash; queued again'", recovered)
+        d = self.cfg.delivery
+        self.deliverer = Deliverer(
+            self.spool,
+            self._new_sender,
+            unmasker(lambda: self.cfg.provider),
+            concurrency=d.concurrency,
+            policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
+        )
+        self.handler = Handler(self.cfg, self.spool, self.deliverer.wake, self.cfg.listen.max_connections)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            self.handler.factory, self.cfg.listen.host, self.cfg.listen.port
+        )
+        self.deliverer.start()
+        mode = (
+            f"dry-run outbox={self.cfg.provider.outbox}"
+            if self.cfg.provider.outbox
+            else "provider=" + ",".join(self.cfg.provider.hosts)
+        )
+        log.info(
+            "event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, self.cfg.spool.path, mode
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def reload(self) -> None:
+        """SIGHUP: routes, policy and provider settings from the file; a broken file changes nothing."""
+        try:
+            new = config_mod.load(self.config_path)
+        except ConfigError as exc:
+            log.error("event=reload_refused problems=%d detail=%r", len(exc.problems), str(exc))
+            return
+        if (new.listen.host, new.listen.port, new.spool.path) != (
+            self.cfg.listen.host,
+            self.cfg.listen.port,
+            self.cfg.spool.path,
+        ):
+            log.warning("event=reload_partial note='listen address and spool path change only on restart'")
+        self.cfg = new
+        if self.handler:
+            self.handler.config = new
+        log.info("event=reloaded routes=%d", len(new.routes))
+
+    async def stop(self) -> None:
+        timeout = self.cfg.delivery.shutdown_timeout
+        loop = asyncio.get_running_loop()
+        if self.server:
+            self.server.close()
+        if self.handler:
+            await self.handler.drain(loop.time() + timeout)
+        if self.deliverer:
+            await self.deliverer.stop(timeout)
+        await self.spool.close()
+        log.info("event=stopped")
+
+
+async def amain(config_path: Path) -> int:
+    cfg = config_mod.load(config_path)
+    daemon = Daemon(config_path, cfg)
+    try:
+        await daemon.start()
+    except SpoolError as exc:
+        log.error("event=start_failed error=%r", str(exc))
+        return 75  # EX_TEMPFAIL
+    except OSError as exc:
+        log.error(
+            "event=start_failed error=%r", f"cannot listen on {cfg.listen.host}:{cfg.listen.port}: {exc}"
+        )
+        await daemon.spool.close()
+        return 71  # EX_OSERR
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.stop_event.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    await daemon.stop_event.wait()
+    log.info("event=stopping")
+    await daemon.stop()
+    return 0

@@ -1,0 +1,155 @@
+"""Delivery workers: claim due rows from the spool, send them, record the outcome.
+
+Transient trouble defers the row with exponential backoff and jitter until `max_age`, then
+it expires; a permanent upstream refusal fails it. When the upstream itself is unusable
+(refused connection, 421, timeout) all workers pause together for a growing interval, so a
+provider outage costs one connection attempt per pause, not one per queued message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from relay.config import ProviderConfig
+from relay.formatters import provider as provider_fmt
+from relay.model import State
+from relay.senders import DeliveryError, Sender
+from relay.spool import Row, Spool
+
+log = logging.getLogger("relay.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    min_backoff: float = 30.0
+    max_backoff: float = 3600.0
+    max_age: float = 86400.0  # an SMS alert older than a day is noise
+    jitter: float = 0.2
+
+    def delay(self, attempts: int) -> float:
+        base = min(self.max_backoff, self.min_backoff * 2 ** max(0, attempts - 1))
+        return float(base * random.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+class Deliverer:
+    def __init__(
+        self,
+        spool: Spool,
+        make_sender: Callable[[], Sender],
+        unmask: Callable[[bytes], bytes],
+        *,
+        concurrency: int = 2,
+        policy: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.spool = spool
+        self.make_sender = make_sender
+        self.unmask = unmask
+        self.concurrency = concurrency
+        self.policy = policy
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._workers: list[asyncio.Task[None]] = []
+        self._paused_until = 0.0
+        self._pause = 0.0  # the current upstream pause, grows while the upstream stays down
+        self.in_flight: set[str] = set()
+
+    def wake(self) -> None:
+        """New rows are queued: a sleeping worker should look now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._worker(i), name=f"delivery-{i}") for i in range(self.concurrency)
+        ]
+
+    async def stop(self, timeout: float) -> None:
+        """Finish in-flight sends within `timeout`; what is left stays in the spool."""
+        self._stopping = True
+        self._wake.set()
+        _done, pending = (
+            await asyncio.wait(self._workers, timeout=timeout) if self._workers else (set(), set())
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning("event=delivery_stop_timeout unfinished=%d", len(pending))
+
+    async def _worker(self, index: int) -> None:
+        sender = self.make_sender()
+        try:
+            while not self._stopping:
+                now = time.time()
+                if now < self._paused_until:
+                    await self._sleep(self._paused_until - now)
+                    continue
+                rows = await self.spool.claim(1, now)
+                if not rows:
+                    due = await self.spool.next_due()
+                    await self._sleep(30.0 if due is None else min(30.0, max(0.0, due - time.time())))
+                    continue
+                await self._deliver(sender, rows[0])
+        finally:
+            with contextlib.suppress(Exception):
+                await sender.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self._wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _deliver(self, sender: Sender, row: Row) -> None:
+        self.in_flight.add(row.id)
+        try:
+            message = self.unmask(row.message) if row.masked and sender.needs_credentials else row.message
+            try:
+                reply = await sender.send(row.id, row.upstream_from, row.upstream_to, message)
+            except DeliveryError as exc:
+                await self._failed_attempt(row, exc)
+                return
+            except asyncio.CancelledError:
+                # Stopping mid-send: the outcome is unknown, so it goes back to the queue
+                # (at-least-once; the relay id makes a duplicate visible).
+                await asyncio.shield(self.spool.finish(row.id, State.QUEUED))
+                raise
+            self._pause = 0.0
+            await self.spool.finish(row.id, State.SENT, last_error="", error_code=None)
+            log.info(
+                "event=sent id=%s route=%s attempts=%d upstream=%r", row.id, row.route, row.attempts, reply
+            )
+        finally:
+            self.in_flight.discard(row.id)
+
+    async def _failed_attempt(self, row: Row, exc: DeliveryError) -> None:
+        if exc.connection:
+            self._pause = min(self.policy.max_backoff, max(self.policy.min_backoff / 6, self._pause * 2))
+            self._paused_until = time.time() + self._pause
+            log.warning("event=upstream_unavailable pause=%.0fs error=%r", self._pause, exc.text)
+        if not exc.temporary:
+            await self.spool.finish(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
+            log.error("event=failed id=%s route=%s error=%r", row.id, row.route, exc.text)
+            return
+        if time.time() - row.created > self.policy.max_age:
+            await self.spool.finish(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
+            log.error("event=expired id=%s attempts=%d error=%r", row.id, row.attempts, exc.text)
+            return
+        delay = self.policy.delay(row.attempts)
+        await self.spool.finish(
+            row.id, State.DEFERRED, next_attempt=time.time() + delay, last_error=exc.text, error_code=exc.code
+        )
+        log.warning(
+            "event=deferred id=%s attempts=%d retry_in=%.0fs error=%r", row.id, row.attempts, delay, exc.text
+        )
+
+
+def unmasker(get_provider: Callable[[], ProviderConfig]) -> Callable[[bytes], bytes]:
+    """Unmask with the provider config in force at send time (SIGHUP may have rotated it)."""
+    return lambda masked: provider_fmt.unmask(masked, get_provider())

@@ -1,0 +1,188 @@
+"""The aiosmtpd handler: SMTP hooks only. Policy at RCPT, the pure core at DATA, and the one
+place where exceptions become SMTP replies (DESIGN.md sections 5 and 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from relay import pipeline, replies
+from relay.config import Config
+from relay.errors import RelayError
+from relay.ids import new_id
+from relay.routing import check_recipient
+from relay.spool import Spool
+
+log = logging.getLogger("relay.listener")
+OFFLOAD_BYTES = 64 * 1024  # parse bigger mails in a thread so other sessions keep moving
+
+
+class RelaySMTP(SMTP):
+    """aiosmtpd's SMTP with the limits legacy senders need and a connection cap."""
+
+    # Some loggers send one very long line; aiosmtpd's default (1001) would answer 500.
+    line_length_limit = 1 << 17
+
+    def __init__(self, handler: Handler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.relay_handler = handler
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        tracker = self.relay_handler.sessions
+        if self.transport is None and not tracker.admit(self):  # not a STARTTLS re-entry
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(f"{replies.S421_TOO_MANY_CONNECTIONS}\r\n".encode())
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.relay_handler.sessions.release(self)
+        if self.session is not None:
+            super().connection_lost(error)
+
+
+class Sessions:
+    """Open SMTP sessions: capped, and waited for on shutdown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: set[RelaySMTP] = set()
+        self.accepting = True
+
+    def admit(self, protocol: RelaySMTP) -> bool:
+        if not self.accepting or len(self.open) >= self.limit:
+            return False
+        self.open.add(protocol)
+        return True
+
+    def release(self, protocol: RelaySMTP) -> None:
+        self.open.discard(protocol)
+
+
+class Handler:
+    def __init__(
+        self, config: Config, spool: Spool, on_queued: Callable[[], None], max_sessions: int = 100
+    ) -> None:
+        self.config = config  # replaced as a whole on SIGHUP
+        self.spool = spool
+        self.on_queued = on_queued
+        self.sessions = Sessions(max_sessions)
+        self.hostname = config.listen.hostname or socket.getfqdn()
+        self.busy: set[Session] = set()  # sessions inside handle_DATA: never cut off mid-write
+
+    async def drain(self, deadline: float) -> None:
+        """Shutdown: no new sessions; a session mid-DATA-handling finishes, the others are told
+        421 and closed (their clients keep the mail and retry)."""
+        self.sessions.accepting = False
+        loop = asyncio.get_running_loop()
+        while self.sessions.open and loop.time() < deadline:
+            for proto in list(self.sessions.open):
+                transport = proto.transport
+                if proto.session not in self.busy and isinstance(transport, asyncio.WriteTransport):
+                    transport.write(f"{replies.S421_SHUTTING_DOWN}\r\n".encode())
+                    transport.close()
+                    self.sessions.release(proto)
+            await asyncio.sleep(0.02)
+
+    def factory(self) -> RelaySMTP:
+        cfg = self.config.listen
+        return RelaySMTP(
+            self,
+            data_size_limit=cfg.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self.hostname,
+            ident="smsc-relay",
+            timeout=cfg.idle_timeout,
+            command_call_limit=cfg.command_call_limit,
+        )
+
+    def _allowed(self, session: Session) -> bool:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+        try:
+            address = ipaddress.ip_address(peer.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in net for net in self.config.listen.networks)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        cfg = self.config
+        if not self._allowed(session):
+            log.warning("event=rejected reason=client_not_allowed peer=%s rcpt=%s", session.peer, address)
+            return str(replies.S554_NOT_ALLOWED)
+        if len(envelope.rcpt_tos) >= cfg.listen.max_recipients:
+            return str(replies.S452_TOO_MANY_RECIPIENTS)
+        try:
+            check_recipient(cfg.routes, cfg.aliases, address, envelope.mail_from or "")
+        except RelayError as exc:
+            log.info("event=rejected reason=rcpt peer=%s reply=%r", session.peer, str(exc.reply))
+            return str(exc.reply)
+        envelope.rcpt_tos.append(address)
+        return str(replies.S250_OK)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.busy.add(session)
+        try:
+            return await self._data(session, envelope)
+        finally:
+            self.busy.discard(session)
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        cfg = self.config
+        try:
+            args = {
+                "mail_from": envelope.mail_from or "",
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "config": cfg,
+                "new_id": new_id,
+                "now": datetime.now(UTC),
+                "hostname": self.hostname,
+            }
+            if len(raw) > OFFLOAD_BYTES:
+                rendered = await asyncio.to_thread(lambda: pipeline.render(raw, **args))  # type: ignore[arg-type]
+            else:
+                rendered = pipeline.render(raw, **args)  # type: ignore[arg-type]
+            for warning in rendered.mail.warnings:
+                log.warning("event=decode_warning peer=%s warning=%r", session.peer, warning)
+            # A client that hangs up now cancels this handler; the write must still finish
+            # whole (committed or not), so it runs shielded.
+            write = self.spool.enqueue(
+                rendered.provider_mails,
+                mail_from=envelope.mail_from or "",
+                inbound_id=rendered.mail.message_id,
+            )
+            await asyncio.shield(write)
+        except RelayError as exc:
+            log.warning(
+                "event=rejected peer=%s from=%s reply=%r", session.peer, envelope.mail_from, str(exc.reply)
+            )
+            return str(exc.reply)
+        ids = [m.relay_id for m in rendered.provider_mails]
+        for m in rendered.provider_mails:
+            log.info(
+                "event=queued id=%s route=%s mode=%s phones=%d parts=%d from=%s",
+                m.relay_id, m.route, m.mode.value, len(m.phones), m.segments.parts, envelope.mail_from,
+            )  # fmt: skip
+        self.on_queued()
+        return str(replies.S250_ACCEPTED.with_text("queued as " + " ".join(ids)))
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default answers a permanent 500 with the exception text; a fault of ours
+        # is temporary (the client keeps the mail) and its details are for the log only.
+        log.error("event=internal_error error=%r", error, exc_info=error)
+        return str(replies.S451_INTERNAL)

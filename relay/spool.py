@@ -1,0 +1,268 @@
+"""The durable queue: SQLite in WAL mode with synchronous=FULL, and group commit.
+
+Every write goes through one writer task: operations that arrive while a commit is in flight
+are committed together in the next transaction, so N concurrent SMTP sessions cost one fsync,
+not N. A caller's future resolves only after its transaction is on disk; the listener answers
+250 only then (DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from relay.errors import SpoolError
+from relay.model import ProviderMail, State
+
+log = logging.getLogger("relay.spool")
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,            -- the relay id, also the provider's <id>
+    state TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    route TEXT NOT NULL,
+    mail_from TEXT NOT NULL,        -- the original envelope sender
+    rcpt_tos TEXT NOT NULL,         -- JSON list: the original recipients
+    inbound_id TEXT NOT NULL,       -- Message-ID of the original mail
+    phones TEXT NOT NULL,           -- JSON list
+    texts TEXT NOT NULL,            -- JSON list
+    parts INTEGER NOT NULL,
+    encoding TEXT NOT NULL,
+    upstream_from TEXT NOT NULL,
+    upstream_to TEXT NOT NULL,
+    message BLOB NOT NULL,          -- the exact provider mail with the password masked
+    masked INTEGER NOT NULL,        -- 1: put the configured password in at send time
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    next_attempt REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    error_code INTEGER,
+    sms_count INTEGER
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (state, next_attempt);
+"""
+DUE_STATES = (State.QUEUED.value, State.DEFERRED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: str
+    state: State
+    mode: str
+    route: str
+    mail_from: str
+    rcpt_tos: list[str]
+    inbound_id: str
+    phones: list[str]
+    texts: list[str]
+    parts: int
+    encoding: str
+    upstream_from: str
+    upstream_to: str
+    message: bytes
+    masked: bool
+    attempts: int
+    created: float
+    updated: float
+    next_attempt: float
+    last_error: str
+    error_code: int | None
+    sms_count: int | None
+
+    @classmethod
+    def from_db(cls, r: sqlite3.Row) -> Row:
+        d = dict(r)
+        for key in ("rcpt_tos", "phones", "texts"):
+            d[key] = json.loads(d[key])
+        d["state"] = State(d["state"])
+        d["masked"] = bool(d["masked"])
+        return cls(**d)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit
+    conn.execute("PRAGMA busy_timeout=10000")  # `queue` commands may read while we write
+    return conn
+
+
+class Spool:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0  # transactions written: with group commit, fewer than operations
+
+    async def open(self) -> int:
+        """Open (creating) the spool; rows left `sending` by a crash are queued again."""
+        loop = asyncio.get_running_loop()
+        try:
+            recovered = await loop.run_in_executor(self._executor, self._open)
+        except (sqlite3.Error, OSError) as exc:
+            raise SpoolError(f"cannot open spool {self.path}: {exc}") from exc
+        self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
+        return recovered
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = connect(self.path)
+        self._conn.executescript(SCHEMA)
+        self.path.chmod(0o600)
+        cur = self._conn.execute(
+            "UPDATE messages SET state = ?, updated = ? WHERE state = ?",
+            (State.QUEUED.value, time.time(), State.SENDING.value),
+        )
+        return cur.rowcount
+
+    async def close(self) -> None:
+        if self._writer:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._conn:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=True)
+
+    # ---- writes: group-committed -------------------------------------------------------
+    async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` in the next transaction; return once that transaction is durable."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        self._wake.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                results = await loop.run_in_executor(self._executor, self._commit, batch)
+            except Exception as exc:
+                log.error("event=spool_commit_failed error=%r ops=%d", exc, len(batch))
+                error = SpoolError("spool unavailable, message not accepted; try again later")
+                error.__cause__ = exc
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), (ok, value) in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        assert self._conn is not None
+        conn = self._conn
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op, _ in batch:
+                # A savepoint per operation: one failing operation does not undo the others.
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, op(conn)))
+                    conn.execute("RELEASE op")
+                except sqlite3.IntegrityError as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, SpoolError(f"spool rejected the write: {exc}")))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return results
+
+    async def enqueue(self, mails: Sequence[ProviderMail], *, mail_from: str, inbound_id: str) -> None:
+        now = time.time()
+        rows = [
+            (
+                m.relay_id, State.QUEUED.value, m.mode.value, m.route, mail_from,
+                json.dumps(list(m.rcpt_tos)), inbound_id, json.dumps(list(m.phones)),
+                json.dumps(list(m.texts), ensure_ascii=False),
+                m.segments.parts, m.segments.encoding, m.mail_from, m.rcpt_to,
+                m.masked.encode("ascii") if m.keeps_config_secret else m.message,
+                int(m.keeps_config_secret), now, now, now,
+            )
+            for m in mails
+        ]  # fmt: skip
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
+                " texts, parts, encoding, upstream_from, upstream_to, message, masked, created, updated,"
+                " next_attempt)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self.write(insert)
+
+    async def claim(self, limit: int, now: float) -> list[Row]:
+        """Due rows, moved to `sending` in the same transaction: no two workers get one row."""
+
+        def op(conn: sqlite3.Connection) -> list[Row]:
+            found = conn.execute(
+                "SELECT * FROM messages WHERE state IN (?, ?) AND next_attempt <= ?"
+                " ORDER BY next_attempt, created LIMIT ?",
+                (*DUE_STATES, now, limit),
+            ).fetchall()
+            ids = [r["id"] for r in found]
+            conn.executemany(
+                "UPDATE messages SET state = ?, attempts = attempts + 1, updated = ? WHERE id = ?",
+                [(State.SENDING.value, now, i) for i in ids],
+            )
+            return [
+                dataclasses.replace(Row.from_db(r), state=State.SENDING, attempts=r["attempts"] + 1) for r in found
+            ]
+
+        return await self.write(op)
+
+    async def finish(self, relay_id: str, state: State, **values: Any) -> None:
+        """Record an attempt's outcome: state plus any of next_attempt, last_error, error_code..."""
+        allowed = {"next_attempt", "last_error", "error_code", "sms_count", "attempts"}
+        assert set(values) <= allowed, values
+        columns = "".join(f", {k} = ?" for k in values)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"UPDATE messages SET state = ?, updated = ?{columns} WHERE id = ?",
+                (state.value, time.time(), *values.values(), relay_id),
+            )
+
+        await self.write(op)
+
+    async def next_due(self) -> float | None:
+        def op() -> float | None:
+            assert self._conn is not None
+            row = self._conn.execute(
+                "SELECT MIN(next_attempt) FROM messages WHERE state IN (?, ?)", DUE_STATES
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, op)
