@@ -128,7 +128,7 @@ def cmd_queue_one(args: argparse.Namespace) -> int:
             "UPDATE messages SET state = ?, next_attempt = ?, updated = ? WHERE id = ?",
             (State.QUEUED.value, time.time(), time.time(), args.id),
         )
-        print(f"{args.id}: queued again (a running relay picks it up within 30 s)")
+        print(f"{args.id}: queued again (a running relay picks it up within 5 s)")
         return 0
     if row.state is State.SENDING:
         print(f"smsc-relay: {args.id} is being sent right now; try again in a moment", file=sys.stderr)

@@ -23,6 +23,7 @@ from relay.senders import DeliveryError, Sender
 from relay.spool import Row, Spool
 
 log = logging.getLogger("relay.delivery")
+IDLE_POLL = 5.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,10 @@ class Deliverer:
                 rows = await self.spool.claim(1, now)
                 if not rows:
                     due = await self.spool.next_due()
-                    await self._sleep(30.0 if due is None else min(30.0, max(0.0, due - time.time())))
+                    # Another process (`queue retry`) may queue rows without waking us: look again soon.
+                    await self._sleep(
+                        IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - time.time()))
+                    )
                     continue
                 await self._deliver(sender, rows[0])
         finally:

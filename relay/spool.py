@@ -238,7 +238,8 @@ class Spool:
                 [(State.SENDING.value, now, i) for i in ids],
             )
             return [
-                dataclasses.replace(Row.from_db(r), state=State.SENDING, attempts=r["attempts"] + 1) for r in found
+                dataclasses.replace(Row.from_db(r), state=State.SENDING, attempts=r["attempts"] + 1)
+                for r in found
             ]
 
         return await self.write(op)

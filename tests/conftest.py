@@ -1,0 +1,81 @@
+"""Fixtures: a fake provider and the relay daemon, both on port 0 in the test's own loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from relay import config as config_mod
+from relay.daemon import Daemon
+from tests.fakes import FakeProvider
+from tests.helpers import PASSWORD
+
+RELAY_CONFIG = """
+listen: {{host: 127.0.0.1, port: 0, networks: {networks}, max_message_size: 65536, max_recipients: 5,
+          max_connections: {max_connections}}}
+provider:
+  host: 127.0.0.1
+  port: {provider_port}
+  login: mylogin
+  password: "{password}"
+  reply_address: replies@relay.example.com
+  outbox: {outbox}
+spool: {{path: {spool}}}
+delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, max_age: {max_age},
+            shutdown_timeout: 5}}
+aliases: {{oncall: ["+79990000001", "+79990000002"]}}
+routes:
+  - name: number
+    match: {{recipient: '^(?P<phones>\\+?[0-9]{{10,15}})@sms\\.example\\.com$'}}
+  - name: oncall
+    match: {{recipient: '^oncall@sms\\.example\\.com$'}}
+    phones: [oncall]
+    sender: ALERTS
+  - name: ops
+    match: {{recipient: '^ops@sms\\.example\\.com$'}}
+    mode: email2sms
+"""
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[tuple[FakeProvider, int]]:
+    fake = FakeProvider()
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    yield fake, int(server.sockets[0].getsockname()[1])
+    server.close()
+    await server.wait_closed()
+
+
+RelayFactory = Callable[..., "asyncio.Future[Daemon]"]
+
+
+@pytest.fixture
+async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+    started: list[Daemon] = []
+
+    async def start(provider_port: int, **overrides: object) -> Daemon:
+        values: dict[str, object] = {
+            "networks": "[127.0.0.0/8]",
+            "max_connections": 20,
+            "provider_port": provider_port,
+            "password": PASSWORD,
+            "outbox": "null",
+            "spool": tmp_path / "spool.db",
+            "timeout": 5,
+            "max_age": 3600,
+        }
+        values.update(overrides)
+        path = tmp_path / "relay.yaml"
+        path.write_text(RELAY_CONFIG.format(**values))
+        daemon = Daemon(path, config_mod.load(path, env={}))
+        await daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.server is not None and daemon.server.is_serving():
+            await daemon.stop()

@@ -1,0 +1,77 @@
+"""A fake SMS Centre SMTP server: parses each command like the provider and can misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+from dataclasses import dataclass, field
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from relay.parsers import command as command_parser
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+    body: str  # the decoded text/plain body
+    command: command_parser.Command | None  # None for an email2sms mail
+
+    @property
+    def relay_id(self) -> str:
+        if self.command:
+            return self.command.request_id
+        return email.message_from_bytes(self.raw)["X-Smsc-Relay-Id"]
+
+
+@dataclass
+class FakeProvider:
+    """Scriptable: `replies` are used (and consumed) for DATA before the default 250;
+    `drop_on_data` closes the connection instead of answering that many times."""
+
+    replies: list[str] = field(default_factory=list)
+    drop_on_data: int = 0
+    delay: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    sessions: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str | None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.drop_on_data > 0:
+            self.drop_on_data -= 1
+            assert server.transport is not None
+            server.transport.close()
+            return None
+        if self.replies:
+            return self.replies.pop(0)
+        raw = envelope.original_content or b""
+        msg = email.message_from_bytes(raw)
+        payload = msg.get_payload(decode=True)
+        body = payload.decode(msg.get_content_charset() or "ascii") if isinstance(payload, bytes) else ""
+        rcpt = envelope.rcpt_tos[0]
+        cmd = command_parser.parse(body) if rcpt.startswith("send@") else None
+        self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), raw, body, cmd))
+        self.arrived.set()
+        return "250 2.0.0 Ok: queued"
+
+    def factory(self) -> SMTP:
+        self.sessions += 1
+        return SMTP(self, hostname="fake-provider", enable_SMTPUTF8=True)
+
+    def ids(self) -> list[str]:
+        return [r.relay_id for r in self.received]
+
+
+async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Poll a condition with a deadline: the tests' only way to wait for async effects."""
+    assert callable(predicate)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
