@@ -21,7 +21,8 @@ from relay.routing import check_recipient
 from relay.spool import Spool
 
 log = logging.getLogger("relay.listener")
-OFFLOAD_BYTES = 64 * 1024  # parse bigger mails in a thread so other sessions keep moving
+OFFLOAD_BYTES = 64 * 1024
+TRANSACTION_CALLS = 1 << 30  # parse bigger mails in a thread so other sessions keep moving
 
 
 class RelaySMTP(SMTP):
@@ -102,7 +103,12 @@ class Handler:
             hostname=self.hostname,
             ident="smsc-relay",
             timeout=cfg.idle_timeout,
-            command_call_limit=cfg.command_call_limit,
+            # aiosmtpd counts per session: capping MAIL/RCPT/DATA/RSET would cut off a client
+            # that sends many messages over one connection (an MTA in front of us does).
+            command_call_limit={
+                "*": cfg.command_call_limit,
+                **dict.fromkeys(("MAIL", "RCPT", "DATA", "RSET", "QUIT"), TRANSACTION_CALLS),
+            },
         )
 
     def _allowed(self, session: Session) -> bool:
@@ -152,6 +158,7 @@ class Handler:
                 "new_id": new_id,
                 "now": datetime.now(UTC),
                 "hostname": self.hostname,
+                "with_secret": False,  # the spool keeps the masked mail; delivery unmasks it
             }
             if len(raw) > OFFLOAD_BYTES:
                 rendered = await asyncio.to_thread(lambda: pipeline.render(raw, **args))  # type: ignore[arg-type]

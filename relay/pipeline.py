@@ -36,6 +36,7 @@ def render(
     new_id: Callable[[], str],
     now: datetime,
     hostname: str,
+    with_secret: bool = True,
 ) -> Rendered:
     if len(raw) > config.listen.max_message_size:
         raise TooBigError(f"message is {len(raw)} bytes; this relay accepts {config.listen.max_message_size}")
@@ -43,7 +44,9 @@ def render(
     requests = route_mail(mail, config.routes, config.aliases, new_id)
     if not requests:
         raise ContentError("nothing to send: no recipient")
-    mails = tuple(provider.build(r, config.provider, hostname=hostname, now=now) for r in requests)
+    mails = tuple(
+        provider.build(r, config.provider, hostname=hostname, now=now, with_secret=with_secret) for r in requests
+    )
     return Rendered(mail, tuple(requests), mails)
 
 

@@ -4,6 +4,12 @@ Every write goes through one writer task: operations that arrive while a commit 
 are committed together in the next transaction, so N concurrent SMTP sessions cost one fsync,
 not N. A caller's future resolves only after its transaction is on disk; the listener answers
 250 only then (DESIGN.md section 4).
+
+Only new messages need that fsync. Delivery's state changes (claimed, sent, deferred) are
+committed with synchronous=NORMAL: atomic, and safe against a crash of the process, while a
+power loss may undo the last of them, so a message can be sent again (at-least-once, as
+DESIGN.md promises; the relay id makes the duplicate visible), never lost. The next durable
+commit makes them durable too, since the WAL is written in order.
 """
 
 from __future__ import annotations
@@ -106,7 +112,8 @@ class Spool:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Op, asyncio.Future[Any], bool]] = []
+        self._synchronous = "FULL"
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written: with group commit, fewer than operations
@@ -141,10 +148,11 @@ class Spool:
         self._executor.shutdown(wait=True)
 
     # ---- writes: group-committed -------------------------------------------------------
-    async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `op` in the next transaction; return once that transaction is durable."""
+    async def write(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run `op` in the next transaction; return once that transaction is committed, and
+        on disk (fsynced) if `durable`."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
+        self._pending.append((op, future, durable))
         self._wake.set()
         return await future
 
@@ -162,11 +170,11 @@ class Spool:
                 log.error("event=spool_commit_failed error=%r ops=%d", exc, len(batch))
                 error = SpoolError("spool unavailable, message not accepted; try again later")
                 error.__cause__ = exc
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            for (_, future), (ok, value) in zip(batch, results, strict=True):
+            for (_, future, _), (ok, value) in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if ok:
@@ -174,13 +182,17 @@ class Spool:
                 else:
                     future.set_exception(value)
 
-    def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+    def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> list[tuple[bool, Any]]:
         assert self._conn is not None
         conn = self._conn
+        synchronous = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
+        if synchronous != self._synchronous:  # a connection setting, changed between transactions
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = synchronous
         results: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op, _ in batch:
+            for op, _, _ in batch:
                 # A savepoint per operation: one failing operation does not undo the others.
                 conn.execute("SAVEPOINT op")
                 try:
@@ -244,8 +256,10 @@ class Spool:
 
         return await self.write(op)
 
-    async def finish(self, relay_id: str, state: State, **values: Any) -> None:
-        """Record an attempt's outcome: state plus any of next_attempt, last_error, error_code..."""
+    async def finish(self, relay_id: str, state: State, *, durable: bool = False, **values: Any) -> None:
+        """Record an attempt's outcome: state plus any of next_attempt, last_error, error_code...
+
+        Not fsynced by default: losing it to a power cut means one resend, not a lost message."""
         allowed = {"next_attempt", "last_error", "error_code", "sms_count", "attempts"}
         assert set(values) <= allowed, values
         columns = "".join(f", {k} = ?" for k in values)
@@ -256,7 +270,7 @@ class Spool:
                 (state.value, time.time(), *values.values(), relay_id),
             )
 
-        await self.write(op)
+        await self.write(op, durable=durable)
 
     async def next_due(self) -> float | None:
         def op() -> float | None:

@@ -259,3 +259,21 @@ async def test_spool_full_is_451_then_recovers(
     await asyncio.to_thread(smtplib_send, relay.port, message("x " * 2000))
     await wait_for(lambda: len(fake.received) == 1)
     assert len([s for s in (await states(relay)).values() if s != "confirmed"]) == 1
+
+
+async def test_many_messages_over_one_session_but_noop_loops_are_cut(
+    provider: tuple[FakeProvider, int], relay_factory: Any
+) -> None:
+    fake, port = provider
+    relay = await relay_factory(port)
+    def many() -> None:
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
+            for n in range(150):  # above command_call_limit (100): MAIL is not capped per session
+                client.sendmail("a@example.com", ["79991234567@sms.example.com"], f"Subject: n\r\n\r\n{n}")
+
+    await asyncio.to_thread(many)
+    await wait_for(lambda: len(fake.received) == 150, timeout=30)
+    raw = await Raw.connect(relay.port)
+    replies = [await raw.cmd(b"NOOP\r\n") for _ in range(101)]
+    assert replies[99].startswith("250") and replies[100].startswith("421 4.7.0 NOOP sent too many times")
+    await raw.close()

@@ -37,7 +37,11 @@ def compose(prefix: str, text: str, comment: str = "") -> str:
 
 
 def is_list_form(request: SmsRequest) -> bool:
-    return len(request.entries) > 1 or any("\n" in mes for mes in messages(request))
+    return _is_list_form(request, messages(request))
+
+
+def _is_list_form(request: SmsRequest, texts: list[str]) -> bool:
+    return len(request.entries) > 1 or any("\n" in mes for mes in texts)
 
 
 def messages(request: SmsRequest) -> list[str]:
@@ -48,7 +52,7 @@ def messages(request: SmsRequest) -> list[str]:
 def as_sent(request: SmsRequest) -> list[str]:
     """Each entry's <mes> exactly as the provider will read it back (after its unescaping)."""
     texts = messages(request)
-    if is_list_form(request):
+    if _is_list_form(request, texts):
         # The provider turns `\n` into a line break in the list form; a literal backslash-n in
         # the text would turn too, so it gets a space that keeps it visible and literal.
         texts = [t.replace("\\n", "\\ n") for t in texts]
@@ -59,11 +63,12 @@ def format_command(request: SmsRequest, credentials: Credentials, test: str) -> 
     """The body of the provider mail, lines joined by "\\n"."""
     head = _head(request.relay_id, request.options, credentials, test)
     texts = as_sent(request)
+    list_form = _is_list_form(request, texts)
     for mes in texts:
         if len(mes) > MAX_MES:
             raise ContentError(f"message text is {len(mes)} characters; the provider accepts {MAX_MES}")
     phone_lists = [_phones(e) for e in request.entries]
-    if not is_list_form(request):
+    if not list_form:
         return f"{head}:{phone_lists[0]}:{texts[0]}"
     lines = [
         f"{phones}:{mes.replace(chr(10), chr(92) + 'n')}"

@@ -17,7 +17,10 @@ def build(
     *,
     hostname: str,
     now: datetime,
+    with_secret: bool = True,
 ) -> ProviderMail:
+    """`with_secret=False` (the daemon's hot path) skips building the sendable copy when the
+    spool will keep only the masked one; `message` is then the masked mail too."""
     if request.credentials:  # a passthrough route that keeps the mail's own login
         creds = command.Credentials(request.credentials[0], request.credentials[1].value)
     else:
@@ -30,8 +33,8 @@ def build(
     else:
         rcpt_to = provider.address
         test = request.options.test or provider.test_flag
-        real = command.format_command(request, creds, test)
         masked = command.format_command(request, masked_creds, test)
+        real = command.format_command(request, creds, test) if with_secret or request.credentials else masked
         texts = [e.text for e in request.entries]
     envelope = mime.Envelope(
         mail_from=provider.reply_address,
@@ -40,7 +43,8 @@ def build(
         relay_id=request.relay_id,
         hostname=hostname,
     )
-    message = mime.build(real, envelope, provider.charset, now)
+    masked_message = mime.build(masked, envelope, provider.charset, now)
+    message = masked_message if real is masked else mime.build(real, envelope, provider.charset, now)
     return ProviderMail(
         relay_id=request.relay_id,
         mode=request.mode,
@@ -48,7 +52,7 @@ def build(
         mail_from=provider.reply_address,
         rcpt_to=rcpt_to,
         message=message,
-        masked=mime.build(masked, envelope, provider.charset, now).decode("ascii"),
+        masked=masked_message.decode("ascii"),
         phones=request.phones,
         texts=tuple(texts),
         segments=_largest(texts, request.translit),

@@ -55,15 +55,11 @@ def transliterate(text: str) -> str:
     return "".join(out)
 
 
-def _units(text: str, encoding: str) -> list[int]:
-    """The size of each character in the encoding's units (septets or UTF-16 code units)."""
-    if encoding == "GSM-7":
-        return [2 if ch in GSM_EXTENSION else 1 for ch in text]
-    return [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+GSM_ALL = GSM_BASIC | GSM_EXTENSION
 
 
 def encoding_for(text: str) -> str:
-    return "GSM-7" if all(ch in GSM_BASIC or ch in GSM_EXTENSION for ch in text) else "UCS-2"
+    return "GSM-7" if GSM_ALL.issuperset(text) else "UCS-2"
 
 
 def count(text: str, *, translit: int = 0) -> Segments:
@@ -71,13 +67,18 @@ def count(text: str, *, translit: int = 0) -> Segments:
     if translit:
         text = transliterate(text)
     encoding = encoding_for(text)
-    sizes = _units(text, encoding)
-    total = sum(sizes)
+    # Extension characters take two septets; astral characters (emoji) two UTF-16 units.
+    if encoding == "GSM-7":
+        doubles = sum(text.count(ch) for ch in GSM_EXTENSION) if not GSM_EXTENSION.isdisjoint(text) else 0
+    else:
+        doubles = sum(1 for ch in text if ord(ch) > 0xFFFF) if not text.isascii() else 0
+    total = len(text) + doubles
     if total <= SINGLE[encoding]:
         return Segments(encoding, total, 1 if total else 0)
-    parts, used = 1, 0
-    for size in sizes:
-        if used + size > MULTI[encoding]:
+    parts, used, limit = 1, 0, MULTI[encoding]
+    for ch in text:
+        size = 2 if (ch in GSM_EXTENSION if encoding == "GSM-7" else ord(ch) > 0xFFFF) else 1
+        if used + size > limit:
             parts += 1
             used = 0
         used += size

@@ -1,0 +1,141 @@
+"""Durable accept throughput, accept->provider latency and peak RSS of smsc-relay.
+
+Run: .venv/bin/python benchmarks/accept.py [--runs 5] [--messages 2000]
+
+Every figure is the median of repeated runs, and every relay figure is set against a bare
+aiosmtpd server (answers 250, stores nothing) measured in the same run on the same machine.
+Load comes from Postfix's smtp-source (C), one new connection per message, as cron and
+monitoring systems send, so the client is never the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiosmtplib
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    free_port,
+    peak_rss_kib,
+    postfix_tool,
+    relay_config,
+    start_bare,
+    start_relay,
+    start_smtp_sink,
+    stop,
+)
+
+RCPT = "79991234567@sms.example.com"
+
+
+def blast(port: int, sessions: int, messages: int) -> float:
+    """Messages per second that smtp-source got accepted."""
+    cmd = [*postfix_tool("smtp-source"), "-s", str(sessions), "-m", str(messages), "-l", "300",
+           "-f", "bench@example.com", "-t", RCPT, f"127.0.0.1:{port}"]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, timeout=600, capture_output=True)
+    return messages / (time.perf_counter() - start)
+
+
+def throughput(kind: str, sessions: int, messages: int, runs: int) -> list[float]:
+    results = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            port, upstream = free_port(), free_port()
+            procs = []
+            if kind == "bare":
+                procs.append(start_bare(port))
+            else:
+                procs.append(start_smtp_sink(upstream))  # the provider: delivery runs meanwhile
+                procs.append(start_relay(relay_config(Path(tmp), port, upstream), port))
+            try:
+                results.append(blast(port, sessions, messages))
+            finally:
+                for p in reversed(procs):
+                    stop(p)
+    return results
+
+
+async def latency(rate: float, count: int) -> list[float]:
+    """Accept (250 received) -> arrival at the provider, at a moderate steady rate."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port, upstream = free_port(), free_port()
+        record = Path(tmp) / "arrivals.txt"
+        sink = start_bare(upstream, record)
+        relay = start_relay(relay_config(Path(tmp), port, upstream), port)
+        accepted: dict[str, float] = {}
+        try:
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as smtp:
+                start = time.perf_counter()
+                for n in range(count):
+                    await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+                    _, reply = await smtp.sendmail("bench@example.com", [RCPT], f"Subject: lat\r\n\r\nmessage {n}\r\n")
+                    accepted[reply.rsplit(" ", 1)[1]] = time.time()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                lines = record.read_text().split("\n") if record.exists() else []
+                arrivals = dict(line.split() for line in lines if line)
+                if len(arrivals) >= count:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop(relay)
+            stop(sink)
+        return sorted(float(arrivals[i]) - t for i, t in accepted.items() if i in arrivals)
+
+
+def peak_rss(queued: int) -> tuple[int, int]:
+    """(KiB right after start, KiB peak) with `queued` messages accepted while the provider is down."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port, dead = free_port(), free_port()
+        relay = start_relay(relay_config(Path(tmp), port, dead), port)
+        try:
+            idle = peak_rss_kib(relay.pid)
+            subprocess.run([*postfix_tool("smtp-source"), "-s", "10", "-m", str(queued), "-l", "300",
+                            "-f", "bench@example.com", "-t", RCPT, f"127.0.0.1:{port}"],
+                           check=True, timeout=600, capture_output=True)  # fmt: skip
+            return idle, peak_rss_kib(relay.pid)
+        finally:
+            stop(relay)
+
+
+def pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    report: dict[str, object] = {"runs": args.runs, "messages": args.messages}
+    print(f"accept throughput, msgs/s, median of {args.runs} runs of {args.messages} messages (smtp-source):")
+    print(f"{'sessions':>8} {'bare aiosmtpd':>14} {'smsc-relay':>11} {'ratio':>6}")
+    for sessions in (1, 10, 50):
+        bare = statistics.median(throughput("bare", sessions, args.messages, args.runs))
+        relay = statistics.median(throughput("relay", sessions, args.messages, args.runs))
+        report[f"sessions_{sessions}"] = {"bare": round(bare), "relay": round(relay), "ratio": round(relay / bare, 2)}
+        print(f"{sessions:>8} {bare:>14.0f} {relay:>11.0f} {relay / bare:>6.2f}", flush=True)
+    lat = asyncio.run(latency(rate=50, count=500))
+    report["latency_ms"] = {"p50": round(pct(lat, 50) * 1000, 1), "p99": round(pct(lat, 99) * 1000, 1), "n": len(lat)}
+    print(f"accept->provider latency at 50 msgs/s: p50 {pct(lat, 50) * 1000:.1f} ms, p99 {pct(lat, 99) * 1000:.1f} ms"
+          f" (n={len(lat)})")  # fmt: skip
+    idle, peak = peak_rss(10_000)
+    report["rss_kib"] = {"idle": idle, "peak_10000_queued": peak}
+    print(f"RSS: {idle / 1024:.1f} MiB idle, peak {peak / 1024:.1f} MiB with 10,000 messages queued (provider down)")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

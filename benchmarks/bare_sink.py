@@ -1,0 +1,42 @@
+"""The baseline: a bare aiosmtpd server that answers 250 to everything and keeps nothing.
+
+Optionally records "<X-Smsc-Relay-Id> <arrival time>" lines, to serve as the upstream in
+latency runs: python bare_sink.py PORT [RECORD_FILE]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+RELAY_ID = re.compile(rb"^X-Smsc-Relay-Id: (\S+)", re.MULTILINE)
+
+
+class Sink:
+    def __init__(self, record: str | None) -> None:
+        self.out = open(record, "a", buffering=1) if record else None  # noqa: SIM115
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.out is not None:
+            m = RELAY_ID.search(envelope.original_content or b"")
+            if m:
+                self.out.write(f"{m.group(1).decode()} {time.time():.6f}\n")
+        return "250 2.0.0 Ok"
+
+
+async def main() -> None:
+    port = int(sys.argv[1])
+    sink = Sink(sys.argv[2] if len(sys.argv) > 2 else None)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(sink, hostname="sink"), "127.0.0.1", port)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
