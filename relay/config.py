@@ -8,11 +8,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
 
 from relay import fields
+from relay.auth import load_users
 from relay.configread import Reader
 from relay.errors import ConfigError, Problem
 from relay.model import Options, RouteMode, Secret
@@ -42,7 +44,12 @@ class ListenConfig:
     hostname: str = ""
     max_connections: int = 100  # more get 421 4.7.0 at connect (aiosmtpd has no cap of its own)
     idle_timeout: float = 300.0  # seconds a client may stay silent (RFC 5321 asks for >= 5 min)
-    command_call_limit: int = 100  # then 421: a client looping on NOOP/RSET is cut off
+    command_call_limit: int = 100  # then 421: a client looping on NOOP/HELP is cut off
+    tls_cert: Path | None = None  # with tls_key: offer STARTTLS
+    tls_key: Path | None = None
+    require_tls: bool = False  # no MAIL before STARTTLS
+    users: Mapping[str, str] = field(default_factory=dict)  # AUTH users (from auth.users_file)
+    auth_required: bool = False  # even clients in `networks` must authenticate
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,7 @@ def parse(
         raise ConfigError([Problem("(yaml)", None, str(exc).replace("\n", " "))], source) from None
     problems: list[Problem] = []
     top = Reader(problems, data, "", 1)
-    listen = _listen(top.child("listen"))
+    listen = _listen(top.child("listen"), base_dir)
     provider = _provider(top.child("provider"), base_dir, env or {})
     spool = SpoolConfig(_path(top.child("spool"), "path", base_dir) or DEFAULT_SPOOL)
     parsing = _parsing(top.child("parsing"))
@@ -136,7 +143,7 @@ def parse(
     return Config(provider, routes, listen, spool, parsing, delivery, aliases, source)
 
 
-def _listen(r: Reader) -> ListenConfig:
+def _listen(r: Reader, base_dir: Path) -> ListenConfig:
     d = ListenConfig()
     networks = []
     for item, path, line in r.items("networks") or [(str(n), "", None) for n in d.networks]:
@@ -154,9 +161,45 @@ def _listen(r: Reader) -> ListenConfig:
         max_connections=r.integer("max_connections", d.max_connections, 1, 100_000),
         idle_timeout=float(r.integer("idle_timeout", int(d.idle_timeout), 1, 86400)),
         command_call_limit=r.integer("command_call_limit", d.command_call_limit, 1, 1_000_000),
+        **_tls_and_auth(r, base_dir),
     )
     r.finish()
     return result
+
+
+def _tls_and_auth(r: Reader, base_dir: Path) -> dict[str, Any]:
+    tls = r.child("tls")
+    cert, key = _path(tls, "cert", base_dir), _path(tls, "key", base_dir)
+    if bool(cert) != bool(key):
+        tls.problem(None, "give both cert and key")
+    for name, path in (("cert", cert), ("key", key)):
+        if path and not path.is_file():
+            tls.problem(name, f"no such file: {path}")
+    require_tls = tls.value("required", bool, False)
+    if require_tls and not cert:
+        tls.problem("required", "needs cert and key")
+    tls.finish()
+    auth = r.child("auth")
+    users: dict[str, str] = {}
+    users_file = _path(auth, "users_file", base_dir)
+    if users_file:
+        try:
+            users = load_users(users_file)
+        except (OSError, ValueError) as exc:
+            auth.problem("users_file", f"{users_file}: {exc}")
+        if not cert:
+            auth.problem("users_file", "AUTH is offered only over TLS: set listen.tls.cert and key")
+    required = auth.value("required", bool, False)
+    if required and not users_file:
+        auth.problem("required", "needs users_file")
+    auth.finish()
+    return {
+        "tls_cert": cert,
+        "tls_key": key,
+        "require_tls": require_tls,
+        "users": users,
+        "auth_required": required,
+    }
 
 
 def _delivery(r: Reader) -> DeliveryConfig:

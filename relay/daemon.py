@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import ClassVar
@@ -116,9 +117,13 @@ class Daemon:
             self.cfg.spool.path,
         ):
             log.warning("event=reload_partial note='listen address and spool path change only on restart'")
-        self.cfg = new
         if self.handler:
-            self.handler.config = new
+            try:
+                self.handler.reconfigure(new)
+            except (OSError, ssl.SSLError) as exc:
+                log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
+                return
+        self.cfg = new
         log.info("event=reloaded routes=%d", len(new.routes))
 
     async def stop(self) -> None:

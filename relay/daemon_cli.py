@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sqlite3
 import sys
@@ -37,6 +38,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("id")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_queue_one)
+
+    p = sub.add_parser("passwd", help="print a users_file line for SMTP AUTH (reads the password)")
+    p.add_argument("user")
+    p.set_defaults(func=cmd_passwd)
 
     p = sub.add_parser("stats", parents=[common], help="message counts by state")
     p.add_argument("--json", action="store_true")
@@ -161,4 +166,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{'total':<10} {data['total']}")
         if oldest is not None:
             print(f"oldest pending: {data['oldest_pending_age_s']} s")
+    return 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from relay.auth import hash_password
+
+    if ":" in args.user or not args.user.isprintable():
+        print("smsc-relay: a user name may not contain ':' or control characters", file=sys.stderr)
+        return 2
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("smsc-relay: empty password", file=sys.stderr)
+        return 2
+    print(f"{args.user}:{hash_password(password)}")
     return 0

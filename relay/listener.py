@@ -4,16 +4,20 @@ place where exceptions become SMTP replies (DESIGN.md sections 5 and 7)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import ipaddress
 import logging
+import secrets
 import socket
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from relay import pipeline, replies
+from relay import auth, pipeline, replies
 from relay.config import Config
 from relay.errors import RelayError
 from relay.ids import new_id
@@ -23,6 +27,15 @@ from relay.spool import Spool
 log = logging.getLogger("relay.listener")
 OFFLOAD_BYTES = 64 * 1024
 TRANSACTION_CALLS = 1 << 30  # parse bigger mails in a thread so other sessions keep moving
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    listen = config.listen
+    if not (listen.tls_cert and listen.tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(listen.tls_cert, listen.tls_key)
+    return context
 
 
 class RelaySMTP(SMTP):
@@ -78,6 +91,17 @@ class Handler:
         self.sessions = Sessions(max_sessions)
         self.hostname = config.listen.hostname or socket.getfqdn()
         self.busy: set[Session] = set()  # sessions inside handle_DATA: never cut off mid-write
+        self.tls_context = _tls_context(config)
+        # user -> HMAC of the last password that verified: scrypt costs ~50 ms and aiosmtpd
+        # calls the authenticator synchronously, so only a first login per password pays it.
+        self._verified: dict[str, bytes] = {}
+        self._cache_key = secrets.token_bytes(32)
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: new routes and policy for new sessions."""
+        self.tls_context = _tls_context(config)
+        self._verified.clear()
+        self.config = config
 
     async def drain(self, deadline: float) -> None:
         """Shutdown: no new sessions; a session mid-DATA-handling finishes, the others are told
@@ -87,10 +111,15 @@ class Handler:
         while self.sessions.open and loop.time() < deadline:
             for proto in list(self.sessions.open):
                 transport = proto.transport
-                if proto.session not in self.busy and isinstance(transport, asyncio.WriteTransport):
+                if proto.session in self.busy:
+                    continue
+                self.sessions.release(proto)
+                if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+                    continue
+                # A TLS session whose peer just left can fail to write: it is closing anyway.
+                with contextlib.suppress(OSError, RuntimeError, AttributeError):
                     transport.write(f"{replies.S421_SHUTTING_DOWN}\r\n".encode())
-                    transport.close()
-                    self.sessions.release(proto)
+                transport.close()
             await asyncio.sleep(0.02)
 
     def factory(self) -> RelaySMTP:
@@ -103,6 +132,10 @@ class Handler:
             hostname=self.hostname,
             ident="smsc-relay",
             timeout=cfg.idle_timeout,
+            tls_context=self.tls_context,
+            require_starttls=cfg.require_tls,
+            auth_require_tls=True,  # never a password in the clear
+            authenticator=self._authenticate if cfg.users else None,
             # aiosmtpd counts per session: capping MAIL/RCPT/DATA/RSET would cut off a client
             # that sends many messages over one connection (an MTA in front of us does).
             command_call_limit={
@@ -110,6 +143,29 @@ class Handler:
                 **dict.fromkeys(("MAIL", "RCPT", "DATA", "RSET", "QUIT"), TRANSACTION_CALLS),
             },
         )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        stored = self.config.listen.users.get(user)
+        tag = hmac.new(self._cache_key, f"{user}\0{password}".encode(), "sha256").digest()
+        ok = stored is not None and (
+            hmac.compare_digest(self._verified.get(user, b""), tag) or auth.verify(password, stored)
+        )
+        if ok:
+            self._verified[user] = tag
+        log.log(
+            logging.INFO if ok else logging.WARNING,
+            "event=auth user=%s ok=%s peer=%s",
+            user,
+            ok,
+            session.peer,
+        )
+        return AuthResult(success=ok, handled=False)
 
     def _allowed(self, session: Session) -> bool:
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
@@ -125,7 +181,10 @@ class Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         cfg = self.config
-        if not self._allowed(session):
+        if cfg.listen.auth_required and not session.authenticated:
+            return str(replies.S530_AUTH_REQUIRED)
+        # As an MTA would: trusted networks, or a client that authenticated.
+        if not (session.authenticated or self._allowed(session)):
             log.warning("event=rejected reason=client_not_allowed peer=%s rcpt=%s", session.peer, address)
             return str(replies.S554_NOT_ALLOWED)
         if len(envelope.rcpt_tos) >= cfg.listen.max_recipients:

@@ -45,7 +45,8 @@ def render(
     if not requests:
         raise ContentError("nothing to send: no recipient")
     mails = tuple(
-        provider.build(r, config.provider, hostname=hostname, now=now, with_secret=with_secret) for r in requests
+        provider.build(r, config.provider, hostname=hostname, now=now, with_secret=with_secret)
+        for r in requests
     )
     return Rendered(mail, tuple(requests), mails)
 

@@ -14,8 +14,14 @@ from tests.fakes import FakeProvider
 from tests.helpers import PASSWORD
 
 RELAY_CONFIG = """
-listen: {{host: 127.0.0.1, port: 0, networks: {networks}, max_message_size: 65536, max_recipients: 5,
-          max_connections: {max_connections}}}
+listen:
+  host: 127.0.0.1
+  port: 0
+  networks: {networks}
+  max_message_size: 65536
+  max_recipients: 5
+  max_connections: {max_connections}
+{listen_extra}
 provider:
   host: 127.0.0.1
   port: {provider_port}
@@ -66,6 +72,7 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             "spool": tmp_path / "spool.db",
             "timeout": 5,
             "max_age": 3600,
+            "listen_extra": "",
         }
         values.update(overrides)
         path = tmp_path / "relay.yaml"

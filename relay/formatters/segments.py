@@ -75,7 +75,10 @@ def count(text: str, *, translit: int = 0) -> Segments:
     total = len(text) + doubles
     if total <= SINGLE[encoding]:
         return Segments(encoding, total, 1 if total else 0)
-    parts, used, limit = 1, 0, MULTI[encoding]
+    limit = MULTI[encoding]
+    if not doubles:  # every character one unit: plain arithmetic
+        return Segments(encoding, total, -(-total // limit))
+    parts, used = 1, 0
     for ch in text:
         size = 2 if (ch in GSM_EXTENSION if encoding == "GSM-7" else ord(ch) > 0xFFFF) else 1
         if used + size > limit:
