@@ -23,7 +23,7 @@ from pathlib import Path
 import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     free_port,
     peak_rss_kib,
     postfix_tool,
@@ -78,7 +78,9 @@ async def latency(rate: float, count: int) -> list[float]:
                 start = time.perf_counter()
                 for n in range(count):
                     await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
-                    _, reply = await smtp.sendmail("bench@example.com", [RCPT], f"Subject: lat\r\n\r\nmessage {n}\r\n")
+                    _, reply = await smtp.sendmail(
+                        "bench@example.com", [RCPT], f"Subject: lat\r\n\r\nmessage {n}\r\n"
+                    )
                     accepted[reply.rsplit(" ", 1)[1]] = time.time()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -124,15 +126,23 @@ def main() -> None:
     for sessions in (1, 10, 50):
         bare = statistics.median(throughput("bare", sessions, args.messages, args.runs))
         relay = statistics.median(throughput("relay", sessions, args.messages, args.runs))
-        report[f"sessions_{sessions}"] = {"bare": round(bare), "relay": round(relay), "ratio": round(relay / bare, 2)}
+        report[f"sessions_{sessions}"] = {
+            "bare": round(bare),
+            "relay": round(relay),
+            "ratio": round(relay / bare, 2),
+        }
         print(f"{sessions:>8} {bare:>14.0f} {relay:>11.0f} {relay / bare:>6.2f}", flush=True)
     lat = asyncio.run(latency(rate=50, count=500))
-    report["latency_ms"] = {"p50": round(pct(lat, 50) * 1000, 1), "p99": round(pct(lat, 99) * 1000, 1), "n": len(lat)}
-    print(f"accept->provider latency at 50 msgs/s: p50 {pct(lat, 50) * 1000:.1f} ms, p99 {pct(lat, 99) * 1000:.1f} ms"
-          f" (n={len(lat)})")  # fmt: skip
+    report["latency_ms"] = {
+        "p50": round(pct(lat, 50) * 1000, 1),
+        "p99": round(pct(lat, 99) * 1000, 1),
+        "n": len(lat),
+    }
+    p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
+    print(f"accept->provider latency at 50 msgs/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms (n={len(lat)})")
     idle, peak = peak_rss(10_000)
     report["rss_kib"] = {"idle": idle, "peak_10000_queued": peak}
-    print(f"RSS: {idle / 1024:.1f} MiB idle, peak {peak / 1024:.1f} MiB with 10,000 messages queued (provider down)")
+    print(f"RSS: {idle / 1024:.1f} MiB idle, peak {peak / 1024:.1f} MiB with 10,000 queued (provider down)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

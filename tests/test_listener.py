@@ -266,6 +266,7 @@ async def test_many_messages_over_one_session_but_noop_loops_are_cut(
 ) -> None:
     fake, port = provider
     relay = await relay_factory(port)
+
     def many() -> None:
         with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
             for n in range(150):  # above command_call_limit (100): MAIL is not capped per session

@@ -69,7 +69,9 @@ async def test_authenticated_client_outside_networks_may_relay(
     await wait_for(lambda: len(fake.received) == 2)
 
 
-async def test_no_auth_without_tls(provider: tuple[FakeProvider, int], relay_factory: Any, tls_files: dict[str, Any]) -> None:
+async def test_no_auth_without_tls(
+    provider: tuple[FakeProvider, int], relay_factory: Any, tls_files: dict[str, Any]
+) -> None:
     relay = await relay_factory(provider[1], listen_extra=listen_extra(tls_files))
     raw = await Raw.connect(relay.port)
     ehlo = await raw.cmd(b"EHLO x\r\n")
@@ -90,7 +92,9 @@ async def test_auth_required_even_inside_networks(
     await wait_for(lambda: len(fake.received) == 1)
 
 
-async def test_tls_required_before_mail(provider: tuple[FakeProvider, int], relay_factory: Any, tls_files: dict[str, Any]) -> None:
+async def test_tls_required_before_mail(
+    provider: tuple[FakeProvider, int], relay_factory: Any, tls_files: dict[str, Any]
+) -> None:
     relay = await relay_factory(provider[1], listen_extra=listen_extra(tls_files, tls_required=True))
     raw = await Raw.connect(relay.port)
     await raw.cmd(b"EHLO x\r\n")
