@@ -85,6 +85,7 @@ class SmtpSender:
             )
             try:
                 await smtp.connect()
+                await smtp.ehlo()  # connect() alone does not learn the extensions
                 if self.starttls != "off" and smtp.supports_extension("starttls"):
                     await smtp.starttls()
                 elif self.starttls == "require":
