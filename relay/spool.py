@@ -58,9 +58,12 @@ CREATE TABLE IF NOT EXISTS messages (
     error_code INTEGER,
     sms_count INTEGER
 );
-CREATE INDEX IF NOT EXISTS messages_due ON messages (state, next_attempt);
+DROP INDEX IF EXISTS messages_due;  -- replaced by messages_waiting
+-- Only the rows waiting to be sent, in the order they are due: claiming stays cheap however
+-- many finished rows the spool keeps. Queries must spell the same WHERE to use it.
+CREATE INDEX IF NOT EXISTS messages_waiting ON messages (next_attempt) WHERE state IN ('queued', 'deferred');
 """
-DUE_STATES = (State.QUEUED.value, State.DEFERRED.value)
+WAITING = "state IN ('queued', 'deferred')"  # the partial index's condition, verbatim
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +243,8 @@ class Spool:
 
         def op(conn: sqlite3.Connection) -> list[Row]:
             found = conn.execute(
-                "SELECT * FROM messages WHERE state IN (?, ?) AND next_attempt <= ?"
-                " ORDER BY next_attempt, created LIMIT ?",
-                (*DUE_STATES, now, limit),
+                f"SELECT * FROM messages WHERE {WAITING} AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+                (now, limit),
             ).fetchall()
             ids = [r["id"] for r in found]
             conn.executemany(
@@ -275,9 +277,7 @@ class Spool:
     async def next_due(self) -> float | None:
         def op() -> float | None:
             assert self._conn is not None
-            row = self._conn.execute(
-                "SELECT MIN(next_attempt) FROM messages WHERE state IN (?, ?)", DUE_STATES
-            ).fetchone()
+            row = self._conn.execute(f"SELECT MIN(next_attempt) FROM messages WHERE {WAITING}").fetchone()
             return None if row[0] is None else float(row[0])
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, op)
