@@ -3,7 +3,8 @@
 Run: .venv/bin/python benchmarks/accept.py [--runs 5] [--messages 2000]
 
 Every figure is the median of repeated runs, and every relay figure is set against a bare
-aiosmtpd server (answers 250, stores nothing) measured in the same run on the same machine.
+aiosmtpd server (answers 250, stores nothing) measured in the same run on the same machine,
+alternating with it; the ratio is the median of the ratios of neighbouring runs.
 Load comes from Postfix's smtp-source (C), one new connection per message, as cron and
 monitoring systems send, so the client is never the bottleneck.
 """
@@ -46,23 +47,30 @@ def blast(port: int, sessions: int, messages: int) -> float:
     return messages / (time.perf_counter() - start)
 
 
-def throughput(kind: str, sessions: int, messages: int, runs: int) -> list[float]:
-    results = []
+def one_run(kind: str, sessions: int, messages: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        port, upstream = free_port(), free_port()
+        procs = []
+        if kind == "bare":
+            procs.append(start_bare(port))
+        else:
+            procs.append(start_smtp_sink(upstream))  # the provider: delivery runs meanwhile
+            procs.append(start_relay(relay_config(Path(tmp), port, upstream), port))
+        try:
+            return blast(port, sessions, messages)
+        finally:
+            for p in reversed(procs):
+                stop(p)
+
+
+def throughput(sessions: int, messages: int, runs: int) -> tuple[list[float], list[float]]:
+    """Bare and relay runs alternate, so that both see the same machine: on a shared VM the CPU
+    speed drifts by tens of percent over minutes, and each ratio compares neighbours."""
+    bare, relay = [], []
     for _ in range(runs):
-        with tempfile.TemporaryDirectory() as tmp:
-            port, upstream = free_port(), free_port()
-            procs = []
-            if kind == "bare":
-                procs.append(start_bare(port))
-            else:
-                procs.append(start_smtp_sink(upstream))  # the provider: delivery runs meanwhile
-                procs.append(start_relay(relay_config(Path(tmp), port, upstream), port))
-            try:
-                results.append(blast(port, sessions, messages))
-            finally:
-                for p in reversed(procs):
-                    stop(p)
-    return results
+        bare.append(one_run("bare", sessions, messages))
+        relay.append(one_run("relay", sessions, messages))
+    return bare, relay
 
 
 async def latency(rate: float, count: int) -> list[float]:

@@ -84,7 +84,7 @@ class Daemon:
             concurrency=d.concurrency,
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
         )
-        self.handler = Handler(self.cfg, self.spool, self.deliverer.wake, self.cfg.listen.max_connections)
+        self.handler = Handler(self.cfg, self.spool, self.deliverer, self.cfg.listen.max_connections)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             self.handler.factory, self.cfg.listen.host, self.cfg.listen.port

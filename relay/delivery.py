@@ -9,6 +9,7 @@ provider outage costs one connection attempt per pause, not one per queued messa
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -25,6 +26,7 @@ from relay.spool import Row, Spool
 log = logging.getLogger("relay.delivery")
 IDLE_POLL = 5.0  # seconds
 CLAIM_BATCH = 8  # rows a worker takes at a time: fewer transactions, still spread over workers
+READY_LIMIT = 256  # fresh rows held in memory for the workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,21 @@ class Deliverer:
         self._paused_until = 0.0
         self._pause = 0.0  # the current upstream pause, grows while the upstream stays down
         self.in_flight: set[str] = set()
+        # Fresh rows handed over by the listener (already `sending` in the spool), so that a
+        # new message costs no claim transaction. Bounded: beyond it, rows wait in the spool.
+        self._ready: collections.deque[Row] = collections.deque()
+
+    def can_take(self, count: int) -> bool:
+        """Whether new rows may be inserted as claimed and handed over with `take()`."""
+        return (
+            not self._stopping
+            and time.time() >= self._paused_until
+            and len(self._ready) + count <= READY_LIMIT
+        )
+
+    def take(self, rows: list[Row]) -> None:
+        self._ready.extend(rows)
+        self._wake.set()
 
     def wake(self) -> None:
         """New rows are queued: a sleeping worker should look now."""
@@ -80,6 +97,8 @@ class Deliverer:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        leftover, self._ready = list(self._ready), collections.deque()
+        await self._unclaim(leftover)
         if pending:
             log.warning("event=delivery_stop_timeout unfinished=%d", len(pending))
 
@@ -91,7 +110,8 @@ class Deliverer:
                 if now < self._paused_until:
                     await self._sleep(self._paused_until - now)
                     continue
-                rows = await self.spool.claim(CLAIM_BATCH, now)
+                rows = [self._ready.popleft() for _ in range(min(CLAIM_BATCH, len(self._ready)))]
+                rows = rows or await self.spool.claim(CLAIM_BATCH, now)
                 if not rows:
                     due = await self.spool.next_due()
                     # Another process (`queue retry`) may queue rows without waking us: look again soon.
@@ -101,14 +121,17 @@ class Deliverer:
                     continue
                 for i, row in enumerate(rows):
                     if self._stopping or time.time() < self._paused_until:
-                        # Not attempted: back to the queue as it was, without counting a try.
-                        for rest in rows[i:]:
-                            await self.spool.finish(rest.id, State.QUEUED, attempts=rest.attempts - 1)
+                        await self._unclaim(rows[i:])
                         break
                     await self._deliver(sender, row)
         finally:
             with contextlib.suppress(Exception):
                 await sender.close()
+
+    async def _unclaim(self, rows: list[Row]) -> None:
+        """Not attempted: back to the queue as they were, without counting a try."""
+        for row in rows:
+            await self.spool.finish(row.id, State.QUEUED, attempts=row.attempts - 1)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:

@@ -11,9 +11,8 @@ import logging
 import secrets
 import socket
 import ssl
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -22,9 +21,19 @@ from relay.config import Config
 from relay.errors import RelayError
 from relay.ids import new_id
 from relay.routing import check_recipient
-from relay.spool import Spool
+from relay.spool import Row, Spool
 
 log = logging.getLogger("relay.listener")
+
+
+class Delivery(Protocol):
+    """What the listener needs of delivery: hand new rows over, or say rows are waiting."""
+
+    def can_take(self, count: int) -> bool: ...
+    def take(self, rows: list[Row]) -> None: ...
+    def wake(self) -> None: ...
+
+
 OFFLOAD_BYTES = 64 * 1024
 TRANSACTION_CALLS = 1 << 30  # parse bigger mails in a thread so other sessions keep moving
 
@@ -82,12 +91,10 @@ class Sessions:
 
 
 class Handler:
-    def __init__(
-        self, config: Config, spool: Spool, on_queued: Callable[[], None], max_sessions: int = 100
-    ) -> None:
+    def __init__(self, config: Config, spool: Spool, delivery: Delivery, max_sessions: int = 100) -> None:
         self.config = config  # replaced as a whole on SIGHUP
         self.spool = spool
-        self.on_queued = on_queued
+        self.delivery = delivery
         self.sessions = Sessions(max_sessions)
         self.hostname = config.listen.hostname or socket.getfqdn()
         self.busy: set[Session] = set()  # sessions inside handle_DATA: never cut off mid-write
@@ -227,12 +234,14 @@ class Handler:
                 log.warning("event=decode_warning peer=%s warning=%r", session.peer, warning)
             # A client that hangs up now cancels this handler; the write must still finish
             # whole (committed or not), so it runs shielded.
+            claimed = self.delivery.can_take(len(rendered.provider_mails))
             write = self.spool.enqueue(
                 rendered.provider_mails,
                 mail_from=envelope.mail_from or "",
                 inbound_id=rendered.mail.message_id,
+                claimed=claimed,
             )
-            await asyncio.shield(write)
+            rows = await asyncio.shield(write)
         except RelayError as exc:
             log.warning(
                 "event=rejected peer=%s from=%s reply=%r", session.peer, envelope.mail_from, str(exc.reply)
@@ -244,7 +253,10 @@ class Handler:
                 "event=queued id=%s route=%s mode=%s phones=%d parts=%d from=%s",
                 m.relay_id, m.route, m.mode.value, len(m.phones), m.segments.parts, envelope.mail_from,
             )  # fmt: skip
-        self.on_queued()
+        if claimed:
+            self.delivery.take(rows)
+        else:
+            self.delivery.wake()
         return str(replies.S250_ACCEPTED.with_text("queued as " + " ".join(ids)))
 
     async def handle_exception(self, error: Exception) -> str:

@@ -213,30 +213,48 @@ class Spool:
         self.commits += 1
         return results
 
-    async def enqueue(self, mails: Sequence[ProviderMail], *, mail_from: str, inbound_id: str) -> None:
+    async def enqueue(
+        self, mails: Sequence[ProviderMail], *, mail_from: str, inbound_id: str, claimed: bool = False
+    ) -> list[Row]:
+        """Store new provider mails durably; return them as rows.
+
+        `claimed`: the rows go in as `sending` (attempt 1), owned by a delivery worker that is
+        handed them in memory, which saves a claim transaction per message. A crash before
+        they are sent leaves them `sending`, and `open()` queues those again.
+        """
         now = time.time()
+        state, attempts = (State.SENDING, 1) if claimed else (State.QUEUED, 0)
         rows = [
-            (
-                m.relay_id, State.QUEUED.value, m.mode.value, m.route, mail_from,
-                json.dumps(list(m.rcpt_tos)), inbound_id, json.dumps(list(m.phones)),
-                json.dumps(list(m.texts), ensure_ascii=False),
-                m.segments.parts, m.segments.encoding, m.mail_from, m.rcpt_to,
-                m.masked.encode("ascii") if m.keeps_config_secret else m.message,
-                int(m.keeps_config_secret), now, now, now,
+            Row(
+                id=m.relay_id, state=state, mode=m.mode.value, route=m.route, mail_from=mail_from,
+                rcpt_tos=list(m.rcpt_tos), inbound_id=inbound_id, phones=list(m.phones), texts=list(m.texts),
+                parts=m.segments.parts, encoding=m.segments.encoding, upstream_from=m.mail_from,
+                upstream_to=m.rcpt_to,
+                message=m.masked.encode("ascii") if m.keeps_config_secret else m.message,
+                masked=m.keeps_config_secret, attempts=attempts, created=now, updated=now, next_attempt=now,
+                last_error="", error_code=None, sms_count=None,
             )
             for m in mails
+        ]  # fmt: skip
+        values = [
+            (
+                r.id, r.state.value, r.mode, r.route, r.mail_from, json.dumps(r.rcpt_tos), r.inbound_id,
+                json.dumps(r.phones), json.dumps(r.texts, ensure_ascii=False), r.parts, r.encoding,
+                r.upstream_from, r.upstream_to, r.message, int(r.masked), r.attempts, now, now, now,
+            )
+            for r in rows
         ]  # fmt: skip
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
-                " texts, parts, encoding, upstream_from, upstream_to, message, masked, created, updated,"
-                " next_attempt)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                " texts, parts, encoding, upstream_from, upstream_to, message, masked, attempts, created,"
+                " updated, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
             )
 
         await self.write(insert)
+        return rows
 
     async def claim(self, limit: int, now: float) -> list[Row]:
         """Due rows, moved to `sending` in the same transaction: no two workers get one row."""

@@ -11,7 +11,7 @@ import pytest
 from relay import config as config_mod
 from relay.daemon import Daemon
 from tests.fakes import FakeProvider
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, ROUTES
 
 RELAY_CONFIG = """
 listen:
@@ -32,18 +32,11 @@ provider:
 spool: {{path: {spool}}}
 delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, max_age: {max_age},
             shutdown_timeout: 5}}
-aliases: {{oncall: ["+79990000001", "+79990000002"]}}
-routes:
-  - name: number
-    match: {{recipient: '^(?P<phones>\\+?[0-9]{{10,15}})@sms\\.example\\.com$'}}
-  - name: oncall
-    match: {{recipient: '^oncall@sms\\.example\\.com$'}}
-    phones: [oncall]
-    sender: ALERTS
-  - name: ops
-    match: {{recipient: '^ops@sms\\.example\\.com$'}}
-    mode: email2sms
 """
+
+
+def relay_config_text(**values: object) -> str:
+    return RELAY_CONFIG.format(**values) + ROUTES
 
 
 @pytest.fixture
@@ -76,7 +69,7 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
         }
         values.update(overrides)
         path = tmp_path / "relay.yaml"
-        path.write_text(RELAY_CONFIG.format(**values))
+        path.write_text(relay_config_text(**values))
         daemon = Daemon(path, config_mod.load(path, env={}))
         await daemon.start()
         started.append(daemon)

@@ -14,27 +14,35 @@ CORPUS = Path(__file__).parent / "corpus"
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 PASSWORD = "T0p-s3cret,pw"
 
-BASE_CONFIG = f"""
+# The routes every daemon and pipeline test uses (no format fields: plain YAML).
+ROUTES = r"""
+aliases:
+  oncall: ["+79990000001", "+79990000002"]
+routes:
+  - name: number
+    match: {recipient: '^(?P<phones>\+?[0-9]{10,15})@sms\.example\.com$'}
+  - name: oncall
+    match: {recipient: '^oncall@sms\.example\.com$'}
+    phones: [oncall]
+    sender: ALERTS
+  - name: ops
+    match: {recipient: '^ops@sms\.example\.com$'}
+    mode: email2sms
+"""
+
+BASE_CONFIG = (
+    f"""
 provider:
   login: mylogin
   password: "{PASSWORD}"
   reply_address: replies@relay.example.com
-routes:
-  - name: number
-    match: {{recipient: '^(?P<phones>\\+?[0-9]{{10,15}})@sms\\.example\\.com$'}}
-  - name: oncall
-    match: {{recipient: '^oncall@sms\\.example\\.com$'}}
-    phones: [oncall]
-    sender: ALERTS
-  - name: ops
-    match: {{recipient: '^ops@sms\\.example\\.com$'}}
-    mode: email2sms
-  - name: legacy
-    match: {{recipient: '^send@send\\.smscentre\\.com$'}}
-    mode: passthrough
-aliases:
-  oncall: ["+79990000001", "+79990000002"]
 """
+    + ROUTES
+    + r"""  - name: legacy
+    match: {recipient: '^send@send\.smscentre\.com$'}
+    mode: passthrough
+"""
+)
 
 
 def make_config(text: str = BASE_CONFIG) -> config_mod.Config:

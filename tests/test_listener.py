@@ -46,6 +46,14 @@ class Raw:
     async def close(self) -> None:
         self.writer.close()
 
+    @classmethod
+    async def at_data(cls, port: int, rcpt: str = "79991234567@sms.example.com") -> Raw:
+        """A session that has said EHLO, MAIL, RCPT and DATA: ready for message content."""
+        raw = await cls.connect(port)
+        for line in (b"EHLO x", b"MAIL FROM:<a@b.example>", f"RCPT TO:<{rcpt}>".encode(), b"DATA"):
+            await raw.cmd(line + b"\r\n")
+        return raw
+
 
 async def test_banner_and_size_advertised(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
     relay = await relay_factory(provider[1])
@@ -119,11 +127,7 @@ async def test_oversized_mail(provider: tuple[FakeProvider, int], relay_factory:
 async def test_empty_mail_and_8bit_junk(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
     fake, port = provider
     relay = await relay_factory(port)
-    raw = await Raw.connect(relay.port)
-    await raw.cmd(b"EHLO x\r\n")
-    await raw.cmd(b"MAIL FROM:<a@b.example>\r\n")
-    await raw.cmd(b"RCPT TO:<79991234567@sms.example.com>\r\n")
-    await raw.cmd(b"DATA\r\n")
+    raw = await Raw.at_data(relay.port)
     assert (
         await raw.cmd(b"\r\n.\r\n") == "554 5.6.0 nothing usable to send: the mail has no text and no subject"
     )
@@ -143,11 +147,7 @@ async def test_smuggling_bare_lf_dot_is_content(
 ) -> None:
     fake, port = provider
     relay = await relay_factory(port)
-    raw = await Raw.connect(relay.port)
-    await raw.cmd(b"EHLO x\r\n")
-    await raw.cmd(b"MAIL FROM:<a@b.example>\r\n")
-    await raw.cmd(b"RCPT TO:<79991234567@sms.example.com>\r\n")
-    await raw.cmd(b"DATA\r\n")
+    raw = await Raw.at_data(relay.port)
     smuggle = (b"Subject: hi\r\n\r\nhello\n.\nMAIL FROM:<evil@x.example>\nRCPT TO:<79990000666@sms.example.com>\n"
                b"DATA\nsmuggled\n.\r\nMAIL FROM:<evil@x.example>\r\n")  # fmt: skip
     raw.writer.write(smuggle + b"RCPT TO:<79990000666@sms.example.com>\r\nDATA\r\nsmuggled\r\n.\r\n")
@@ -169,11 +169,7 @@ async def test_smuggling_bare_lf_dot_is_content(
 async def test_long_line_and_bare_lf_content(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
     fake, port = provider
     relay = await relay_factory(port)
-    raw = await Raw.connect(relay.port)
-    await raw.cmd(b"EHLO x\r\nMAIL FROM:<a@b.example>\r\n")
-    await raw.reply()
-    await raw.cmd(b"RCPT TO:<79991234567@sms.example.com>\r\n")
-    await raw.cmd(b"DATA\r\n")
+    raw = await Raw.at_data(relay.port)
     body = b"Subject: long\r\n\r\n" + b"word " * 1000 + b"\r\nline2\nline3\rline4\r\n.\r\n"
     assert (await raw.cmd(body)).startswith("250 2.0.0")
     await raw.close()
@@ -186,11 +182,7 @@ async def test_disconnect_mid_data_queues_nothing(
 ) -> None:
     fake, port = provider
     relay = await relay_factory(port)
-    raw = await Raw.connect(relay.port)
-    await raw.cmd(b"EHLO x\r\n")
-    await raw.cmd(b"MAIL FROM:<a@b.example>\r\n")
-    await raw.cmd(b"RCPT TO:<79991234567@sms.example.com>\r\n")
-    await raw.cmd(b"DATA\r\n")
+    raw = await Raw.at_data(relay.port)
     raw.writer.write(b"Subject: half\r\n\r\nhalf a mess")
     await raw.writer.drain()
     raw.writer.close()

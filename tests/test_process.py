@@ -16,7 +16,7 @@ import aiosmtplib
 import pytest
 
 from relay import cli
-from tests.conftest import RELAY_CONFIG
+from tests.conftest import relay_config_text
 from tests.fakes import FakeProvider, wait_for
 from tests.helpers import PASSWORD
 
@@ -65,7 +65,7 @@ def write_config(tmp_path: Path, provider_port: int, **extra: Any) -> Path:
     }  # fmt: skip
     values.update(extra)
     path = tmp_path / "relay.yaml"
-    path.write_text(RELAY_CONFIG.format(**values))
+    path.write_text(relay_config_text(**values))
     return path
 
 
