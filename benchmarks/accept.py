@@ -130,16 +130,21 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, object] = {"runs": args.runs, "messages": args.messages}
     print(f"accept throughput, msgs/s, median of {args.runs} runs of {args.messages} messages (smtp-source):")
-    print(f"{'sessions':>8} {'bare aiosmtpd':>14} {'smsc-relay':>11} {'ratio':>6}")
+    print(
+        f"{'sessions':>8} {'bare aiosmtpd':>14} {'smsc-relay':>11} {'ratio':>6}  ratios of neighbouring runs"
+    )
     for sessions in (1, 10, 50):
-        bare = statistics.median(throughput("bare", sessions, args.messages, args.runs))
-        relay = statistics.median(throughput("relay", sessions, args.messages, args.runs))
+        bare_runs, relay_runs = throughput(sessions, args.messages, args.runs)
+        ratios = [r / b for r, b in zip(relay_runs, bare_runs, strict=True)]
+        bare, relay, ratio = (statistics.median(x) for x in (bare_runs, relay_runs, ratios))
         report[f"sessions_{sessions}"] = {
             "bare": round(bare),
             "relay": round(relay),
-            "ratio": round(relay / bare, 2),
+            "ratio": round(ratio, 2),
+            "ratios": [round(x, 2) for x in ratios],
         }
-        print(f"{sessions:>8} {bare:>14.0f} {relay:>11.0f} {relay / bare:>6.2f}", flush=True)
+        spread = " ".join(f"{x:.2f}" for x in ratios)
+        print(f"{sessions:>8} {bare:>14.0f} {relay:>11.0f} {ratio:>6.2f}  {spread}", flush=True)
     lat = asyncio.run(latency(rate=50, count=500))
     report["latency_ms"] = {
         "p50": round(pct(lat, 50) * 1000, 1),
