@@ -201,3 +201,36 @@ async def test_slow_provider_past_timeout_is_retried(
     await wait_for(lambda: len(fake.received) >= 1, timeout=15)
     # The timed-out attempt may have reached the provider too: at least once, duplicates visible by id.
     assert set(fake.ids()) == {fake.received[0].relay_id}
+
+
+async def test_message_expires_after_max_age(relay_factory: Any) -> None:
+    relay = await relay_factory(9, max_age=60)  # port 9: nothing listens, every attempt fails
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    await wait_for(lambda: relay.deliverer._paused_until > 0)
+    # Age the message past max_age, as if it had been failing for an hour.
+    await relay.spool.write(
+        lambda c: c.execute("UPDATE messages SET created = created - 3600, next_attempt = 0")
+    )
+    relay.deliverer._paused_until = 0
+    relay.deliverer.wake()
+
+    async def state() -> tuple[Any, ...]:
+        return tuple(
+            await relay.spool.write(lambda c: c.execute("SELECT state, last_error FROM messages").fetchone())
+        )
+
+    for _ in range(300):
+        current = await state()
+        if current[0] == "expired":
+            break
+        await asyncio.sleep(0.02)
+    assert current[0] == "expired"
+    assert "127.0.0.1:9" in current[1]
+
+
+async def test_corrupt_spool_refuses_to_start(tmp_path: Path, relay_factory: Any) -> None:
+    (tmp_path / "spool.db").write_bytes(b"this is not a database" * 100)
+    from relay.errors import SpoolError
+
+    with pytest.raises(SpoolError, match="cannot open spool"):
+        await relay_factory(9)
