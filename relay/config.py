@@ -64,6 +64,9 @@ class ProviderConfig:
     reply_address: str = ""
     outbox: Path | None = None
     email2sms_domain: str = DEFAULT_PROVIDER_HOST
+    confirm_timeout: float = 900.0  # test=1: `sent` this long without a reply -> `unconfirmed`
+    pause_interval: float = 3600.0  # errors 2/3 (login, funds) pause delivery this long, or until resumed
+    block_backoff: float = 600.0  # error 4 (IP blocked for a while) holds the whole queue this long
 
     @property
     def test_flag(self) -> str:
@@ -245,6 +248,9 @@ def _provider(r: Reader, base_dir: Path, env: Mapping[str, str]) -> ProviderConf
         reply_address=reply_address,
         outbox=_path(r, "outbox", base_dir),
         email2sms_domain=r.value("email2sms_domain", str, DEFAULT_PROVIDER_HOST),
+        confirm_timeout=float(r.integer("confirm_timeout", 900, 10, 7 * 86400)),
+        pause_interval=float(r.integer("pause_interval", 3600, 10, 7 * 86400)),
+        block_backoff=float(r.integer("block_backoff", 600, 10, 86400)),
     )
     r.finish()
     return result

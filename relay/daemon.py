@@ -59,6 +59,7 @@ class Daemon:
         self.handler: Handler | None = None
         self.server: asyncio.Server | None = None
         self.stop_event = asyncio.Event()
+        self.sweeper: asyncio.Task[None] | None = None
 
     def _new_sender(self) -> Sender:
         p, d = self.cfg.provider, self.cfg.delivery
@@ -90,6 +91,7 @@ class Daemon:
             self.handler.factory, self.cfg.listen.host, self.cfg.listen.port
         )
         self.deliverer.start()
+        self.sweeper = asyncio.create_task(self._sweep_unconfirmed(), name="sweep-unconfirmed")
         mode = (
             f"dry-run outbox={self.cfg.provider.outbox}"
             if self.cfg.provider.outbox
@@ -98,6 +100,23 @@ class Daemon:
         log.info(
             "event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, self.cfg.spool.path, mode
         )
+
+    async def _sweep_unconfirmed(self) -> None:
+        """With test=1, a message the provider never answered must be visible, not `sent` forever."""
+        while True:
+            await asyncio.sleep(min(60.0, self.cfg.provider.confirm_timeout / 4))
+            if not self.cfg.provider.test:
+                continue
+            try:
+                count = await self.spool.sweep_unconfirmed(self.cfg.provider.confirm_timeout)
+            except SpoolError as exc:
+                log.error("event=sweep_failed error=%r", str(exc))
+                continue
+            if count:
+                log.warning(
+                    "event=unconfirmed count=%d note='no provider reply in %.0fs: the SMS may not have gone out'",  # noqa: E501
+                    count, self.cfg.provider.confirm_timeout,
+                )  # fmt: skip
 
     @property
     def port(self) -> int:
@@ -124,7 +143,16 @@ class Daemon:
                 log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
                 return
         self.cfg = new
+        if self.deliverer is not None and self.deliverer.pause_reason:
+            # SIGHUP is how an operator says "the password / the balance is fixed".
+            asyncio.get_running_loop().create_task(self._resume())
         log.info("event=reloaded routes=%d", len(new.routes))
+
+    async def _resume(self) -> None:
+        await self.spool.set_control("paused_until", None)
+        await self.spool.set_control("pause_reason", None)
+        if self.deliverer is not None:
+            self.deliverer.resume()
 
     async def stop(self) -> None:
         timeout = self.cfg.delivery.shutdown_timeout
@@ -135,6 +163,9 @@ class Daemon:
             await self.handler.drain(loop.time() + timeout)
         if self.deliverer:
             await self.deliverer.stop(timeout)
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            await asyncio.gather(self.sweeper, return_exceptions=True)
         await self.spool.close()
         log.info("event=stopped")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from relay import config as config_mod
 from relay.model import State
-from relay.spool import Row, connect
+from relay.spool import REPLIES_SCHEMA, SCHEMA, Row, connect
 
 EX_NOTFOUND = 1
 
@@ -39,6 +39,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_queue_one)
 
+    p = qs.add_parser("resume", parents=[common], help="resume delivery paused by a provider error")
+    p.set_defaults(func=cmd_queue_resume)
+
     p = sub.add_parser("passwd", help="print a users_file line for SMTP AUTH (reads the password)")
     p.add_argument("user")
     p.set_defaults(func=cmd_passwd)
@@ -60,7 +63,9 @@ def _open(args: argparse.Namespace) -> sqlite3.Connection:
     cfg = config_mod.load(args.config)
     if not cfg.spool.path.exists():
         raise SystemExit(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)")
-    return connect(cfg.spool.path)
+    conn = connect(cfg.spool.path)
+    conn.executescript(SCHEMA + REPLIES_SCHEMA)  # a spool from an older version lacks newer tables
+    return conn
 
 
 def as_json(row: Row, full: bool = False) -> dict[str, Any]:
@@ -156,8 +161,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
     oldest = conn.execute(
         "SELECT MIN(created) FROM messages WHERE state IN ('queued', 'deferred', 'sending')"
     ).fetchone()[0]
+    control = dict(conn.execute("SELECT key, value FROM control").fetchall())
+    paused = float(control.get("paused_until", "0")) > time.time()
     data = {"states": counts, "total": sum(counts.values()),
-            "oldest_pending_age_s": None if oldest is None else round(time.time() - oldest, 1)}  # fmt: skip
+            "oldest_pending_age_s": None if oldest is None else round(time.time() - oldest, 1),
+            "paused": control.get("pause_reason") if paused else None,
+            "paused_until": _iso(float(control["paused_until"])) if paused else None}  # fmt: skip
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -166,6 +175,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{'total':<10} {data['total']}")
         if oldest is not None:
             print(f"oldest pending: {data['oldest_pending_age_s']} s")
+        if paused:
+            print(f"DELIVERY PAUSED until {data['paused_until']}: {data['paused']}")
+            print("  (fix it, then `smsc-relay queue resume` or SIGHUP)")
+    return 0
+
+
+def cmd_queue_resume(args: argparse.Namespace) -> int:
+    conn = _open(args)
+    reason = dict(conn.execute("SELECT key, value FROM control").fetchall()).get("pause_reason")
+    conn.execute("DELETE FROM control WHERE key IN ('paused_until', 'pause_reason')")
+    print(f"delivery resumed (was paused: {reason})" if reason else "delivery was not paused")
     return 0
 
 

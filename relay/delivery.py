@@ -65,6 +65,40 @@ class Deliverer:
         # Fresh rows handed over by the listener (already `sending` in the spool), so that a
         # new message costs no claim transaction. Bounded: beyond it, rows wait in the spool.
         self._ready: collections.deque[Row] = collections.deque()
+        self.pause_reason = ""  # set while a provider error holds the whole queue
+        self._control_checked = 0.0
+
+    def pause(self, until: float, reason: str) -> None:
+        """Hold all delivery until `until` (a provider error that every request would hit)."""
+        if until > self._paused_until:
+            self._paused_until = until
+        self.pause_reason = reason
+        log.error(
+            "event=delivery_paused until=%s reason=%r",
+            time.strftime("%H:%M:%S", time.localtime(until)),
+            reason,
+        )
+
+    def resume(self) -> None:
+        if self._paused_until > time.time():
+            log.warning("event=delivery_resumed")
+        self._paused_until = 0.0
+        self._pause = 0.0
+        self.pause_reason = ""
+        self._wake.set()
+
+    async def _sync_control(self) -> None:
+        """Follow the spool's `paused_until` (set by a reply, cleared by `queue resume`)."""
+        now = time.time()
+        if now - self._control_checked < 1.0:
+            return
+        self._control_checked = now
+        control = await self.spool.control()
+        until = float(control.get("paused_until", "0"))
+        if until > now and until > self._paused_until:
+            self.pause(until, control.get("pause_reason", ""))
+        elif until <= now and self.pause_reason:
+            self.resume()
 
     def can_take(self, count: int) -> bool:
         """Whether new rows may be inserted as claimed and handed over with `take()`."""
@@ -106,9 +140,11 @@ class Deliverer:
         sender = self.make_sender()
         try:
             while not self._stopping:
+                await self._sync_control()
                 now = time.time()
                 if now < self._paused_until:
-                    await self._sleep(self._paused_until - now)
+                    # Short naps, so that `queue resume` from another process is seen promptly.
+                    await self._sleep(min(self._paused_until - now, 1.0))
                     continue
                 rows = [self._ready.popleft() for _ in range(min(CLAIM_BATCH, len(self._ready)))]
                 rows = rows or await self.spool.claim(CLAIM_BATCH, now)

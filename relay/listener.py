@@ -11,6 +11,7 @@ import logging
 import secrets
 import socket
 import ssl
+import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -20,6 +21,9 @@ from relay import auth, pipeline, replies
 from relay.config import Config
 from relay.errors import RelayError
 from relay.ids import new_id
+from relay.model import ReplyKind
+from relay.parsers import reply as reply_parser
+from relay.policy import Action
 from relay.routing import check_recipient
 from relay.spool import Row, Spool
 
@@ -32,6 +36,7 @@ class Delivery(Protocol):
     def can_take(self, count: int) -> bool: ...
     def take(self, rows: list[Row]) -> None: ...
     def wake(self) -> None: ...
+    def pause(self, until: float, reason: str) -> None: ...
 
 
 OFFLOAD_BYTES = 64 * 1024
@@ -188,6 +193,11 @@ class Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         cfg = self.config
+        if self._is_reply_address(address):
+            # The provider's servers are in no allowed network: its replies come from anywhere,
+            # to this one address, and are never routed as SMS.
+            envelope.rcpt_tos.append(address)
+            return str(replies.S250_OK)
         if cfg.listen.auth_required and not session.authenticated:
             return str(replies.S530_AUTH_REQUIRED)
         # As an MTA would: trusted networks, or a client that authenticated.
@@ -211,10 +221,23 @@ class Handler:
         finally:
             self.busy.discard(session)
 
+    def _is_reply_address(self, address: str) -> bool:
+        reply_address = self.config.provider.reply_address
+        return bool(reply_address) and address.lower() == reply_address.lower()
+
     async def _data(self, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
+        sms_rcpts = [r for r in envelope.rcpt_tos if not self._is_reply_address(r)]
+        if len(sms_rcpts) < len(envelope.rcpt_tos):
+            try:
+                await asyncio.shield(self._take_replies(raw, envelope.mail_from or ""))
+            except RelayError as exc:
+                return str(exc.reply)
+            if not sms_rcpts:
+                return str(replies.S250_ACCEPTED.with_text("reply recorded"))
+            envelope.rcpt_tos = sms_rcpts
         cfg = self.config
         try:
             args = {
@@ -258,6 +281,31 @@ class Handler:
         else:
             self.delivery.wake()
         return str(replies.S250_ACCEPTED.with_text("queued as " + " ".join(ids)))
+
+    async def _take_replies(self, raw: bytes, mail_from: str) -> None:
+        """Record every result in a provider reply mail and apply it to its message."""
+        cfg = self.config
+        for result in reply_parser.parse(raw, settings=cfg.parsing):
+            applied = await self.spool.record_reply(result, mail_from=mail_from, raw=raw, apply=True)
+            level = logging.INFO if result.kind is ReplyKind.OK else logging.WARNING
+            if applied.outcome in ("unknown id", "kept (no id)", "kept (unreadable)"):
+                level = logging.WARNING
+            log.log(
+                level, "event=provider_reply id=%s kind=%s code=%s outcome=%r line=%r",
+                result.relay_id or "-", result.kind.value, result.code, applied.outcome, result.line,
+            )  # fmt: skip
+            if applied.pause is not None:
+                rule = applied.pause
+                seconds = (
+                    cfg.provider.block_backoff
+                    if rule.action is Action.BACKOFF
+                    else cfg.provider.pause_interval
+                )
+                until = time.time() + seconds
+                reason = f"provider ERROR {result.code}: {rule.meaning}"
+                await self.spool.set_control("paused_until", f"{until:.3f}")
+                await self.spool.set_control("pause_reason", reason)
+                self.delivery.pause(until, reason)
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default answers a permanent 500 with the exception text; a fault of ours

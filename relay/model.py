@@ -30,6 +30,26 @@ class State(enum.Enum):
     FAILED = "failed"
     DEFERRED = "deferred"
     EXPIRED = "expired"
+    UNCONFIRMED = "unconfirmed"  # sent with test=1, but no provider reply in time: may not have gone out
+    DUPLICATE = "duplicate"  # the provider refused it as a repeat within a minute (error 9)
+
+
+class ReplyKind(enum.Enum):
+    OK = "ok"
+    ERROR = "error"
+    UNKNOWN = "unknown"  # a mail to the reply address we could not read: kept, logged
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReply:
+    """One result line of a provider reply mail."""
+
+    kind: ReplyKind
+    relay_id: str = ""
+    sms_count: int | None = None
+    code: int | None = None
+    description: str = ""
+    line: str = ""  # the text it was read from
 
 
 @dataclass(frozen=True, slots=True)

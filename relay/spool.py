@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from relay import policy
 from relay.errors import SpoolError
-from relay.model import ProviderMail, State
+from relay.model import ProviderMail, ProviderReply, ReplyKind, State
+from relay.policy import Action, Rule
 
 log = logging.getLogger("relay.spool")
 T = TypeVar("T")
@@ -64,6 +66,29 @@ DROP INDEX IF EXISTS messages_due;  -- replaced by messages_waiting
 CREATE INDEX IF NOT EXISTS messages_waiting ON messages (next_attempt) WHERE state IN ('queued', 'deferred');
 """
 WAITING = "state IN ('queued', 'deferred')"  # the partial index's condition, verbatim
+
+REPLIES_SCHEMA = """
+-- Every mail to the reply address, read or not: the provider's word is never dropped.
+CREATE TABLE IF NOT EXISTS replies (
+    n INTEGER PRIMARY KEY,
+    received REAL NOT NULL,
+    relay_id TEXT NOT NULL,         -- '' when no id could be found
+    kind TEXT NOT NULL,             -- ok | error | unknown
+    code INTEGER,
+    sms_count INTEGER,
+    description TEXT NOT NULL,
+    line TEXT NOT NULL,
+    outcome TEXT NOT NULL,          -- what it did: confirmed, failed, paused, ..., unknown id, kept
+    mail_from TEXT NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replies_relay_id ON replies (relay_id);
+-- Queue-wide switches shared with `smsc-relay queue resume`: key -> value.
+CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# A reply may answer a row in these states; `sending` too, since the provider can answer
+# before delivery has recorded the upstream's 250.
+ANSWERABLE = (State.SENDING.value, State.SENT.value, State.UNCONFIRMED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +159,7 @@ class Spool:
     def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(self.path)
-        self._conn.executescript(SCHEMA)
+        self._conn.executescript(SCHEMA + REPLIES_SCHEMA)
         self.path.chmod(0o600)
         cur = self._conn.execute(
             "UPDATE messages SET state = ?, updated = ? WHERE state = ?",
@@ -285,8 +310,10 @@ class Spool:
         columns = "".join(f", {k} = ?" for k in values)
 
         def op(conn: sqlite3.Connection) -> None:
+            # Only the attempt's owner moves a row out of `sending`: a provider reply that came
+            # first (confirmed, failed...) is not overwritten.
             conn.execute(
-                f"UPDATE messages SET state = ?, updated = ?{columns} WHERE id = ?",
+                f"UPDATE messages SET state = ?, updated = ?{columns} WHERE id = ? AND state = 'sending'",
                 (state.value, time.time(), *values.values(), relay_id),
             )
 
@@ -299,3 +326,89 @@ class Spool:
             return None if row[0] is None else float(row[0])
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, op)
+
+    # ---- provider replies and queue control --------------------------------------------------
+    async def record_reply(self, reply: ProviderReply, *, mail_from: str, raw: bytes, apply: bool) -> Applied:
+        """Keep the reply; if `apply`, move its message to the state the reply means."""
+
+        def op(conn: sqlite3.Connection) -> Applied:
+            applied = _apply(conn, reply) if apply else Applied("kept (not applied)")
+            conn.execute(
+                "INSERT INTO replies (received, relay_id, kind, code, sms_count, description, line, outcome,"
+                " mail_from, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), reply.relay_id, reply.kind.value, reply.code, reply.sms_count,
+                 reply.description, reply.line, applied.outcome, mail_from, raw),
+            )  # fmt: skip
+            return applied
+
+        return await self.write(op)
+
+    async def sweep_unconfirmed(self, older_than: float) -> int:
+        """`sent` rows with no provider reply for `older_than` seconds become `unconfirmed`."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE messages SET state = ?, updated = ? WHERE state = ? AND updated < ?",
+                (State.UNCONFIRMED.value, time.time(), State.SENT.value, time.time() - older_than),
+            )
+            return cur.rowcount
+
+        return await self.write(op)
+
+    async def set_control(self, key: str, value: str | None) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            if value is None:
+                conn.execute("DELETE FROM control WHERE key = ?", (key,))
+            else:
+                conn.execute("INSERT OR REPLACE INTO control (key, value) VALUES (?, ?)", (key, value))
+
+        await self.write(op)
+
+    async def control(self) -> dict[str, str]:
+        def op() -> dict[str, str]:
+            assert self._conn is not None
+            return dict(self._conn.execute("SELECT key, value FROM control").fetchall())
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, op)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outcome: str  # what happened, for the replies table and the log
+    pause: Rule | None = None  # a provider error that stops or holds the whole queue
+
+
+def _apply(conn: sqlite3.Connection, reply: ProviderReply) -> Applied:
+    if reply.kind is ReplyKind.UNKNOWN:
+        return Applied("kept (unreadable)")
+    if not reply.relay_id:
+        return Applied("kept (no id)")
+    row = conn.execute("SELECT state FROM messages WHERE id = ?", (reply.relay_id,)).fetchone()
+    if row is None:
+        return Applied("unknown id")
+    if row["state"] not in ANSWERABLE:
+        return Applied(f"ignored (message already {row['state']})")  # a repeated reply: idempotent
+    now = time.time()
+    if reply.kind is ReplyKind.OK:
+        conn.execute(
+            "UPDATE messages SET state = ?, sms_count = ?, updated = ?, last_error = '', error_code = NULL"
+            " WHERE id = ?",
+            (State.CONFIRMED.value, reply.sms_count, now, reply.relay_id),
+        )
+        return Applied("confirmed")
+    assert reply.code is not None
+    rule = policy.rule(reply.code)
+    text = f"provider ERROR {reply.code}: {reply.description or rule.meaning}"
+    state, pause, next_attempt = {
+        Action.FAIL: (State.FAILED, None, now),
+        Action.DUPLICATE: (State.DUPLICATE, None, now),
+        # The provider did not send it: it waits in the queue for delivery to resume.
+        Action.PAUSE: (State.QUEUED, rule, now),
+        Action.BACKOFF: (State.DEFERRED, rule, now),
+    }[rule.action]
+    conn.execute(
+        "UPDATE messages SET state = ?, error_code = ?, last_error = ?, next_attempt = ?, updated = ?"
+        " WHERE id = ?",
+        (state.value, reply.code, text, next_attempt, now, reply.relay_id),
+    )
+    return Applied(state.value, pause)
