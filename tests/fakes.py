@@ -75,3 +75,46 @@ async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@dataclass
+class ReplyingProvider(FakeProvider):
+    """Answers every command mail with test=1 like the provider: a reply mail to the envelope
+    sender, sent to the relay's listener. `answer` makes the reply text from what arrived."""
+
+    relay_port: int = 0
+    answer: object = None  # Callable[[Received], str | None]; default: OK - n SMS, ID - id
+    charset: str = "koi8-r"
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str | None:
+        status = await super().handle_DATA(server, session, envelope)
+        if status and status.startswith("250") and self.received and self.received[-1].command:
+            got = self.received[-1]
+            if got.command is not None and got.command.options.test == "1":
+                task = asyncio.create_task(self._reply(got))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        return status
+
+    async def _reply(self, got: Received) -> None:
+        import aiosmtplib
+
+        assert got.command is not None
+        answer = self.answer if callable(self.answer) else None
+        phones = sum(len(e.phones) for e in got.command.entries)
+        text = answer(got) if answer else f"OK - {phones} SMS, ID - {got.relay_id}"
+        if text is None:
+            return
+        original = email.message_from_bytes(got.raw)
+        mail = (
+            (
+                f"From: SMSC.RU <noreply@smsc.ru>\r\nTo: {got.mail_from}\r\nSubject: Re: {original['Subject']}\r\n"
+                f"In-Reply-To: {original['Message-ID']}\r\nMIME-Version: 1.0\r\n"
+                f'Content-Type: text/plain; charset="{self.charset}"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+            ).encode("ascii")
+            + text.encode(self.charset)
+            + b"\r\n"
+        )
+        await aiosmtplib.send(mail, sender="noreply@smsc.ru", recipients=[got.mail_from],
+                              hostname="127.0.0.1", port=self.relay_port)  # fmt: skip

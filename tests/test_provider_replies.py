@@ -1,0 +1,208 @@
+"""Provider replies close the loop: every request ends confirmed, failed, duplicate, or visibly
+unconfirmed; errors that every request would hit pause delivery instead of burning the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from relay import cli
+from relay.config import ParsingConfig
+from relay.model import ReplyKind, State
+from relay.parsers import reply
+from tests.fakes import ReplyingProvider, wait_for
+from tests.test_daemon import message, smtplib_send
+
+pytestmark = pytest.mark.timeout(60)
+RID = "r19a3f0c2b1d-5e0f2a9c"
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        (f"OK - 2 SMS, ID - {RID}", [(ReplyKind.OK, RID, 2, None)]),
+        (f"ERROR = 7 (invalid phone number format), ID - {RID}", [(ReplyKind.ERROR, RID, None, 7)]),
+        ("ERROR = 2 (authorise error)", [(ReplyKind.ERROR, "r1111111111a-00000000", None, 2)]),
+        (f"> OK - 1 SMS, ID - {RID}\n> quoted", [(ReplyKind.OK, RID, 1, None)]),
+        (f"Hello,\n\nresult:\n  ok - 3 sms, id - {RID}\n\nRegards", [(ReplyKind.OK, RID, 3, None)]),
+        (
+            "OK - 1 SMS, ID - a1\nERROR = 8 (undeliverable), ID - a2",
+            [(ReplyKind.OK, "a1", 1, None), (ReplyKind.ERROR, "a2", None, 8)],
+        ),
+        ("Something else entirely", [(ReplyKind.UNKNOWN, "r1111111111a-00000000", None, None)]),
+    ],
+)
+def test_reply_parser(body: str, want: list[tuple[Any, ...]]) -> None:
+    raw = ("Subject: Re: SMS x\r\nIn-Reply-To: <r1111111111a-00000000@relay.test>\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body).encode()  # fmt: skip
+    got = reply.parse(raw, settings=ParsingConfig())
+    assert [(r.kind, r.relay_id, r.sms_count, r.code) for r in got] == want
+
+
+def test_reply_parser_koi8r_and_html() -> None:
+    koi = (
+        b"Content-Type: text/plain; charset=koi8-r\r\n\r\n"
+        + f"ERROR = 6 (сообщение запрещено), ID - {RID}".encode("koi8-r")
+    )
+    (r,) = reply.parse(koi, settings=ParsingConfig())
+    assert (r.code, r.description, r.relay_id) == (6, "сообщение запрещено", RID)
+    html = f"Content-Type: text/html\r\n\r\n<html><body><p><b>OK</b> - 1 SMS, ID - {RID}</p></body></html>".encode()
+    (h,) = reply.parse(html, settings=ParsingConfig())
+    assert (h.kind, h.sms_count) == (ReplyKind.OK, 1)
+
+
+@pytest.fixture
+async def replying(relay_factory: Any) -> AsyncIterator[tuple[ReplyingProvider, Any]]:
+    fake = ReplyingProvider()
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    relay = await relay_factory(int(server.sockets[0].getsockname()[1]))
+    fake.relay_port = relay.port
+    yield fake, relay
+    await asyncio.gather(*fake.tasks, return_exceptions=True)
+    server.close()
+
+
+async def row(relay: Any) -> dict[str, Any]:
+    return dict(await relay.spool.write(lambda c: c.execute("SELECT * FROM messages").fetchone()))
+
+
+async def wait_state(relay: Any, state: str) -> dict[str, Any]:
+    for _ in range(500):
+        r = await row(relay)
+        if r["state"] == state:
+            return r
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"state is {r['state']}, not {state}")
+
+
+async def test_ok_reply_confirms(replying: tuple[ReplyingProvider, Any]) -> None:
+    _fake, relay = replying
+    await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))
+    r = await wait_state(relay, "confirmed")
+    assert r["sms_count"] == 2  # two on-call phones
+    replies = await relay.spool.write(
+        lambda c: c.execute("SELECT kind, outcome, line FROM replies").fetchall()
+    )
+    assert [tuple(x) for x in replies] == [("ok", "confirmed", f"OK - 2 SMS, ID - {r['id']}")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "state", "code"),
+    [
+        (lambda got: f"ERROR = 7 (invalid phone), ID - {got.relay_id}", "failed", 7),
+        (lambda got: "ERROR = 1 (error in parameters)", "failed", 1),  # no ID: matched by In-Reply-To
+        (lambda got: "ERROR = 9 (duplicate request)", "duplicate", 9),
+    ],
+)
+async def test_error_replies(
+    replying: tuple[ReplyingProvider, Any], answer: Any, state: str, code: int
+) -> None:
+    fake, relay = replying
+    fake.answer = answer
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    r = await wait_state(relay, state)
+    assert r["error_code"] == code and r["last_error"].startswith(f"provider ERROR {code}: ")
+    await asyncio.sleep(1.5)  # past min_backoff: nothing is retried
+    assert len(fake.received) == 1
+
+
+async def test_funds_error_pauses_until_resumed(
+    replying: tuple[ReplyingProvider, Any], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, relay = replying
+    fake.answer = lambda got: "ERROR = 3 (not enough money), ID - " + got.relay_id
+    await asyncio.to_thread(smtplib_send, relay.port, message("first"))
+    r = await wait_state(relay, "queued")  # not sent by the provider: it waits, nothing lost
+    assert r["error_code"] == 3
+    await wait_for(lambda: relay.deliverer.pause_reason.startswith("provider ERROR 3"))
+    await asyncio.to_thread(smtplib_send, relay.port, message("second"))  # still accepted
+    await asyncio.sleep(1.5)
+    assert len(fake.received) == 1  # delivery holds while paused
+    config = str(tmp_path / "relay.yaml")
+    assert await asyncio.to_thread(cli.main, ["stats", "--json", "-c", config]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["paused"].startswith("provider ERROR 3")
+    fake.answer = None  # the operator topped up the account
+    assert await asyncio.to_thread(cli.main, ["queue", "resume", "-c", config]) == 0
+    await wait_for(lambda: len(fake.received) == 3, timeout=15)  # the held one again, and the new one
+    for _ in range(200):
+        states = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
+        if states == ["confirmed", "confirmed"]:
+            break
+        await asyncio.sleep(0.02)
+    assert states == ["confirmed", "confirmed"]
+
+
+async def test_blocked_ip_holds_the_queue(replying: tuple[ReplyingProvider, Any]) -> None:
+    fake, relay = replying
+    fake.answer = lambda got: "ERROR = 4 (IP blocked)"
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    r = await wait_state(relay, "deferred")
+    assert r["error_code"] == 4
+    await wait_for(lambda: relay.deliverer.pause_reason.startswith("provider ERROR 4"))
+
+
+async def test_unknown_id_and_unreadable_replies_are_kept(replying: tuple[ReplyingProvider, Any]) -> None:
+    _fake, relay = replying
+    for body in ("OK - 1 SMS, ID - nosuchid", "Your account statement is attached."):
+        mail = f"From: noreply@smsc.ru\r\nSubject: result\r\n\r\n{body}\r\n"
+        await asyncio.to_thread(_send_raw, relay.port, mail)
+    rows = await relay.spool.write(
+        lambda c: c.execute("SELECT kind, relay_id, outcome FROM replies").fetchall()
+    )
+    assert [tuple(r) for r in rows] == [
+        ("ok", "nosuchid", "unknown id"),
+        ("unknown", "", "kept (unreadable)"),
+    ]
+
+
+def _send_raw(port: int, mail: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("noreply@smsc.ru", ["replies@relay.example.com"], mail)
+
+
+async def test_replies_accepted_from_outside_networks_but_only_there(relay_factory: Any) -> None:
+    relay = await relay_factory(9, networks="[10.0.0.0/8]")
+
+    def both() -> dict[str, Any]:
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
+            return client.sendmail("noreply@smsc.ru", ["replies@relay.example.com", "79991234567@sms.example.com"],
+                                   "Subject: r\r\n\r\nOK - 1 SMS, ID - x1")  # fmt: skip
+
+    refused = await asyncio.to_thread(both)
+    assert refused == {"79991234567@sms.example.com": (554, b"5.7.1 client host rejected: access denied")}
+    kinds = await relay.spool.write(lambda c: c.execute("SELECT outcome FROM replies").fetchall())
+    assert [tuple(k) for k in kinds] == [("unknown id",)]
+    assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM messages").fetchone()[0]) == 0
+
+
+async def test_reply_before_sent_is_not_overwritten(relay_factory: Any) -> None:
+    relay = await relay_factory(9)
+    from relay.model import ProviderReply
+    from tests.helpers import make_config, render
+
+    pm = render(b"Subject: x\r\n\r\ny", ["79991234567@sms.example.com"], make_config()).provider_mails
+    relay.deliverer._stopping = True  # keep workers out of it
+    (claimed,) = await relay.spool.enqueue(pm, mail_from="a@b", inbound_id="", claimed=True)
+    ok = ProviderReply(ReplyKind.OK, relay_id=claimed.id, sms_count=1)
+    await relay.spool.record_reply(ok, mail_from="noreply@smsc.ru", raw=b"", apply=True)
+    await relay.spool.finish(claimed.id, State.SENT)  # delivery's bookkeeping, arriving late
+    assert (await row(relay))["state"] == "confirmed"
+
+
+async def test_unconfirmed_sweep(
+    replying: tuple[ReplyingProvider, Any], capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    fake, relay = replying
+    fake.answer = lambda got: None  # the provider never answers
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    await wait_state(relay, "sent")
+    assert await relay.spool.sweep_unconfirmed(0) == 1
+    assert (await row(relay))["state"] == "unconfirmed"
+    assert await asyncio.to_thread(cli.main, ["stats", "--json", "-c", str(tmp_path / "relay.yaml")]) == 0
+    assert json.loads(capsys.readouterr().out)["states"]["unconfirmed"] == 1
