@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from relay import fields
 from relay.auth import load_users
 from relay.configread import Reader
+from relay.dkimsig import Signer
 from relay.errors import ConfigError, Problem
 from relay.model import Options, RouteMode, Secret
 from relay.routes import Route, read_routes
@@ -67,6 +68,9 @@ class ProviderConfig:
     confirm_timeout: float = 900.0  # test=1: `sent` this long without a reply -> `unconfirmed`
     pause_interval: float = 3600.0  # errors 2/3 (login, funds) pause delivery this long, or until resumed
     block_backoff: float = 600.0  # error 4 (IP blocked for a while) holds the whole queue this long
+    dkim: Signer | None = None  # sign provider mail
+    verify_replies: bool = False  # apply a reply only if DKIM-signed by one of reply_dkim_domains
+    reply_dkim_domains: tuple[str, ...] = ("smsc.ru", "smscentre.com")
 
     @property
     def test_flag(self) -> str:
@@ -251,9 +255,34 @@ def _provider(r: Reader, base_dir: Path, env: Mapping[str, str]) -> ProviderConf
         confirm_timeout=float(r.integer("confirm_timeout", 900, 10, 7 * 86400)),
         pause_interval=float(r.integer("pause_interval", 3600, 10, 7 * 86400)),
         block_backoff=float(r.integer("block_backoff", 600, 10, 86400)),
+        dkim=_dkim(r.child("dkim"), base_dir),
+        verify_replies=r.value("verify_replies", bool, False),
+        reply_dkim_domains=tuple(str(d).lower() for d, _, _ in r.items("reply_dkim_domains"))
+        or ("smsc.ru", "smscentre.com"),
     )
     r.finish()
     return result
+
+
+def _dkim(r: Reader, base_dir: Path) -> Signer | None:
+    if not r.data:
+        return None
+    domain = r.value("domain", str, "", required=True)
+    selector = r.value("selector", str, "", required=True)
+    key_file = _path(r, "key_file", base_dir)
+    r.finish()
+    if not key_file:
+        r.problem("key_file", "is required (make one with `smsc-relay dkim-keygen`)")
+        return None
+    try:
+        key = key_file.read_bytes()
+    except OSError as exc:
+        r.problem("key_file", f"cannot read {key_file}: {exc.strerror}")
+        return None
+    if b"PRIVATE KEY" not in key:
+        r.problem("key_file", f"{key_file} is not a PEM private key")
+        return None
+    return Signer(domain, selector, key) if domain and selector else None
 
 
 def _password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:

@@ -82,6 +82,7 @@ class Daemon:
             self.spool,
             self._new_sender,
             unmasker(lambda: self.cfg.provider),
+            signer=lambda: self.cfg.provider.dkim,
             concurrency=d.concurrency,
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
         )

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = qs.add_parser("resume", parents=[common], help="resume delivery paused by a provider error")
     p.set_defaults(func=cmd_queue_resume)
+
+    p = sub.add_parser("dkim-keygen", help="make a DKIM key for provider mail and print its DNS record")
+    p.add_argument("--domain", required=True, help="the d= domain (yours, e.g. relay.example.com)")
+    p.add_argument("--selector", default="smsc", help="the s= selector (default smsc)")
+    p.add_argument("--key", required=True, type=Path, help="where to write the private key (PEM, 0600)")
+    p.set_defaults(func=cmd_dkim_keygen)
 
     p = sub.add_parser("passwd", help="print a users_file line for SMTP AUTH (reads the password)")
     p.add_argument("user")
@@ -186,6 +193,21 @@ def cmd_queue_resume(args: argparse.Namespace) -> int:
     reason = dict(conn.execute("SELECT key, value FROM control").fetchall()).get("pause_reason")
     conn.execute("DELETE FROM control WHERE key IN ('paused_until', 'pause_reason')")
     print(f"delivery resumed (was paused: {reason})" if reason else "delivery was not paused")
+    return 0
+
+
+def cmd_dkim_keygen(args: argparse.Namespace) -> int:
+    from relay import dkimsig
+
+    try:
+        record = dkimsig.keygen(args.key, domain=args.domain, selector=args.selector)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        print(f"smsc-relay: {exc}", file=sys.stderr)
+        return 1
+    print(f"private key written to {args.key} (mode 0600). Publish this DNS record:\n{record}")
+    print(
+        f"Then set provider.dkim: {{domain: {args.domain}, selector: {args.selector}, key_file: {args.key}}}"
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay.config import ProviderConfig
+from relay.dkimsig import Signer
 from relay.formatters import provider as provider_fmt
 from relay.model import State
 from relay.senders import DeliveryError, Sender
@@ -48,12 +49,14 @@ class Deliverer:
         make_sender: Callable[[], Sender],
         unmask: Callable[[bytes], bytes],
         *,
+        signer: Callable[[], Signer | None] = lambda: None,
         concurrency: int = 2,
         policy: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.spool = spool
         self.make_sender = make_sender
         self.unmask = unmask
+        self.signer = signer
         self.concurrency = concurrency
         self.policy = policy
         self._wake = asyncio.Event()
@@ -180,6 +183,9 @@ class Deliverer:
         self.in_flight.add(row.id)
         try:
             message = self.unmask(row.message) if row.masked and sender.needs_credentials else row.message
+            signer = self.signer()
+            if signer is not None:
+                message = await asyncio.to_thread(signer.sign, message)  # RSA in Python: off the loop
             try:
                 reply = await sender.send(row.id, row.upstream_from, row.upstream_to, message)
             except DeliveryError as exc:

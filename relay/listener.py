@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from relay import auth, pipeline, replies
+from relay import auth, dkimsig, pipeline, replies
 from relay.config import Config
 from relay.errors import RelayError
 from relay.ids import new_id
@@ -108,6 +108,7 @@ class Handler:
         # calls the authenticator synchronously, so only a first login per password pays it.
         self._verified: dict[str, bytes] = {}
         self._cache_key = secrets.token_bytes(32)
+        self.dnsfunc: dkimsig.DnsFunc | None = None  # DKIM key lookups; None: real DNS (tests inject)
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new routes and policy for new sessions."""
@@ -285,10 +286,19 @@ class Handler:
     async def _take_replies(self, raw: bytes, mail_from: str) -> None:
         """Record every result in a provider reply mail and apply it to its message."""
         cfg = self.config
+        untrusted = ""
+        if cfg.provider.verify_replies:
+            # DNS lookups and RSA in dkimpy block: never on the event loop.
+            verdict = await asyncio.to_thread(
+                dkimsig.verify, raw, domains=cfg.provider.reply_dkim_domains, dnsfunc=self.dnsfunc
+            )
+            untrusted = "" if verdict.trusted else verdict.reason
+            if untrusted:
+                log.warning("event=reply_untrusted from=%s reason=%r", mail_from, untrusted)
         for result in reply_parser.parse(raw, settings=cfg.parsing):
-            applied = await self.spool.record_reply(result, mail_from=mail_from, raw=raw, apply=True)
+            applied = await self.spool.record_reply(result, mail_from=mail_from, raw=raw, untrusted=untrusted)
             level = logging.INFO if result.kind is ReplyKind.OK else logging.WARNING
-            if applied.outcome in ("unknown id", "kept (no id)", "kept (unreadable)"):
+            if applied.outcome.startswith(("unknown id", "kept")):
                 level = logging.WARNING
             log.log(
                 level, "event=provider_reply id=%s kind=%s code=%s outcome=%r line=%r",

@@ -328,11 +328,14 @@ class Spool:
         return await asyncio.get_running_loop().run_in_executor(self._executor, op)
 
     # ---- provider replies and queue control --------------------------------------------------
-    async def record_reply(self, reply: ProviderReply, *, mail_from: str, raw: bytes, apply: bool) -> Applied:
-        """Keep the reply; if `apply`, move its message to the state the reply means."""
+    async def record_reply(
+        self, reply: ProviderReply, *, mail_from: str, raw: bytes, untrusted: str = ""
+    ) -> Applied:
+        """Keep the reply and move its message to the state the reply means; an `untrusted`
+        reply (the reason) is kept and changes nothing."""
 
         def op(conn: sqlite3.Connection) -> Applied:
-            applied = _apply(conn, reply) if apply else Applied("kept (not applied)")
+            applied = Applied(f"kept (untrusted: {untrusted})") if untrusted else _apply(conn, reply)
             conn.execute(
                 "INSERT INTO replies (received, relay_id, kind, code, sms_count, description, line, outcome,"
                 " mail_from, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -29,6 +29,7 @@ provider:
   password: "{password}"
   reply_address: replies@relay.example.com
   outbox: {outbox}
+{provider_extra}
 spool: {{path: {spool}}}
 delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, max_age: {max_age},
             shutdown_timeout: 5}}
@@ -66,6 +67,7 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             "timeout": 5,
             "max_age": 3600,
             "listen_extra": "",
+            "provider_extra": "",
         }
         values.update(overrides)
         path = tmp_path / "relay.yaml"

@@ -85,6 +85,7 @@ class ReplyingProvider(FakeProvider):
     relay_port: int = 0
     answer: object = None  # Callable[[Received], str | None]; default: OK - n SMS, ID - id
     charset: str = "koi8-r"
+    signer: object = None  # a relay.dkimsig.Signer: sign replies as the provider would
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str | None:
@@ -116,5 +117,7 @@ class ReplyingProvider(FakeProvider):
             + text.encode(self.charset)
             + b"\r\n"
         )
+        if self.signer is not None:
+            mail = self.signer.sign(mail)  # type: ignore[attr-defined]
         await aiosmtplib.send(mail, sender="noreply@smsc.ru", recipients=[got.mail_from],
                               hostname="127.0.0.1", port=self.relay_port)  # fmt: skip

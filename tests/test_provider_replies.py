@@ -190,7 +190,7 @@ async def test_reply_before_sent_is_not_overwritten(relay_factory: Any) -> None:
     relay.deliverer._stopping = True  # keep workers out of it
     (claimed,) = await relay.spool.enqueue(pm, mail_from="a@b", inbound_id="", claimed=True)
     ok = ProviderReply(ReplyKind.OK, relay_id=claimed.id, sms_count=1)
-    await relay.spool.record_reply(ok, mail_from="noreply@smsc.ru", raw=b"", apply=True)
+    await relay.spool.record_reply(ok, mail_from="noreply@smsc.ru", raw=b"")
     await relay.spool.finish(claimed.id, State.SENT)  # delivery's bookkeeping, arriving late
     assert (await row(relay))["state"] == "confirmed"
 

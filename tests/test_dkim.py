@@ -1,0 +1,168 @@
+"""DKIM: provider mail signed on the way out; replies trusted only with a valid, whole-body
+signature of the provider's domain; DNS never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import dkim
+import pytest
+
+from relay import cli, dkimsig
+from tests.fakes import ReplyingProvider
+from tests.test_daemon import message, smtplib_send
+from tests.test_provider_replies import row, wait_state
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Keys:
+    """Two real RSA keys (ours and the provider's) and a DNS stand-in that serves them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ours = directory / "relay.pem"
+        self.provider = directory / "smsc.pem"
+        self.records: dict[bytes, bytes] = {}
+        for path, selector, domain in (
+            (self.ours, "smsc", "relay.example.com"),
+            (self.provider, "mail", "smsc.ru"),
+        ):
+            dkimsig.keygen(path, domain=domain, selector=selector)
+            der = subprocess.run(["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"],
+                                 check=True, capture_output=True).stdout  # fmt: skip
+            self.records[f"{selector}._domainkey.{domain}.".encode()] = (
+                b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+            )
+        self.lookups = 0
+        self.delay = 0.0
+
+    def dns(self, name: bytes, timeout: int = 5) -> bytes | None:
+        self.lookups += 1
+        if self.delay:
+            time.sleep(self.delay)  # a slow resolver: this runs in a thread, not on the loop
+        return self.records.get(name)
+
+    def provider_signer(self) -> dkimsig.Signer:
+        return dkimsig.Signer("smsc.ru", "mail", self.provider.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return Keys(tmp_path_factory.mktemp("dkim"))
+
+
+@pytest.fixture
+async def signed_relay(relay_factory: Any, keys: Keys) -> AsyncIterator[tuple[ReplyingProvider, Any]]:
+    fake = ReplyingProvider(signer=keys.provider_signer())
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    extra = (f"  dkim: {{domain: relay.example.com, selector: smsc, key_file: {keys.ours}}}\n"
+             "  verify_replies: true\n")  # fmt: skip
+    relay = await relay_factory(int(server.sockets[0].getsockname()[1]), provider_extra=extra)
+    relay.handler.dnsfunc = keys.dns
+    fake.relay_port = relay.port
+    yield fake, relay
+    await asyncio.gather(*fake.tasks, return_exceptions=True)
+    server.close()
+
+
+async def test_provider_mail_is_signed_and_signed_replies_apply(
+    signed_relay: tuple[ReplyingProvider, Any], keys: Keys
+) -> None:
+    fake, relay = signed_relay
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    await wait_state(relay, "confirmed")  # the provider's signed OK was trusted
+    raw = fake.received[0].raw
+    assert raw.startswith(b"DKIM-Signature: ")
+    assert dkim.verify(raw, dnsfunc=keys.dns)
+    assert b"d=relay.example.com" in raw and b"s=smsc" in raw
+
+
+@pytest.mark.parametrize(
+    ("forgery", "reason"),
+    [("unsigned", "no valid signature"), ("other-domain", "signed by relay.example.com, not by smsc.ru"),
+     ("body-length", "body length (l=) signatures are not accepted")],
+)  # fmt: skip
+async def test_forged_replies_change_nothing(
+    signed_relay: tuple[ReplyingProvider, Any], keys: Keys, forgery: str, reason: str
+) -> None:
+    fake, relay = signed_relay
+    fake.answer = lambda got: None  # the real provider stays silent
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    sent = await wait_state(relay, "sent")
+    body = f"ERROR = 7 (forged), ID - {sent['id']}\r\n".encode()
+    mail = (
+        b"From: noreply@smsc.ru\r\nTo: replies@relay.example.com\r\nSubject: result\r\nMessage-ID: <f@x>\r\n\r\n"
+        + body
+    )
+    if forgery == "other-domain":
+        mail = dkimsig.Signer("relay.example.com", "smsc", keys.ours.read_bytes()).sign(mail)
+    if forgery == "body-length":
+        # A real smsc.ru signature over a short body, with text appended after it (l= abuse).
+        short = mail.replace(body, b"OK\r\n")
+        header = dkim.sign(short, b"mail", b"smsc.ru", keys.provider.read_bytes(), length=True)
+        mail = header + short + body
+    await asyncio.to_thread(_send, relay.port, mail)
+    replies = await relay.spool.write(lambda c: c.execute("SELECT outcome FROM replies").fetchall())
+    assert [r[0] for r in replies] == [f"kept (untrusted: DKIM: {reason})"]
+    assert (await row(relay))["state"] == "sent"
+
+
+def _send(port: int, mail: bytes) -> None:
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("noreply@smsc.ru", ["replies@relay.example.com"], mail)
+
+
+async def test_slow_dns_does_not_block_the_loop(
+    signed_relay: tuple[ReplyingProvider, Any], keys: Keys
+) -> None:
+    fake, relay = signed_relay
+    keys.delay = 1.0
+    try:
+        lags: list[float] = []
+
+        async def ticker() -> None:
+            loop = asyncio.get_running_loop()
+            for _ in range(150):
+                t = loop.time()
+                await asyncio.sleep(0.01)
+                lags.append(loop.time() - t - 0.01)
+
+        tick = asyncio.create_task(ticker())
+        await asyncio.to_thread(smtplib_send, relay.port, message())
+        await wait_state(relay, "confirmed")
+        await tick
+        assert max(lags) < 0.1, max(lags)
+    finally:
+        keys.delay = 0.0
+
+
+def test_dkim_keygen_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "k.pem"
+    assert cli.main(["dkim-keygen", "--domain", "relay.example.com", "--key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert 'smsc._domainkey.relay.example.com. IN TXT ( "v=DKIM1; k=rsa; p=' in out
+    assert oct(os.stat(key).st_mode & 0o777) == "0o600"
+    assert (
+        cli.main(["dkim-keygen", "--domain", "relay.example.com", "--key", str(key)]) == 1
+    )  # never overwrites
+    assert "not overwriting" in capsys.readouterr().err
+
+
+def test_signed_mail_still_parses_as_a_command(keys: Keys) -> None:
+    from tests.helpers import make_config, render
+
+    (pm,) = render(b"Subject: x\r\n\r\ny", ["79991234567@sms.example.com"], make_config()).provider_mails
+    signed = dkimsig.Signer("relay.example.com", "smsc", keys.ours.read_bytes()).sign(pm.message)
+    assert email.message_from_bytes(signed).get_payload(decode=True) == email.message_from_bytes(
+        pm.message
+    ).get_payload(decode=True)
