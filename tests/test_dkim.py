@@ -125,7 +125,7 @@ def _send(port: int, mail: bytes) -> None:
 async def test_slow_dns_does_not_block_the_loop(
     signed_relay: tuple[ReplyingProvider, Any], keys: Keys
 ) -> None:
-    fake, relay = signed_relay
+    _fake, relay = signed_relay
     keys.delay = 1.0
     try:
         lags: list[float] = []
