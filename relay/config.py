@@ -89,6 +89,13 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    smarthost: str  # where notices to original senders are handed over (a local MTA)
+    port: int = 25
+    sender: str = ""  # the From: of notices; the envelope sender is always <>
+
+
+@dataclass(frozen=True, slots=True)
 class SpoolConfig:
     path: Path = DEFAULT_SPOOL
 
@@ -110,6 +117,7 @@ class Config:
     spool: SpoolConfig = SpoolConfig()
     parsing: ParsingConfig = ParsingConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    notify: NotifyConfig | None = None  # tell original senders of permanent failures
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "config"
 
@@ -142,12 +150,13 @@ def parse(
     spool = SpoolConfig(_path(top.child("spool"), "path", base_dir) or DEFAULT_SPOOL)
     parsing = _parsing(top.child("parsing"))
     delivery = _delivery(top.child("delivery"))
+    notify = _notify(top.child("notify"))
     aliases = _aliases(top.child("aliases"))
     routes = read_routes(top, aliases, provider)
     top.finish()
     if problems:
         raise ConfigError(problems, source)
-    return Config(provider, routes, listen, spool, parsing, delivery, aliases, source)
+    return Config(provider, routes, listen, spool, parsing, delivery, notify, aliases, source)
 
 
 def _listen(r: Reader, base_dir: Path) -> ListenConfig:
@@ -207,6 +216,18 @@ def _tls_and_auth(r: Reader, base_dir: Path) -> dict[str, Any]:
         "users": users,
         "auth_required": required,
     }
+
+
+def _notify(r: Reader) -> NotifyConfig | None:
+    if not r.data:
+        return None
+    result = NotifyConfig(
+        smarthost=r.value("smarthost", str, "", required=True),
+        port=r.integer("port", 25, 1, 65535),
+        sender=r.checked("from", _address, ""),
+    )
+    r.finish()
+    return result
 
 
 def _delivery(r: Reader) -> DeliveryConfig:

@@ -17,6 +17,7 @@ from relay.config import Config
 from relay.delivery import Deliverer, RetryPolicy, unmasker
 from relay.errors import ConfigError, SpoolError
 from relay.listener import Handler
+from relay.notify import Notifier
 from relay.senders import OutboxSender, Sender, SmtpSender
 from relay.spool import Spool
 
@@ -60,6 +61,7 @@ class Daemon:
         self.server: asyncio.Server | None = None
         self.stop_event = asyncio.Event()
         self.sweeper: asyncio.Task[None] | None = None
+        self.notifier: Notifier | None = None
 
     def _new_sender(self) -> Sender:
         p, d = self.cfg.provider, self.cfg.delivery
@@ -87,6 +89,12 @@ class Daemon:
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
         )
         self.handler = Handler(self.cfg, self.spool, self.deliverer, self.cfg.listen.max_connections)
+        if self.cfg.notify is not None:
+            self.notifier = Notifier(
+                self.spool, self.cfg.notify, reporting_host=self.handler.hostname,
+                reply_address=self.cfg.provider.reply_address,
+            )  # fmt: skip
+            self.deliverer.on_failed = self.handler.on_failed = self.notifier.failed
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             self.handler.factory, self.cfg.listen.host, self.cfg.listen.port

@@ -50,6 +50,7 @@ class Deliverer:
         unmask: Callable[[bytes], bytes],
         *,
         signer: Callable[[], Signer | None] = lambda: None,
+        on_failed: Callable[[str], None] = lambda relay_id: None,
         concurrency: int = 2,
         policy: RetryPolicy = RetryPolicy(),
     ) -> None:
@@ -57,6 +58,7 @@ class Deliverer:
         self.make_sender = make_sender
         self.unmask = unmask
         self.signer = signer
+        self.on_failed = on_failed  # a request failed for good: tell its sender (relay/notify.py)
         self.concurrency = concurrency
         self.policy = policy
         self._wake = asyncio.Event()
@@ -116,7 +118,8 @@ class Deliverer:
         self._wake.set()
 
     def wake(self) -> None:
-        """New rows are queued: a sleeping worker should look now."""
+        """New rows are queued: a sleeping worker should look now (at the control table too)."""
+        self._control_checked = 0.0
         self._wake.set()
 
     def start(self) -> None:
@@ -212,10 +215,12 @@ class Deliverer:
         if not exc.temporary:
             await self.spool.finish(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
             log.error("event=failed id=%s route=%s error=%r", row.id, row.route, exc.text)
+            self.on_failed(row.id)
             return
         if time.time() - row.created > self.policy.max_age:
             await self.spool.finish(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
             log.error("event=expired id=%s attempts=%d error=%r", row.id, row.attempts, exc.text)
+            self.on_failed(row.id)
             return
         delay = self.policy.delay(row.attempts)
         await self.spool.finish(

@@ -11,7 +11,7 @@ import logging
 import secrets
 import socket
 import ssl
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,9 +21,9 @@ from relay import auth, dkimsig, pipeline, replies
 from relay.config import Config
 from relay.errors import RelayError
 from relay.ids import new_id
-from relay.model import ReplyKind
+from relay.model import ReplyKind, State
 from relay.parsers import reply as reply_parser
-from relay.policy import Action
+from relay.policy import Action, Rule
 from relay.routing import check_recipient
 from relay.spool import Row, Spool
 
@@ -109,6 +109,7 @@ class Handler:
         self._verified: dict[str, bytes] = {}
         self._cache_key = secrets.token_bytes(32)
         self.dnsfunc: dkimsig.DnsFunc | None = None  # DKIM key lookups; None: real DNS (tests inject)
+        self.on_failed: Callable[[str], None] = lambda relay_id: None  # set by the daemon (notify)
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new routes and policy for new sessions."""
@@ -296,7 +297,9 @@ class Handler:
             if untrusted:
                 log.warning("event=reply_untrusted from=%s reason=%r", mail_from, untrusted)
         for result in reply_parser.parse(raw, settings=cfg.parsing):
-            applied = await self.spool.record_reply(result, mail_from=mail_from, raw=raw, untrusted=untrusted)
+            applied = await self.spool.record_reply(
+                result, mail_from=mail_from, raw=raw, untrusted=untrusted, pause_for=self._pause_seconds
+            )
             level = logging.INFO if result.kind is ReplyKind.OK else logging.WARNING
             if applied.outcome.startswith(("unknown id", "kept")):
                 level = logging.WARNING
@@ -304,18 +307,14 @@ class Handler:
                 level, "event=provider_reply id=%s kind=%s code=%s outcome=%r line=%r",
                 result.relay_id or "-", result.kind.value, result.code, applied.outcome, result.line,
             )  # fmt: skip
+            if applied.outcome in (State.FAILED.value, State.DUPLICATE.value):
+                self.on_failed(result.relay_id)
             if applied.pause is not None:
-                rule = applied.pause
-                seconds = (
-                    cfg.provider.block_backoff
-                    if rule.action is Action.BACKOFF
-                    else cfg.provider.pause_interval
-                )
-                until = time.time() + seconds
-                reason = f"provider ERROR {result.code}: {rule.meaning}"
-                await self.spool.set_control("paused_until", f"{until:.3f}")
-                await self.spool.set_control("pause_reason", reason)
-                self.delivery.pause(until, reason)
+                self.delivery.pause(applied.paused_until, applied.pause_reason)
+
+    def _pause_seconds(self, rule: Rule) -> float:
+        p = self.config.provider
+        return p.block_backoff if rule.action is Action.BACKOFF else p.pause_interval
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default answers a permanent 500 with the exception text; a fault of ours

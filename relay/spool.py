@@ -285,6 +285,9 @@ class Spool:
         """Due rows, moved to `sending` in the same transaction: no two workers get one row."""
 
         def op(conn: sqlite3.Connection) -> list[Row]:
+            paused = conn.execute("SELECT value FROM control WHERE key = 'paused_until'").fetchone()
+            if paused is not None and float(paused[0]) > now:
+                return []  # a provider error holds the queue (written with the error itself)
             found = conn.execute(
                 f"SELECT * FROM messages WHERE {WAITING} AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
                 (now, limit),
@@ -329,13 +332,28 @@ class Spool:
 
     # ---- provider replies and queue control --------------------------------------------------
     async def record_reply(
-        self, reply: ProviderReply, *, mail_from: str, raw: bytes, untrusted: str = ""
+        self,
+        reply: ProviderReply,
+        *,
+        mail_from: str,
+        raw: bytes,
+        untrusted: str = "",
+        pause_for: Callable[[Rule], float] = lambda rule: 3600.0,
     ) -> Applied:
         """Keep the reply and move its message to the state the reply means; an `untrusted`
-        reply (the reason) is kept and changes nothing."""
+        reply (the reason) is kept and changes nothing. A reply that pauses the queue writes the
+        pause in the same transaction, so no worker can claim the message in between."""
 
         def op(conn: sqlite3.Connection) -> Applied:
             applied = Applied(f"kept (untrusted: {untrusted})") if untrusted else _apply(conn, reply)
+            if applied.pause is not None:
+                until = time.time() + pause_for(applied.pause)
+                reason = f"provider ERROR {reply.code}: {applied.pause.meaning}"
+                conn.executemany(
+                    "INSERT OR REPLACE INTO control (key, value) VALUES (?, ?)",
+                    [("paused_until", f"{until:.3f}"), ("pause_reason", reason)],
+                )
+                applied = dataclasses.replace(applied, paused_until=until, pause_reason=reason)
             conn.execute(
                 "INSERT INTO replies (received, relay_id, kind, code, sms_count, description, line, outcome,"
                 " mail_from, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -345,6 +363,14 @@ class Spool:
             return applied
 
         return await self.write(op)
+
+    async def get(self, relay_id: str) -> Row | None:
+        def op() -> Row | None:
+            assert self._conn is not None
+            found = self._conn.execute("SELECT * FROM messages WHERE id = ?", (relay_id,)).fetchone()
+            return None if found is None else Row.from_db(found)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, op)
 
     async def sweep_unconfirmed(self, older_than: float) -> int:
         """`sent` rows with no provider reply for `older_than` seconds become `unconfirmed`."""
@@ -379,6 +405,8 @@ class Spool:
 class Applied:
     outcome: str  # what happened, for the replies table and the log
     pause: Rule | None = None  # a provider error that stops or holds the whole queue
+    paused_until: float = 0.0
+    pause_reason: str = ""
 
 
 def _apply(conn: sqlite3.Connection, reply: ProviderReply) -> Applied:

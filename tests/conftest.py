@@ -33,6 +33,7 @@ provider:
 spool: {{path: {spool}}}
 delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, max_age: {max_age},
             shutdown_timeout: 5}}
+{extra}
 """
 
 
@@ -68,6 +69,7 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             "max_age": 3600,
             "listen_extra": "",
             "provider_extra": "",
+            "extra": "",
         }
         values.update(overrides)
         path = tmp_path / "relay.yaml"

@@ -61,7 +61,7 @@ class RelayProcess:
 def write_config(tmp_path: Path, provider_port: int, **extra: Any) -> Path:
     values: dict[str, Any] = {
         "networks": "[127.0.0.0/8]", "max_connections": 100, "provider_port": provider_port,
-        "password": PASSWORD, "outbox": "null", "spool": tmp_path / "spool.db", "timeout": 5, "max_age": 3600, "listen_extra": "", "provider_extra": "",
+        "password": PASSWORD, "outbox": "null", "spool": tmp_path / "spool.db", "timeout": 5, "max_age": 3600, "listen_extra": "", "provider_extra": "", "extra": "",
     }  # fmt: skip
     values.update(extra)
     path = tmp_path / "relay.yaml"

@@ -1,0 +1,93 @@
+"""Tell the original sender that its SMS failed for good: an RFC 3464 delivery status notice.
+
+Optional (config `notify`), off by default. Sent with the null envelope sender and
+`Auto-Submitted: auto-replied` (RFC 3834), so that no mail system answers it in turn, and never
+to a null or auto-generated sender. Best effort: a notice that cannot be sent is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from email.utils import format_datetime, make_msgid
+
+import aiosmtplib
+
+from relay.config import NotifyConfig
+from relay.spool import Row, Spool
+
+log = logging.getLogger("relay.notify")
+
+
+def build(row: Row, *, reporting_host: str, sender: str, now: datetime) -> bytes:
+    """The notice for one failed request (pure: no I/O), as CRLF bytes.
+
+    Built from a fixed template: every value is one line (collapsed white space), so a reason
+    that came from the network cannot add a header or a part.
+    """
+
+    def one_line(value: str) -> str:
+        return " ".join(value.split())
+
+    reason = one_line(row.last_error or row.state.value)
+    recipients = [one_line(r) for r in row.rcpt_tos]
+    boundary = f"dsn-{row.id}"
+    human = (
+        f"Your message to {', '.join(recipients)} could not be sent as an SMS.\n\n"
+        f"Reason: {reason}\nState: {row.state.value} after {row.attempts} attempt(s)\n"
+        f"Relay id: {row.id} (give it to the relay's operator)\n"
+    )
+    status = f"Reporting-MTA: dns; {reporting_host}\nX-Smsc-Relay-Id: {row.id}\n" + "".join(
+        f"\nFinal-Recipient: rfc822; {r}\nAction: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; {reason}\n"
+        for r in recipients
+    )
+    text = (
+        f"From: {one_line(sender)}\nTo: {one_line(row.mail_from)}\n"
+        f"Subject: {('SMS not sent: ' + reason)[:200]}\nDate: {format_datetime(now)}\n"
+        f"Message-ID: {make_msgid(domain=reporting_host)}\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{human}\n"
+        f"--{boundary}\nContent-Type: message/delivery-status\n\n{status}\n--{boundary}--\n"
+    )
+    return text.replace("\n", "\r\n").encode("utf-8")
+
+
+def should_notify(row: Row, reply_address: str) -> bool:
+    sender = row.mail_from.strip().strip("<>").lower()  # aiosmtpd gives the null sender as "<>"
+    return bool(sender) and sender != reply_address.lower() and not sender.startswith("mailer-daemon@")
+
+
+class Notifier:
+    def __init__(
+        self, spool: Spool, config: NotifyConfig, *, reporting_host: str, reply_address: str
+    ) -> None:
+        self.spool = spool
+        self.config = config
+        self.reporting_host = reporting_host
+        self.reply_address = reply_address
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def failed(self, relay_id: str) -> None:
+        """Fire and forget: the caller's work (SMTP reply, delivery) does not wait for it."""
+        task = asyncio.create_task(self._send(relay_id))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, relay_id: str) -> None:
+        row = await self.spool.get(relay_id)
+        if row is None or not should_notify(row, self.reply_address):
+            return
+        cfg = self.config
+        sender = cfg.sender or f"smsc-relay@{self.reporting_host}"
+        msg = build(row, reporting_host=self.reporting_host, sender=sender, now=datetime.now(UTC))
+        try:
+            # The null envelope sender (<>): nothing bounces or answers a notice. aiosmtplib's
+            # send() refuses an empty sender for raw messages; sendmail() writes MAIL FROM:<>.
+            async with aiosmtplib.SMTP(hostname=cfg.smarthost, port=cfg.port, timeout=30) as smtp:
+                await smtp.sendmail("", [row.mail_from], msg)
+            log.info("event=notified id=%s to=%s", relay_id, row.mail_from)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("event=notify_failed id=%s to=%s error=%r", relay_id, row.mail_from, str(exc))
+        except Exception:  # a fire-and-forget task: an error must reach the log, not vanish
+            log.exception("event=notify_failed id=%s", relay_id)

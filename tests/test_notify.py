@@ -1,0 +1,101 @@
+"""Notices to the original sender when an SMS fails for good (RFC 3464), and resuming a pause."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import smtplib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.fakes import FakeProvider, ReplyingProvider, wait_for
+from tests.test_daemon import message, smtplib_send
+from tests.test_provider_replies import wait_state
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def smarthost() -> AsyncIterator[tuple[FakeProvider, int]]:
+    """Where notices go: a recording SMTP server standing in for the local MTA."""
+    fake = FakeProvider()
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    yield fake, int(server.sockets[0].getsockname()[1])
+    server.close()
+
+
+def notify_config(port: int) -> str:
+    return f"notify: {{smarthost: 127.0.0.1, port: {port}, from: smsc-relay@relay.example.com}}\n"
+
+
+def check_notice(got: Any, relay_id: str, reason: str) -> None:
+    assert got.mail_from == "<>" and got.rcpt_tos == ["cron@db1.example.com"]  # null sender: no loops
+    msg = email.message_from_bytes(got.raw)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    parts = [p.get_content_type() for p in msg.walk()]
+    assert "message/delivery-status" in parts
+    text = got.raw.decode()
+    assert f"Relay id: {relay_id}" in text and reason in text
+    assert "Final-Recipient: rfc822; 79991234567@sms.example.com" in text
+
+
+async def test_notice_after_upstream_refusal(
+    provider: tuple[FakeProvider, int], relay_factory: Any, smarthost: tuple[FakeProvider, int]
+) -> None:
+    fake, port = provider
+    fake.replies = ["554 5.7.1 rejected"]
+    relay = await relay_factory(port, extra=notify_config(smarthost[1]))
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    await wait_for(lambda: len(smarthost[0].received) == 1)
+    r = await wait_state(relay, "failed")
+    check_notice(smarthost[0].received[0], r["id"], "554 5.7.1 rejected")
+
+
+async def test_notice_after_provider_error_but_not_to_null_sender(
+    relay_factory: Any, smarthost: tuple[FakeProvider, int]
+) -> None:
+    fake = ReplyingProvider(answer=lambda got: f"ERROR = 7 (invalid phone), ID - {got.relay_id}")
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    relay = await relay_factory(int(server.sockets[0].getsockname()[1]), extra=notify_config(smarthost[1]))
+    fake.relay_port = relay.port
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    await wait_for(lambda: len(smarthost[0].received) == 1)
+    r = await wait_state(relay, "failed")
+    check_notice(smarthost[0].received[0], r["id"], "provider ERROR 7: invalid phone")
+
+    def null_sender() -> None:
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
+            client.sendmail("", ["79991234567@sms.example.com"], "Subject: bounce\r\n\r\nfrom <>")
+
+    await asyncio.to_thread(null_sender)
+    await wait_for(lambda: len(fake.received) == 2)
+    await asyncio.sleep(0.5)
+    assert len(smarthost[0].received) == 1  # nobody to tell
+    await asyncio.gather(*fake.tasks, return_exceptions=True)
+    server.close()
+
+
+async def test_sighup_and_interval_resume_a_pause(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
+    fake, port = provider
+    relay = await relay_factory(port)
+    await relay.spool.set_control("paused_until", f"{time.time() + 3600:.3f}")
+    await relay.spool.set_control("pause_reason", "provider ERROR 3: insufficient funds")
+    relay.deliverer.wake()  # idle workers look at the control table when they wake
+    await wait_for(lambda: relay.deliverer.pause_reason != "", timeout=5)
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    await asyncio.sleep(1.2)
+    assert fake.received == []
+    relay.reload()  # what SIGHUP does
+    await wait_for(lambda: len(fake.received) == 1, timeout=10)
+    assert await relay.spool.control() == {}
+    # A pause whose interval has run out ends by itself.
+    await relay.spool.set_control("paused_until", f"{time.time() + 2:.3f}")
+    await relay.spool.set_control("pause_reason", "provider ERROR 2: invalid login")
+    relay.deliverer.wake()
+    await wait_for(lambda: relay.deliverer.pause_reason != "", timeout=5)
+    await asyncio.to_thread(smtplib_send, relay.port, message("later"))
+    await wait_for(lambda: len(fake.received) == 2, timeout=10)
