@@ -135,6 +135,10 @@ def cmd_queue_one(args: argparse.Namespace) -> int:
     row = Row.from_db(found)
     if args.action == "show":
         data = as_json(row, full=True)
+        data["provider_replies"] = [
+            {"received": _iso(r["received"]), "line": r["line"], "outcome": r["outcome"]}
+            for r in conn.execute("SELECT * FROM replies WHERE relay_id = ? ORDER BY n", (args.id,))
+        ]
         print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(data))
         return 0
     if args.action == "retry":

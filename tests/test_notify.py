@@ -79,7 +79,9 @@ async def test_notice_after_provider_error_but_not_to_null_sender(
     server.close()
 
 
-async def test_sighup_and_interval_resume_a_pause(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
+async def test_sighup_and_interval_resume_a_pause(
+    provider: tuple[FakeProvider, int], relay_factory: Any
+) -> None:
     fake, port = provider
     relay = await relay_factory(port)
     await relay.spool.set_control("paused_until", f"{time.time() + 3600:.3f}")

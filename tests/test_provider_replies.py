@@ -206,3 +206,22 @@ async def test_unconfirmed_sweep(
     assert (await row(relay))["state"] == "unconfirmed"
     assert await asyncio.to_thread(cli.main, ["stats", "--json", "-c", str(tmp_path / "relay.yaml")]) == 0
     assert json.loads(capsys.readouterr().out)["states"]["unconfirmed"] == 1
+
+
+# Every code, in the form the SMTP page gives it: 1, 2, 4, 5, 9 without an ID; 3, 6, 7, 8 with one.
+CODES = {1: "failed", 2: "queued", 3: "queued", 4: "deferred", 5: "failed", 6: "failed", 7: "failed",
+         8: "failed", 9: "duplicate"}  # fmt: skip
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+async def test_every_provider_error_code(replying: tuple[ReplyingProvider, Any], code: int) -> None:
+    fake, relay = replying
+    with_id = code in (3, 6, 7, 8)
+    fake.answer = lambda got: (
+        f"ERROR = {code} (description {code})" + (f", ID - {got.relay_id}" if with_id else "")
+    )
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    r = await wait_state(relay, CODES[code])
+    assert (r["error_code"], r["last_error"]) == (code, f"provider ERROR {code}: description {code}")
+    paused = relay.deliverer.pause_reason
+    assert bool(paused) == (code in (2, 3, 4))
