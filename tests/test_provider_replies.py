@@ -80,7 +80,9 @@ async def wait_state(relay: Any, state: str) -> dict[str, Any]:
     raise AssertionError(f"state is {r['state']}, not {state}")
 
 
-async def test_ok_reply_confirms(replying: tuple[ReplyingProvider, Any]) -> None:
+async def test_ok_reply_confirms(
+    replying: tuple[ReplyingProvider, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     _fake, relay = replying
     await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))
     r = await wait_state(relay, "confirmed")
@@ -89,6 +91,11 @@ async def test_ok_reply_confirms(replying: tuple[ReplyingProvider, Any]) -> None
         lambda c: c.execute("SELECT kind, outcome, line FROM replies").fetchall()
     )
     assert [tuple(x) for x in replies] == [("ok", "confirmed", f"OK - 2 SMS, ID - {r['id']}")]
+    config = str(relay.config_path)
+    assert await asyncio.to_thread(cli.main, ["queue", "show", r["id"], "--json", "-c", config]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["state"], shown["sms_count"]) == ("confirmed", 2)
+    assert [x["line"] for x in shown["provider_replies"]] == [f"OK - 2 SMS, ID - {r['id']}"]
 
 
 @pytest.mark.parametrize(
