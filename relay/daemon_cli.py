@@ -15,7 +15,8 @@ from typing import Any
 
 from relay import config as config_mod
 from relay.model import State
-from relay.spool import REPLIES_SCHEMA, SCHEMA, Row, connect
+from relay.outcomes import REPLIES_SCHEMA
+from relay.spool import SCHEMA, Row, connect
 
 EX_NOTFOUND = 1
 

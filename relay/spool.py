@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relay import policy
 from relay.errors import SpoolError
-from relay.model import ProviderMail, ProviderReply, ReplyKind, State
-from relay.policy import Action, Rule
+from relay.model import ProviderMail, ProviderReply, State
+from relay.outcomes import REPLIES_SCHEMA, Applied, apply_reply
+from relay.policy import Rule
 
 log = logging.getLogger("relay.spool")
 T = TypeVar("T")
@@ -66,29 +66,6 @@ DROP INDEX IF EXISTS messages_due;  -- replaced by messages_waiting
 CREATE INDEX IF NOT EXISTS messages_waiting ON messages (next_attempt) WHERE state IN ('queued', 'deferred');
 """
 WAITING = "state IN ('queued', 'deferred')"  # the partial index's condition, verbatim
-
-REPLIES_SCHEMA = """
--- Every mail to the reply address, read or not: the provider's word is never dropped.
-CREATE TABLE IF NOT EXISTS replies (
-    n INTEGER PRIMARY KEY,
-    received REAL NOT NULL,
-    relay_id TEXT NOT NULL,         -- '' when no id could be found
-    kind TEXT NOT NULL,             -- ok | error | unknown
-    code INTEGER,
-    sms_count INTEGER,
-    description TEXT NOT NULL,
-    line TEXT NOT NULL,
-    outcome TEXT NOT NULL,          -- what it did: confirmed, failed, paused, ..., unknown id, kept
-    mail_from TEXT NOT NULL,
-    raw BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS replies_relay_id ON replies (relay_id);
--- Queue-wide switches shared with `smsc-relay queue resume`: key -> value.
-CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-# A reply may answer a row in these states; `sending` too, since the provider can answer
-# before delivery has recorded the upstream's 250.
-ANSWERABLE = (State.SENDING.value, State.SENT.value, State.UNCONFIRMED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +322,7 @@ class Spool:
         pause in the same transaction, so no worker can claim the message in between."""
 
         def op(conn: sqlite3.Connection) -> Applied:
-            applied = Applied(f"kept (untrusted: {untrusted})") if untrusted else _apply(conn, reply)
+            applied = Applied(f"kept (untrusted: {untrusted})") if untrusted else apply_reply(conn, reply)
             if applied.pause is not None:
                 until = time.time() + pause_for(applied.pause)
                 reason = f"provider ERROR {reply.code}: {applied.pause.meaning}"
@@ -399,47 +376,3 @@ class Spool:
             return dict(self._conn.execute("SELECT key, value FROM control").fetchall())
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, op)
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    outcome: str  # what happened, for the replies table and the log
-    pause: Rule | None = None  # a provider error that stops or holds the whole queue
-    paused_until: float = 0.0
-    pause_reason: str = ""
-
-
-def _apply(conn: sqlite3.Connection, reply: ProviderReply) -> Applied:
-    if reply.kind is ReplyKind.UNKNOWN:
-        return Applied("kept (unreadable)")
-    if not reply.relay_id:
-        return Applied("kept (no id)")
-    row = conn.execute("SELECT state FROM messages WHERE id = ?", (reply.relay_id,)).fetchone()
-    if row is None:
-        return Applied("unknown id")
-    if row["state"] not in ANSWERABLE:
-        return Applied(f"ignored (message already {row['state']})")  # a repeated reply: idempotent
-    now = time.time()
-    if reply.kind is ReplyKind.OK:
-        conn.execute(
-            "UPDATE messages SET state = ?, sms_count = ?, updated = ?, last_error = '', error_code = NULL"
-            " WHERE id = ?",
-            (State.CONFIRMED.value, reply.sms_count, now, reply.relay_id),
-        )
-        return Applied("confirmed")
-    assert reply.code is not None
-    rule = policy.rule(reply.code)
-    text = f"provider ERROR {reply.code}: {reply.description or rule.meaning}"
-    state, pause, next_attempt = {
-        Action.FAIL: (State.FAILED, None, now),
-        Action.DUPLICATE: (State.DUPLICATE, None, now),
-        # The provider did not send it: it waits in the queue for delivery to resume.
-        Action.PAUSE: (State.QUEUED, rule, now),
-        Action.BACKOFF: (State.DEFERRED, rule, now),
-    }[rule.action]
-    conn.execute(
-        "UPDATE messages SET state = ?, error_code = ?, last_error = ?, next_attempt = ?, updated = ?"
-        " WHERE id = ?",
-        (state.value, reply.code, text, next_attempt, now, reply.relay_id),
-    )
-    return Applied(state.value, pause)
