@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/relay.example.yaml
 SRC    := relay tests benchmarks
 
-.PHONY: setup run test lint check-config bench clean
+.PHONY: setup run test lint check-config bench clean install check-unit
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +27,14 @@ lint: setup
 test: lint
 	$(BIN)/smsc-relay check -c $(CONFIG)
 	$(BIN)/pytest
+
+# Server install (root): /opt/smsc-relay, /etc/smsc-relay, the systemd unit. See docs/install.md.
+install:
+	./scripts/install.sh
+
+# The unit as installed: systemd-analyze verify, and an exposure score of 2.0 or lower.
+check-unit:
+	./scripts/check-unit.sh
 
 bench: setup
 	$(BIN)/python benchmarks/accept.py

@@ -18,6 +18,7 @@ from relay.delivery import Deliverer, RetryPolicy, unmasker
 from relay.errors import ConfigError, SpoolError
 from relay.listener import Handler
 from relay.notify import Notifier
+from relay.sdnotify import SystemdNotifier
 from relay.senders import OutboxSender, Sender, SmtpSender
 from relay.spool import Spool
 
@@ -61,6 +62,8 @@ class Daemon:
         self.server: asyncio.Server | None = None
         self.stop_event = asyncio.Event()
         self.sweeper: asyncio.Task[None] | None = None
+        self.systemd = SystemdNotifier()
+        self.heartbeat: asyncio.Task[None] | None = None
         self.notifier: Notifier | None = None
 
     def _new_sender(self) -> Sender:
@@ -109,6 +112,34 @@ class Daemon:
         log.info(
             "event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, self.cfg.spool.path, mode
         )
+        self.systemd.ready(await self.status())
+        self.heartbeat = asyncio.create_task(self._heartbeat(), name="sd-heartbeat")
+
+    async def status(self) -> str:
+        """One line for `systemctl status`: where we listen and what waits."""
+        waiting = await self.spool.count_waiting()
+        paused = self.deliverer.pause_reason if self.deliverer else ""
+        text = f"listening on {self.cfg.listen.host}:{self.port}, {waiting} queued"
+        return text + (f"; DELIVERY PAUSED: {paused}" if paused else "")
+
+    async def _heartbeat(self) -> None:
+        """STATUS every 10 s; WATCHDOG=1 at half the watchdog period, from the event loop itself,
+        so a stuck loop (or spool) stops the keep-alives and systemd restarts the relay."""
+        interval = min(10.0, self.systemd.watchdog_interval or 10.0)
+        last_status = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            fields = []
+            if self.systemd.watchdog_interval:
+                fields.append("WATCHDOG=1")
+            loop_time = asyncio.get_running_loop().time()
+            if loop_time - last_status >= 10.0 or not fields:
+                try:
+                    fields.append(f"STATUS={await self.status()}")
+                except SpoolError as exc:
+                    fields.append(f"STATUS=spool unavailable: {exc}")
+                last_status = loop_time
+            self.systemd.notify(*fields)
 
     async def _sweep_unconfirmed(self) -> None:
         """With test=1, a message the provider never answered must be visible, not `sent` forever."""
@@ -134,6 +165,13 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: routes, policy and provider settings from the file; a broken file changes nothing."""
+        self.systemd.reloading()
+        try:
+            self._reload()
+        finally:
+            self.systemd.notify("READY=1")
+
+    def _reload(self) -> None:
         try:
             new = config_mod.load(self.config_path)
         except ConfigError as exc:
@@ -164,6 +202,9 @@ class Daemon:
             self.deliverer.resume()
 
     async def stop(self) -> None:
+        self.systemd.stopping()
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         timeout = self.cfg.delivery.shutdown_timeout
         loop = asyncio.get_running_loop()
         if self.server:
@@ -176,6 +217,7 @@ class Daemon:
             self.sweeper.cancel()
             await asyncio.gather(self.sweeper, return_exceptions=True)
         await self.spool.close()
+        self.systemd.close()
         log.info("event=stopped")
 
 

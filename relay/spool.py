@@ -341,6 +341,13 @@ class Spool:
 
         return await self.write(op)
 
+    async def count_waiting(self) -> int:
+        def op() -> int:
+            assert self._conn is not None
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM messages WHERE {WAITING}").fetchone()[0])
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, op)
+
     async def get(self, relay_id: str) -> Row | None:
         def op() -> Row | None:
             assert self._conn is not None
