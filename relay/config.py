@@ -89,6 +89,12 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    host: str = "127.0.0.1"
+    port: int = 9465
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyConfig:
     smarthost: str  # where notices to original senders are handed over (a local MTA)
     port: int = 25
@@ -118,6 +124,7 @@ class Config:
     parsing: ParsingConfig = ParsingConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     notify: NotifyConfig | None = None  # tell original senders of permanent failures
+    metrics: MetricsConfig | None = None  # Prometheus /metrics and /health
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "config"
 
@@ -151,12 +158,13 @@ def parse(
     parsing = _parsing(top.child("parsing"))
     delivery = _delivery(top.child("delivery"))
     notify = _notify(top.child("notify"))
+    metrics = _metrics(top.child("metrics"))
     aliases = _aliases(top.child("aliases"))
     routes = read_routes(top, aliases, provider)
     top.finish()
     if problems:
         raise ConfigError(problems, source)
-    return Config(provider, routes, listen, spool, parsing, delivery, notify, aliases, source)
+    return Config(provider, routes, listen, spool, parsing, delivery, notify, metrics, aliases, source)
 
 
 def _listen(r: Reader, base_dir: Path) -> ListenConfig:
@@ -216,6 +224,18 @@ def _tls_and_auth(r: Reader, base_dir: Path) -> dict[str, Any]:
         "users": users,
         "auth_required": required,
     }
+
+
+def _metrics(r: Reader) -> MetricsConfig | None:
+    if not r.data:
+        return None
+    listen = r.value("listen", str, "127.0.0.1:9465")
+    r.finish()
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
+        r.problem("listen", f"{listen!r} is not host:port")
+        return None
+    return MetricsConfig(host.strip("[]"), int(port))
 
 
 def _notify(r: Reader) -> NotifyConfig | None:

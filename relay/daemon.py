@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
 import sys
+import time
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TextIO
 
 from relay import config as config_mod
+from relay import metrics as metrics_mod
 from relay.config import Config
 from relay.delivery import Deliverer, RetryPolicy, unmasker
 from relay.errors import ConfigError, SpoolError
 from relay.listener import Handler
+from relay.metrics import Metrics
+from relay.model import State
 from relay.notify import Notifier
 from relay.sdnotify import SystemdNotifier
 from relay.senders import OutboxSender, Sender, SmtpSender
@@ -25,18 +30,40 @@ from relay.spool import Spool
 log = logging.getLogger("relay.daemon")
 
 
-def setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         # journald adds the time; a <N> prefix keeps the level as syslog priority.
         handler.setFormatter(_JournalFormatter("%(name)s %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(MaskPhones())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # aiosmtpd logs every command and peer at INFO: too chatty, and it would log AUTH data.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    return handler
+
+
+class MaskPhones(logging.Filter):
+    """Phone numbers in log lines at INFO and above keep their first 4 and last 2 digits.
+
+    Only standalone digit runs of 7 to 15 (as in `<79991234567@sms...>`) match: relay ids,
+    dates and error codes do not.
+    """
+
+    PHONE = re.compile(r"(?<![\w.:-])(\+?\d{4})\d{1,9}(\d{2})(?![\w-])")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            text = record.getMessage()
+            masked = self.PHONE.sub(
+                lambda m: m.group(1) + "*" * (len(m.group(0)) - len(m.group(1)) - 2) + m.group(2), text
+            )
+            if masked != text:
+                record.msg, record.args = masked, ()
+        return True
 
 
 class _JournalFormatter(logging.Formatter):
@@ -63,6 +90,8 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.sweeper: asyncio.Task[None] | None = None
         self.systemd = SystemdNotifier()
+        self.metrics = Metrics()
+        self.metrics_server: asyncio.Server | None = None
         self.heartbeat: asyncio.Task[None] | None = None
         self.notifier: Notifier | None = None
 
@@ -102,6 +131,12 @@ class Daemon:
         self.server = await loop.create_server(
             self.handler.factory, self.cfg.listen.host, self.cfg.listen.port
         )
+        self.deliverer.metrics = self.handler.metrics = self.metrics
+        if self.cfg.metrics is not None:
+            m = self.cfg.metrics
+            self.metrics_server = await metrics_mod.serve(
+                m.host, m.port, self.metrics, self._refresh, self.health
+            )
         self.deliverer.start()
         self.sweeper = asyncio.create_task(self._sweep_unconfirmed(), name="sweep-unconfirmed")
         mode = (
@@ -114,6 +149,30 @@ class Daemon:
         )
         self.systemd.ready(await self.status())
         self.heartbeat = asyncio.create_task(self._heartbeat(), name="sd-heartbeat")
+
+    async def _refresh(self) -> None:
+        counts = await self.spool.counts()
+        for state in State:
+            self.metrics.queue.labels(state.value).set(counts.get(state.value, 0))
+        self.metrics.paused.set(1 if self.deliverer and self.deliverer.pause_reason else 0)
+
+    async def health(self) -> str:
+        """ "" when healthy; else why not: the spool cannot commit, its disk is (almost) full, or
+        delivery is paused."""
+        if self.spool.failing:
+            return f"spool not writable: {self.spool.failing}"
+        disk = os.statvfs(self.cfg.spool.path.parent)
+        free = disk.f_bavail * disk.f_frsize
+        if free < 2 * self.cfg.listen.max_message_size:
+            return f"spool disk almost full: {free} bytes free"
+        try:
+            # A real, fsynced write: a locked or read-only spool shows here.
+            await self.spool.set_control("health_checked", f"{time.time():.0f}")
+        except SpoolError as exc:
+            return f"spool not writable: {exc.__cause__ or exc}"
+        if self.deliverer is not None and self.deliverer.pause_reason:
+            return f"delivery paused: {self.deliverer.pause_reason}"
+        return ""
 
     async def status(self) -> str:
         """One line for `systemctl status`: where we listen and what waits."""
@@ -203,6 +262,8 @@ class Daemon:
 
     async def stop(self) -> None:
         self.systemd.stopping()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         if self.heartbeat is not None:
             self.heartbeat.cancel()
         timeout = self.cfg.delivery.shutdown_timeout

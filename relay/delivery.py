@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from relay.config import ProviderConfig
 from relay.dkimsig import Signer
 from relay.formatters import provider as provider_fmt
+from relay.metrics import Metrics
 from relay.model import State
 from relay.senders import DeliveryError, Sender
 from relay.spool import Row, Spool
@@ -59,6 +60,7 @@ class Deliverer:
         self.unmask = unmask
         self.signer = signer
         self.on_failed = on_failed  # a request failed for good: tell its sender (relay/notify.py)
+        self.metrics = Metrics()  # the daemon passes its own
         self.concurrency = concurrency
         self.policy = policy
         self._wake = asyncio.Event()
@@ -201,6 +203,9 @@ class Deliverer:
                 raise
             self._pause = 0.0
             await self.spool.finish(row.id, State.SENT, last_error="", error_code=None)
+            self.metrics.requests.labels("sent").inc()
+            self.metrics.parts_sent.inc(row.parts * max(1, len(row.phones)))
+            self.metrics.accept_to_provider.observe(max(0.0, time.time() - row.created))
             log.info(
                 "event=sent id=%s route=%s attempts=%d upstream=%r", row.id, row.route, row.attempts, reply
             )
@@ -215,11 +220,13 @@ class Deliverer:
         if not exc.temporary:
             await self.spool.finish(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
             log.error("event=failed id=%s route=%s error=%r", row.id, row.route, exc.text)
+            self.metrics.requests.labels("failed").inc()
             self.on_failed(row.id)
             return
         if time.time() - row.created > self.policy.max_age:
             await self.spool.finish(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
             log.error("event=expired id=%s attempts=%d error=%r", row.id, row.attempts, exc.text)
+            self.metrics.requests.labels("expired").inc()
             self.on_failed(row.id)
             return
         delay = self.policy.delay(row.attempts)

@@ -8,6 +8,7 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import re
 import secrets
 import socket
 import ssl
@@ -21,6 +22,7 @@ from relay import auth, dkimsig, pipeline, replies
 from relay.config import Config
 from relay.errors import RelayError
 from relay.ids import new_id
+from relay.metrics import Metrics
 from relay.model import ReplyKind, State
 from relay.parsers import reply as reply_parser
 from relay.policy import Action, Rule
@@ -39,8 +41,12 @@ class Delivery(Protocol):
     def pause(self, until: float, reason: str) -> None: ...
 
 
-OFFLOAD_BYTES = 64 * 1024
-TRANSACTION_CALLS = 1 << 30  # parse bigger mails in a thread so other sessions keep moving
+OFFLOAD_BYTES = 64 * 1024  # parse bigger mails in a thread so other sessions keep moving
+TRANSACTION_CALLS = 1 << 30
+# Reply outcomes that are message states (the others: unknown id, kept ...).
+STATE_OUTCOMES = frozenset(
+    s.value for s in (State.CONFIRMED, State.FAILED, State.DUPLICATE, State.QUEUED, State.DEFERRED)
+)
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:
@@ -110,6 +116,7 @@ class Handler:
         self._cache_key = secrets.token_bytes(32)
         self.dnsfunc: dkimsig.DnsFunc | None = None  # DKIM key lookups; None: real DNS (tests inject)
         self.on_failed: Callable[[str], None] = lambda relay_id: None  # set by the daemon (notify)
+        self.metrics = Metrics()  # the daemon passes its own
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new routes and policy for new sessions."""
@@ -201,17 +208,21 @@ class Handler:
             envelope.rcpt_tos.append(address)
             return str(replies.S250_OK)
         if cfg.listen.auth_required and not session.authenticated:
+            self.metrics.rejected.labels("auth_required").inc()
             return str(replies.S530_AUTH_REQUIRED)
         # As an MTA would: trusted networks, or a client that authenticated.
         if not (session.authenticated or self._allowed(session)):
             log.warning("event=rejected reason=client_not_allowed peer=%s rcpt=%s", session.peer, address)
+            self.metrics.rejected.labels("client_not_allowed").inc()
             return str(replies.S554_NOT_ALLOWED)
         if len(envelope.rcpt_tos) >= cfg.listen.max_recipients:
+            self.metrics.rejected.labels("too_many_recipients").inc()
             return str(replies.S452_TOO_MANY_RECIPIENTS)
         try:
             check_recipient(cfg.routes, cfg.aliases, address, envelope.mail_from or "")
         except RelayError as exc:
             log.info("event=rejected reason=rcpt peer=%s reply=%r", session.peer, str(exc.reply))
+            self.metrics.rejected.labels(_reason(exc)).inc()
             return str(exc.reply)
         envelope.rcpt_tos.append(address)
         return str(replies.S250_OK)
@@ -278,6 +289,7 @@ class Handler:
                 "event=queued id=%s route=%s mode=%s phones=%d parts=%d from=%s",
                 m.relay_id, m.route, m.mode.value, len(m.phones), m.segments.parts, envelope.mail_from,
             )  # fmt: skip
+        self.metrics.received.inc()
         if claimed:
             self.delivery.take(rows)
         else:
@@ -307,6 +319,12 @@ class Handler:
                 level, "event=provider_reply id=%s kind=%s code=%s outcome=%r line=%r",
                 result.relay_id or "-", result.kind.value, result.code, applied.outcome, result.line,
             )  # fmt: skip
+            if applied.outcome in STATE_OUTCOMES:
+                self.metrics.requests.labels(applied.outcome).inc()
+            if result.code is not None and not untrusted:
+                self.metrics.provider_errors.labels(str(result.code)).inc()
+            if applied.outcome == State.CONFIRMED.value and applied.since_sent is not None:
+                self.metrics.provider_to_confirmation.observe(applied.since_sent)
             if applied.outcome in (State.FAILED.value, State.DUPLICATE.value):
                 self.on_failed(result.relay_id)
             if applied.pause is not None:
@@ -317,7 +335,14 @@ class Handler:
         return p.block_backoff if rule.action is Action.BACKOFF else p.pause_interval
 
     async def handle_exception(self, error: Exception) -> str:
+        self.metrics.rejected.labels("internal_error").inc()
         # aiosmtpd's default answers a permanent 500 with the exception text; a fault of ours
         # is temporary (the client keeps the mail) and its details are for the log only.
         log.error("event=internal_error error=%r", error, exc_info=error)
         return str(replies.S451_INTERNAL)
+
+
+def _reason(exc: RelayError) -> str:
+    """A metrics label for an error class: NoRouteError -> no_route."""
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "error"

@@ -40,6 +40,7 @@ class Applied:
     pause: Rule | None = None  # a provider error that stops or holds the whole queue
     paused_until: float = 0.0
     pause_reason: str = ""
+    since_sent: float | None = None  # seconds from the provider's 250 to this reply
 
 
 def apply_reply(conn: sqlite3.Connection, reply: ProviderReply) -> Applied:
@@ -47,7 +48,7 @@ def apply_reply(conn: sqlite3.Connection, reply: ProviderReply) -> Applied:
         return Applied("kept (unreadable)")
     if not reply.relay_id:
         return Applied("kept (no id)")
-    row = conn.execute("SELECT state FROM messages WHERE id = ?", (reply.relay_id,)).fetchone()
+    row = conn.execute("SELECT state, updated FROM messages WHERE id = ?", (reply.relay_id,)).fetchone()
     if row is None:
         return Applied("unknown id")
     if row["state"] not in ANSWERABLE:
@@ -59,7 +60,8 @@ def apply_reply(conn: sqlite3.Connection, reply: ProviderReply) -> Applied:
             " WHERE id = ?",
             (State.CONFIRMED.value, reply.sms_count, now, reply.relay_id),
         )
-        return Applied("confirmed")
+        since = now - row["updated"] if row["state"] == State.SENT.value else None
+        return Applied("confirmed", since_sent=since)
     assert reply.code is not None
     rule = policy.rule(reply.code)
     text = f"provider ERROR {reply.code}: {reply.description or rule.meaning}"

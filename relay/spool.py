@@ -122,6 +122,7 @@ class Spool:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0  # transactions written: with group commit, fewer than operations
+        self.failing = ""  # the last commit error, until a commit succeeds again (for /health)
 
     async def open(self) -> int:
         """Open (creating) the spool; rows left `sending` by a crash are queued again."""
@@ -173,6 +174,7 @@ class Spool:
                 results = await loop.run_in_executor(self._executor, self._commit, batch)
             except Exception as exc:
                 log.error("event=spool_commit_failed error=%r ops=%d", exc, len(batch))
+                self.failing = str(exc)
                 error = SpoolError("spool unavailable, message not accepted; try again later")
                 error.__cause__ = exc
                 for _, future, _ in batch:
@@ -213,6 +215,7 @@ class Spool:
                 conn.execute("ROLLBACK")
             raise
         self.commits += 1
+        self.failing = ""
         return results
 
     async def enqueue(
@@ -340,6 +343,13 @@ class Spool:
             return applied
 
         return await self.write(op)
+
+    async def counts(self) -> dict[str, int]:
+        def op() -> dict[str, int]:
+            assert self._conn is not None
+            return dict(self._conn.execute("SELECT state, COUNT(*) FROM messages GROUP BY state").fetchall())
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, op)
 
     async def count_waiting(self) -> int:
         def op() -> int:

@@ -1,0 +1,73 @@
+"""Logs: key=value lines, journald priorities under systemd, numbers masked, the password never."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from relay.daemon import setup_logging
+from tests.fakes import ReplyingProvider, wait_for
+from tests.helpers import PASSWORD
+from tests.test_daemon import message, smtplib_send
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    out = io.StringIO()
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    setup_logging("DEBUG", out)
+    yield out
+    root.handlers[:], root.level = saved
+
+
+def test_phone_numbers_masked_at_info_not_at_debug(log_output: io.StringIO) -> None:
+    log = logging.getLogger("relay.test")
+    log.info("event=rejected reply=%r", "550 5.1.1 no route for <79991234567@sms.example.com>")
+    log.debug("event=detail rcpt=79991234567@sms.example.com")
+    lines = log_output.getvalue().splitlines()
+    assert lines[0].endswith("event=rejected reply='550 5.1.1 no route for <7999*****67@sms.example.com>'")
+    assert lines[1].endswith("event=detail rcpt=79991234567@sms.example.com")
+
+
+def test_journald_priorities(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    out = io.StringIO()
+    try:
+        setup_logging("INFO", out)
+        logging.getLogger("relay.x").error("event=failed id=r1")
+        logging.getLogger("relay.x").info("event=sent id=r1")
+    finally:
+        root.handlers[:], root.level = saved
+    assert out.getvalue().splitlines() == ["<3>relay.x event=failed id=r1", "<6>relay.x event=sent id=r1"]
+
+
+async def test_end_to_end_logs_never_hold_the_password(log_output: io.StringIO, relay_factory: Any) -> None:
+    fake = ReplyingProvider(answer=lambda got: f"ERROR = 7 (bad phone), ID - {got.relay_id}")
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    relay = await relay_factory(int(server.sockets[0].getsockname()[1]))
+    fake.relay_port = relay.port
+    await asyncio.to_thread(smtplib_send, relay.port, message("disk full on db1"))
+    with pytest.raises(Exception):  # noqa: B017 - a refused recipient, logged by the relay
+        await asyncio.to_thread(smtplib_send, relay.port, message(), ["0079991234567@sms.example.com"])
+    await wait_for(lambda: "event=provider_reply" in log_output.getvalue(), timeout=10)
+    await relay.stop()
+    await asyncio.gather(*fake.tasks, return_exceptions=True)
+    server.close()
+    text = log_output.getvalue()
+    for event in ("event=ready", "event=queued", "event=sent", "event=provider_reply", "event=stopped"):
+        assert event in text
+    assert PASSWORD not in text
+    assert "disk full" not in text  # texts are not logged at INFO
+    info_and_up = [line for line in text.splitlines() if " DEBUG " not in line]
+    assert not any("79991234567" in line for line in info_and_up)

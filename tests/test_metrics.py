@@ -1,0 +1,88 @@
+"""Prometheus metrics and health, scraped over HTTP after an end-to-end run."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import smtplib
+import time
+from typing import Any
+
+import pytest
+
+from tests.fakes import ReplyingProvider, wait_for
+from tests.test_daemon import message, smtplib_send
+from tests.test_provider_replies import wait_state
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def value(text: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    assert m, f"{name} not in metrics"
+    return float(m.group(1))
+
+
+async def test_scrape_after_end_to_end_run(relay_factory: Any) -> None:
+    fake = ReplyingProvider()
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    relay = await relay_factory(int(server.sockets[0].getsockname()[1]), extra="metrics: {listen: '127.0.0.1:0'}\n")
+    fake.relay_port = relay.port
+    port = relay.metrics_server.sockets[0].getsockname()[1]
+    await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))  # 2 phones
+    await wait_state(relay, "confirmed")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await asyncio.to_thread(smtplib_send, relay.port, message(), ["nobody@sms.example.com"])
+    fake.answer = lambda got: f"ERROR = 7 (bad phone), ID - {got.relay_id}"
+    await asyncio.to_thread(smtplib_send, relay.port, message("second"))
+    await wait_for(lambda: len(fake.received) == 2)
+    for _ in range(200):
+        status, text = await get(port, "/metrics")
+        if 'smsc_relay_requests_total{state="failed"} 1.0' in text:
+            break
+        await asyncio.sleep(0.02)
+    assert status == 200
+    assert value(text, "smsc_relay_mails_received_total") == 2
+    assert value(text, 'smsc_relay_mails_rejected_total{reason="no_route"}') == 1
+    assert value(text, 'smsc_relay_requests_total{state="sent"}') == 2
+    assert value(text, 'smsc_relay_requests_total{state="confirmed"}') == 1
+    assert value(text, 'smsc_relay_requests_total{state="failed"}') == 1
+    assert value(text, 'smsc_relay_provider_errors_total{code="7"}') == 1
+    assert value(text, "smsc_relay_sms_parts_sent_total") == 3  # 1 part x 2 phones + 1 x 1
+    assert value(text, 'smsc_relay_queue{state="confirmed"}') == 1
+    assert value(text, 'smsc_relay_queue{state="failed"}') == 1
+    assert value(text, "smsc_relay_accept_to_provider_seconds_count") == 2
+    assert value(text, "smsc_relay_provider_to_confirmation_seconds_count") == 1
+    assert value(text, "smsc_relay_delivery_paused") == 0
+    assert (await get(port, "/nope"))[0] == 404
+    await asyncio.gather(*fake.tasks, return_exceptions=True)
+    server.close()
+
+
+async def test_health_fails_when_paused_or_spool_unwritable(relay_factory: Any) -> None:
+    relay = await relay_factory(9, extra="metrics: {listen: '127.0.0.1:0'}\n")
+    port = relay.metrics_server.sockets[0].getsockname()[1]
+    assert await get(port, "/health") == (200, "ok\n")
+    relay.deliverer.pause(time.time() + 60, "provider ERROR 3: insufficient funds")
+    status, body = await get(port, "/health")
+    assert (status, body) == (503, "delivery paused: provider ERROR 3: insufficient funds\n")
+    relay.deliverer.resume()
+    # A real SQLITE_FULL: cap the database where it stands and fill the control table's page.
+    pages = await relay.spool.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await relay.spool.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    for n in range(10_000):
+        try:
+            await relay.spool.set_control(f"filler{n}", "x" * 200)
+        except Exception:  # noqa: BLE001 - full, as intended
+            break
+    status, body = await get(port, "/health")
+    assert status == 503 and body.startswith("spool not writable: database or disk is full")
