@@ -6,12 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/opt/smsc-relay}
 ETC=${ETC:-/etc/smsc-relay}
-PYTHON=${PYTHON:-python3}
+# The system interpreter: one under a private directory (pyenv in /root, say) could not be run
+# by the service user.
+PYTHON=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3 )}
 UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
 
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 
-echo "== code: $PREFIX"
+echo "== code: $PREFIX ($("$PYTHON" --version))"
+if [ -x "$PREFIX/bin/python" ] && ! runuser -u nobody -- "$PREFIX/bin/python" -c "" 2>/dev/null; then
+  echo "   $PREFIX was built from an interpreter other users cannot run: rebuilding"
+  rm -rf "$PREFIX"
+fi
 [ -x "$PREFIX/bin/python" ] || "$PYTHON" -m venv "$PREFIX"
 "$PREFIX/bin/python" -m pip install --quiet --upgrade pip
 "$PREFIX/bin/python" -m pip install --quiet .
