@@ -35,7 +35,9 @@ def value(text: str, name: str) -> float:
 async def test_scrape_after_end_to_end_run(relay_factory: Any) -> None:
     fake = ReplyingProvider()
     server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    relay = await relay_factory(int(server.sockets[0].getsockname()[1]), extra="metrics: {listen: '127.0.0.1:0'}\n")
+    relay = await relay_factory(
+        int(server.sockets[0].getsockname()[1]), extra="metrics: {listen: '127.0.0.1:0'}\n"
+    )
     fake.relay_port = relay.port
     port = relay.metrics_server.sockets[0].getsockname()[1]
     await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))  # 2 phones
@@ -82,7 +84,7 @@ async def test_health_fails_when_paused_or_spool_unwritable(relay_factory: Any) 
     for n in range(10_000):
         try:
             await relay.spool.set_control(f"filler{n}", "x" * 200)
-        except Exception:  # noqa: BLE001 - full, as intended
+        except Exception:
             break
     status, body = await get(port, "/health")
     assert status == 503 and body.startswith("spool not writable: database or disk is full")

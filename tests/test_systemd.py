@@ -47,8 +47,10 @@ async def datagrams(sock: socket.socket, until: str, timeout: float = 5.0) -> li
     raise AssertionError(f"no {until!r} in {got}")
 
 
-async def test_notify_lifecycle(notify_socket: socket.socket, provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
-    fake, port = provider
+async def test_notify_lifecycle(
+    notify_socket: socket.socket, provider: tuple[FakeProvider, int], relay_factory: Any
+) -> None:
+    _fake, port = provider
     relay = await relay_factory(port)
     ready = await datagrams(notify_socket, "READY=1")
     assert ready[0] == f"READY=1\nSTATUS=listening on 127.0.0.1:{relay.port}, 0 queued"
@@ -71,5 +73,9 @@ def test_unit_exposure_is_ok() -> None:
     for needed in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure", "StateDirectory=",
                    "ConfigurationDirectory=", "LoadCredential=password:", "WatchdogSec=", "User=smsc-relay"):  # fmt: skip
         assert needed in text
-    caps = [line for line in text.splitlines() if line.startswith(("AmbientCapabilities", "CapabilityBoundingSet"))]
+    caps = [
+        line
+        for line in text.splitlines()
+        if line.startswith(("AmbientCapabilities", "CapabilityBoundingSet"))
+    ]
     assert caps == ["AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"]
