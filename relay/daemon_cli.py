@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -71,9 +72,23 @@ def _open(args: argparse.Namespace) -> sqlite3.Connection:
     cfg = config_mod.load(args.config)
     if not cfg.spool.path.exists():
         raise SystemExit(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)")
+    _become_owner(cfg.spool.path)
     conn = connect(cfg.spool.path)
     conn.executescript(SCHEMA + REPLIES_SCHEMA)  # a spool from an older version lacks newer tables
     return conn
+
+
+def _become_owner(path: Path) -> None:
+    """Run as root, act as the spool's owner: otherwise SQLite would create the -wal/-shm files
+    as root when the daemon is stopped, and the service user could no longer write its spool."""
+    if os.geteuid() != 0:
+        return
+    st = path.stat()
+    if st.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
 
 
 def as_json(row: Row, full: bool = False) -> dict[str, Any]:

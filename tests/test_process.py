@@ -235,3 +235,21 @@ async def test_queue_and_stats_commands(
     code, out = await asyncio.to_thread(run, "queue", "show", "nope")
     assert code == 1
     assert os.path.exists(tmp_path / "spool.db")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
+def test_queue_commands_run_as_root_act_as_the_spool_owner(tmp_path: Path) -> None:
+    """A root `queue ...` must not leave root-owned -wal/-shm files (if it dies mid-way) that the
+    service user could not write: it drops to the spool file's owner first."""
+    import pwd
+    import subprocess
+
+    nobody = pwd.getpwnam("nobody")
+    spool = tmp_path / "spool.db"
+    spool.write_bytes(b"")
+    os.chown(spool, nobody.pw_uid, nobody.pw_gid)
+    code = ("import os, pathlib; from relay.daemon_cli import _become_owner; "
+            f"_become_owner(pathlib.Path({str(spool)!r})); print(os.geteuid(), os.getegid(), os.getgroups())")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split(" ", 2)[:2] == [str(nobody.pw_uid), str(nobody.pw_gid)]
+    assert done.stdout.strip().endswith("[]")  # no supplementary groups (root's) kept
