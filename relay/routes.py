@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from relay import fields
 from relay.configread import Reader
@@ -169,8 +169,3 @@ def _cross_check(r: Reader, route: Route, provider: ProviderConfig) -> None:
         r.problem("mode", "email2sms needs provider.login (mail goes to <login>@send.smscentre.com)")
     if route.mode is not RouteMode.COMMAND and route.phones:
         r.problem("phones", f"phones have no effect in {route.mode.value} mode")
-
-
-def describe(route: Route) -> dict[str, Any]:
-    """A route as plain data, for `render --json` and logs."""
-    return {"name": route.name, "mode": route.mode.value, "recipient": route.recipient.pattern}
