@@ -104,6 +104,7 @@ class NotifyConfig:
 @dataclass(frozen=True, slots=True)
 class SpoolConfig:
     path: Path = DEFAULT_SPOOL
+    keep_days: int = 30  # finished messages and provider replies are deleted after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ def parse(
     top = Reader(problems, data, "", 1)
     listen = _listen(top.child("listen"), base_dir)
     provider = _provider(top.child("provider"), base_dir, env or {})
-    spool = SpoolConfig(_path(top.child("spool"), "path", base_dir) or DEFAULT_SPOOL)
+    spool = _spool(top.child("spool"), base_dir)
     parsing = _parsing(top.child("parsing"))
     delivery = _delivery(top.child("delivery"))
     notify = _notify(top.child("notify"))
@@ -354,6 +355,12 @@ def _password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
     except ValueError as exc:
         r.problem("password_file" if r.has("password_file") else "password", str(exc))
         return Secret("")
+
+
+def _spool(r: Reader, base_dir: Path) -> SpoolConfig:
+    result = SpoolConfig(_path(r, "path", base_dir) or DEFAULT_SPOOL, r.integer("keep_days", 30, 1, 3650))
+    r.finish()
+    return result
 
 
 def _parsing(r: Reader) -> ParsingConfig:

@@ -201,9 +201,17 @@ class Daemon:
             self.systemd.notify(*fields)
 
     async def _sweep_unconfirmed(self) -> None:
-        """With test=1, a message the provider never answered must be visible, not `sent` forever."""
+        """With test=1, a message the provider never answered must be visible, not `sent` forever.
+        Also retention: finished messages and replies older than spool.keep_days go."""
         while True:
             await asyncio.sleep(min(60.0, self.cfg.provider.confirm_timeout / 4))
+            try:
+                pruned = await self.spool.prune(time.time() - self.cfg.spool.keep_days * 86400)
+            except SpoolError as exc:
+                log.error("event=prune_failed error=%r", str(exc))
+            else:
+                if any(pruned):
+                    log.info("event=pruned messages=%d replies=%d", *pruned)
             if not self.cfg.provider.test:
                 continue
             try:

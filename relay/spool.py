@@ -35,6 +35,9 @@ log = logging.getLogger("relay.spool")
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
+# States a message does not leave by itself: what retention may delete.
+FINISHED = (State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,            -- the relay id, also the provider's <id>
@@ -377,6 +380,26 @@ class Spool:
             return cur.rowcount
 
         return await self.write(op)
+
+    async def prune(self, older_than: float, limit: int = 10_000) -> tuple[int, int]:
+        """Delete finished messages and provider replies last touched before `older_than` (epoch
+        seconds); at most `limit` of each per call, so one call never holds the writer long."""
+        finished = tuple(s.value for s in FINISHED)
+
+        def op(conn: sqlite3.Connection) -> tuple[int, int]:
+            marks = ",".join("?" * len(finished))
+            messages = conn.execute(
+                f"DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state IN ({marks})"
+                " AND updated < ? LIMIT ?)",
+                (*finished, older_than, limit),
+            ).rowcount
+            replies = conn.execute(
+                "DELETE FROM replies WHERE n IN (SELECT n FROM replies WHERE received < ? LIMIT ?)",
+                (older_than, limit),
+            ).rowcount
+            return messages, replies
+
+        return await self.write(op, durable=False)
 
     async def set_control(self, key: str, value: str | None) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -232,3 +232,32 @@ async def test_every_provider_error_code(replying: tuple[ReplyingProvider, Any],
     assert (r["error_code"], r["last_error"]) == (code, f"provider ERROR {code}: description {code}")
     paused = relay.deliverer.pause_reason
     assert bool(paused) == (code in (2, 3, 4))
+
+
+async def test_retention_prunes_only_old_finished_rows(replying: tuple[ReplyingProvider, Any]) -> None:
+    fake, relay = replying
+    for n in range(3):
+        await asyncio.to_thread(smtplib_send, relay.port, message(f"m{n}"))
+    await wait_for(lambda: len(fake.received) == 3)
+    for _ in range(300):
+        states = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
+        if states.count("confirmed") == 3:
+            break
+        await asyncio.sleep(0.02)
+    # Age two of them, and their replies; queue a fresh message that must survive whatever its age.
+    await relay.spool.write(
+        lambda c: c.execute(
+            "UPDATE messages SET updated = 0 WHERE id IN (SELECT id FROM messages ORDER BY created LIMIT 2)"
+        )
+    )
+    await relay.spool.write(lambda c: c.execute("UPDATE replies SET received = 0 WHERE n <= 2"))
+    await relay.spool.write(
+        lambda c: c.execute(
+            "UPDATE messages SET state = 'queued', updated = 0, next_attempt = 1e12"
+            " WHERE id = (SELECT id FROM messages ORDER BY created DESC LIMIT 1)"
+        )
+    )
+    assert await relay.spool.prune(older_than=1000) == (2, 2)
+    left = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
+    assert left == ["queued"]
+    assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0]) == 1
