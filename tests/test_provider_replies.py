@@ -239,11 +239,13 @@ async def test_retention_prunes_only_old_finished_rows(replying: tuple[ReplyingP
     for n in range(3):
         await asyncio.to_thread(smtplib_send, relay.port, message(f"m{n}"))
     await wait_for(lambda: len(fake.received) == 3)
-    for _ in range(300):
+    for _ in range(500):
         states = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
-        if states.count("confirmed") == 3:
+        replies = await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+        if states.count("confirmed") == 3 and replies == 3:
             break
         await asyncio.sleep(0.02)
+    assert states.count("confirmed") == 3 and replies == 3
     # Age two of them, and their replies; queue a fresh message that must survive whatever its age.
     await relay.spool.write(
         lambda c: c.execute(
