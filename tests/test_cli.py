@@ -1,0 +1,49 @@
+"""CLI paths beyond the corpus: stdin, --to, a missing file, no command, `python -m relay`."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay import cli
+from tests.helpers import CORPUS
+
+CONFIG = str(CORPUS / "relay.yaml")
+
+
+def test_render_from_stdin_with_explicit_recipient(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = b"Subject: Door open\r\nTo: someone@else.example\r\n\r\nServer room door open\r\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert cli.main(["render", "-c", CONFIG, "--to", "79991234567@sms.example.com", "--json", "-"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)
+    assert item["rcpt"] == ["79991234567@sms.example.com"]  # --to wins over the To: header
+    assert item["text"] == "Door open\nServer room door open"
+
+
+def test_render_reports_unroutable_header_recipient(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(b"Subject: x\r\nTo: nobody@example.com\r\n\r\ny\r\n")
+    assert cli.main(["render", "-c", CONFIG, str(mail)]) == cli.EX_DATAERR
+    assert "rejected: 550 5.1.1 no route for <nobody@example.com>" in capsys.readouterr().err
+
+
+def test_missing_file_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["render", "-c", CONFIG, "/nonexistent/mail.eml"]) == cli.EX_NOINPUT
+    assert "cannot read /nonexistent/mail.eml" in capsys.readouterr().err
+    assert cli.main([]) == cli.EX_USAGE
+
+
+def test_python_dash_m_relay() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "check", "-c", CONFIG], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "OK (3 route(s)" in done.stdout
