@@ -148,29 +148,37 @@ class Deliverer:
         sender = self.make_sender()
         try:
             while not self._stopping:
-                await self._sync_control()
-                now = time.time()
-                if now < self._paused_until:
-                    # Short naps, so that `queue resume` from another process is seen promptly.
-                    await self._sleep(min(self._paused_until - now, 1.0))
-                    continue
-                rows = [self._ready.popleft() for _ in range(min(CLAIM_BATCH, len(self._ready)))]
-                rows = rows or await self.spool.claim(CLAIM_BATCH, now)
-                if not rows:
-                    due = await self.spool.next_due()
-                    # Another process (`queue retry`) may queue rows without waking us: look again soon.
-                    await self._sleep(
-                        IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - time.time()))
-                    )
-                    continue
-                for i, row in enumerate(rows):
-                    if self._stopping or time.time() < self._paused_until:
-                        await self._unclaim(rows[i:])
-                        break
-                    await self._deliver(sender, row)
+                try:
+                    await self._work_once(sender)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a worker must outlive any one fault, or delivery stops silently
+                    log.exception("event=delivery_error worker=%d note='retrying in 5 s'", index)
+                    await self._sleep(5.0)
         finally:
             with contextlib.suppress(Exception):
                 await sender.close()
+
+    async def _work_once(self, sender: Sender) -> None:
+        """Take due rows (handed over, or claimed from the spool) and deliver them."""
+        await self._sync_control()
+        now = time.time()
+        if now < self._paused_until:
+            # Short naps, so that `queue resume` from another process is seen promptly.
+            await self._sleep(min(self._paused_until - now, 1.0))
+            return
+        rows = [self._ready.popleft() for _ in range(min(CLAIM_BATCH, len(self._ready)))]
+        rows = rows or await self.spool.claim(CLAIM_BATCH, now)
+        if not rows:
+            due = await self.spool.next_due()
+            # Another process (`queue retry`) may queue rows without waking us: look again soon.
+            await self._sleep(IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - time.time())))
+            return
+        for i, row in enumerate(rows):
+            if self._stopping or time.time() < self._paused_until:
+                await self._unclaim(rows[i:])
+                break
+            await self._deliver(sender, row)
 
     async def _unclaim(self, rows: list[Row]) -> None:
         """Not attempted: back to the queue as they were, without counting a try."""
@@ -187,14 +195,18 @@ class Deliverer:
     async def _deliver(self, sender: Sender, row: Row) -> None:
         self.in_flight.add(row.id)
         try:
-            message = self.unmask(row.message) if row.masked and sender.needs_credentials else row.message
-            signer = self.signer()
-            if signer is not None:
-                message = await asyncio.to_thread(signer.sign, message)  # RSA in Python: off the loop
             try:
+                message = self.unmask(row.message) if row.masked and sender.needs_credentials else row.message
+                signer = self.signer()
+                if signer is not None:
+                    message = await asyncio.to_thread(signer.sign, message)  # RSA in Python: off the loop
                 reply = await sender.send(row.id, row.upstream_from, row.upstream_to, message)
             except DeliveryError as exc:
                 await self._failed_attempt(row, exc)
+                return
+            except Exception as exc:  # a fault of ours: this attempt failed; the message is retried
+                log.exception("event=delivery_error id=%s", row.id)
+                await self._failed_attempt(row, DeliveryError(f"internal error: {exc!r}", temporary=True))
                 return
             except asyncio.CancelledError:
                 # Stopping mid-send: the outcome is unknown, so it goes back to the queue

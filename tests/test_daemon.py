@@ -234,3 +234,27 @@ async def test_corrupt_spool_refuses_to_start(tmp_path: Path, relay_factory: Any
 
     with pytest.raises(SpoolError, match="cannot open spool"):
         await relay_factory(9)
+
+
+async def test_unexpected_error_in_a_send_is_retried_not_fatal(
+    provider: tuple[FakeProvider, int], relay_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.senders import SmtpSender
+
+    fake, port = provider
+    real_send = SmtpSender.send
+    calls = []
+
+    async def flaky(self: SmtpSender, *args: Any) -> str:
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a sender")  # stands in for any fault of ours
+        return await real_send(self, *args)
+
+    monkeypatch.setattr(SmtpSender, "send", flaky)
+    relay = await relay_factory(port)
+    await asyncio.to_thread(smtplib_send, relay.port, message("first"))
+    await wait_for(lambda: len(fake.received) == 1, timeout=15)  # retried after the fault
+    await asyncio.to_thread(smtplib_send, relay.port, message("second"))
+    await wait_for(lambda: len(fake.received) == 2, timeout=15)  # the worker lives on
+    assert calls[0] == calls[1]
