@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relay import config as config_mod
 from relay.daemon import Daemon
-from tests.fakes import FakeProvider
+from tests.fakes import FakeProvider, ReplyingProvider
 from tests.helpers import PASSWORD, ROUTES
 
 RELAY_CONFIG = """
@@ -41,13 +42,39 @@ def relay_config_text(**values: object) -> str:
     return RELAY_CONFIG.format(**values) + ROUTES
 
 
+async def serve_fake(fake: FakeProvider) -> tuple[asyncio.Server, int]:
+    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+    return server, int(server.sockets[0].getsockname()[1])
+
+
 @pytest.fixture
 async def provider() -> AsyncIterator[tuple[FakeProvider, int]]:
     fake = FakeProvider()
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    yield fake, int(server.sockets[0].getsockname()[1])
+    server, port = await serve_fake(fake)
+    yield fake, port
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+async def replying_relay(relay_factory: Any) -> AsyncIterator[Callable[..., Any]]:
+    """Start a provider that answers like the real one, and a relay wired to it (both ways)."""
+    started: list[tuple[ReplyingProvider, asyncio.Server]] = []
+
+    async def start(
+        fake: ReplyingProvider | None = None, **overrides: object
+    ) -> tuple[ReplyingProvider, Daemon]:
+        fake = fake or ReplyingProvider()
+        server, port = await serve_fake(fake)
+        relay = await relay_factory(port, **overrides)
+        fake.relay_port = relay.port
+        started.append((fake, server))
+        return fake, relay
+
+    yield start
+    for fake, server in started:
+        await asyncio.gather(*fake.tasks, return_exceptions=True)
+        server.close()
 
 
 RelayFactory = Callable[..., "asyncio.Future[Daemon]"]

@@ -9,7 +9,6 @@ import email
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +59,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 
 @pytest.fixture
-async def signed_relay(relay_factory: Any, keys: Keys) -> AsyncIterator[tuple[ReplyingProvider, Any]]:
-    fake = ReplyingProvider(signer=keys.provider_signer())
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
+async def signed_relay(replying_relay: Any, keys: Keys) -> tuple[ReplyingProvider, Any]:
     extra = (f"  dkim: {{domain: relay.example.com, selector: smsc, key_file: {keys.ours}}}\n"
              "  verify_replies: true\n")  # fmt: skip
-    relay = await relay_factory(int(server.sockets[0].getsockname()[1]), provider_extra=extra)
+    fake, relay = await replying_relay(ReplyingProvider(signer=keys.provider_signer()), provider_extra=extra)
     relay.handler.dnsfunc = keys.dns
-    fake.relay_port = relay.port
-    yield fake, relay
-    await asyncio.gather(*fake.tasks, return_exceptions=True)
-    server.close()
+    return fake, relay
 
 
 async def test_provider_mail_is_signed_and_signed_replies_apply(

@@ -52,18 +52,15 @@ def test_journald_priorities(monkeypatch: pytest.MonkeyPatch) -> None:
     assert out.getvalue().splitlines() == ["<3>relay.x event=failed id=r1", "<6>relay.x event=sent id=r1"]
 
 
-async def test_end_to_end_logs_never_hold_the_password(log_output: io.StringIO, relay_factory: Any) -> None:
-    fake = ReplyingProvider(answer=lambda got: f"ERROR = 7 (bad phone), ID - {got.relay_id}")
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    relay = await relay_factory(int(server.sockets[0].getsockname()[1]))
-    fake.relay_port = relay.port
+async def test_end_to_end_logs_never_hold_the_password(log_output: io.StringIO, replying_relay: Any) -> None:
+    _fake, relay = await replying_relay(
+        ReplyingProvider(answer=lambda got: f"ERROR = 7 (bad phone), ID - {got.relay_id}")
+    )
     await asyncio.to_thread(smtplib_send, relay.port, message("disk full on db1"))
     with pytest.raises(Exception):  # noqa: B017 - a refused recipient, logged by the relay
         await asyncio.to_thread(smtplib_send, relay.port, message(), ["0079991234567@sms.example.com"])
     await wait_for(lambda: "event=provider_reply" in log_output.getvalue(), timeout=10)
     await relay.stop()
-    await asyncio.gather(*fake.tasks, return_exceptions=True)
-    server.close()
     text = log_output.getvalue()
     for event in ("event=ready", "event=queued", "event=sent", "event=provider_reply", "event=stopped"):
         assert event in text

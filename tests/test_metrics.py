@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import ReplyingProvider, wait_for
+from tests.fakes import wait_for
 from tests.test_daemon import message, smtplib_send
 from tests.test_provider_replies import wait_state
 
@@ -32,13 +32,8 @@ def value(text: str, name: str) -> float:
     return float(m.group(1))
 
 
-async def test_scrape_after_end_to_end_run(relay_factory: Any) -> None:
-    fake = ReplyingProvider()
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    relay = await relay_factory(
-        int(server.sockets[0].getsockname()[1]), extra="metrics: {listen: '127.0.0.1:0'}\n"
-    )
-    fake.relay_port = relay.port
+async def test_scrape_after_end_to_end_run(replying_relay: Any) -> None:
+    fake, relay = await replying_relay(extra="metrics: {listen: '127.0.0.1:0'}\n")
     port = relay.metrics_server.sockets[0].getsockname()[1]
     await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))  # 2 phones
     await wait_state(relay, "confirmed")
@@ -66,8 +61,6 @@ async def test_scrape_after_end_to_end_run(relay_factory: Any) -> None:
     assert value(text, "smsc_relay_provider_to_confirmation_seconds_count") == 1
     assert value(text, "smsc_relay_delivery_paused") == 0
     assert (await get(port, "/nope"))[0] == 404
-    await asyncio.gather(*fake.tasks, return_exceptions=True)
-    server.close()
 
 
 async def test_health_fails_when_paused_or_spool_unwritable(relay_factory: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import serve_fake
 from tests.fakes import FakeProvider, ReplyingProvider, wait_for
 from tests.test_daemon import message, smtplib_send
 from tests.test_provider_replies import wait_state
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.timeout(60)
 async def smarthost() -> AsyncIterator[tuple[FakeProvider, int]]:
     """Where notices go: a recording SMTP server standing in for the local MTA."""
     fake = FakeProvider()
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    yield fake, int(server.sockets[0].getsockname()[1])
+    server, port = await serve_fake(fake)
+    yield fake, port
     server.close()
 
 
@@ -56,12 +57,10 @@ async def test_notice_after_upstream_refusal(
 
 
 async def test_notice_after_provider_error_but_not_to_null_sender(
-    relay_factory: Any, smarthost: tuple[FakeProvider, int]
+    replying_relay: Any, smarthost: tuple[FakeProvider, int]
 ) -> None:
-    fake = ReplyingProvider(answer=lambda got: f"ERROR = 7 (invalid phone), ID - {got.relay_id}")
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    relay = await relay_factory(int(server.sockets[0].getsockname()[1]), extra=notify_config(smarthost[1]))
-    fake.relay_port = relay.port
+    answer = ReplyingProvider(answer=lambda got: f"ERROR = 7 (invalid phone), ID - {got.relay_id}")
+    fake, relay = await replying_relay(answer, extra=notify_config(smarthost[1]))
     await asyncio.to_thread(smtplib_send, relay.port, message())
     await wait_for(lambda: len(smarthost[0].received) == 1)
     r = await wait_state(relay, "failed")
@@ -75,8 +74,6 @@ async def test_notice_after_provider_error_but_not_to_null_sender(
     await wait_for(lambda: len(fake.received) == 2)
     await asyncio.sleep(0.5)
     assert len(smarthost[0].received) == 1  # nobody to tell
-    await asyncio.gather(*fake.tasks, return_exceptions=True)
-    server.close()
 
 
 async def test_sighup_and_interval_resume_a_pause(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -57,14 +56,8 @@ def test_reply_parser_koi8r_and_html() -> None:
 
 
 @pytest.fixture
-async def replying(relay_factory: Any) -> AsyncIterator[tuple[ReplyingProvider, Any]]:
-    fake = ReplyingProvider()
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    relay = await relay_factory(int(server.sockets[0].getsockname()[1]))
-    fake.relay_port = relay.port
-    yield fake, relay
-    await asyncio.gather(*fake.tasks, return_exceptions=True)
-    server.close()
+async def replying(replying_relay: Any) -> tuple[ReplyingProvider, Any]:
+    return await replying_relay()  # type: ignore[no-any-return]
 
 
 async def row(relay: Any) -> dict[str, Any]:
