@@ -27,6 +27,7 @@ from relay.model import ReplyKind, State
 from relay.parsers import reply as reply_parser
 from relay.policy import Action, Rule
 from relay.routing import check_recipient
+from relay.smtpsession import LeanSMTP
 from relay.spool import Row, Spool
 
 log = logging.getLogger("relay.listener")
@@ -58,7 +59,7 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-class RelaySMTP(SMTP):
+class RelaySMTP(LeanSMTP):
     """aiosmtpd's SMTP with the limits legacy senders need and a connection cap."""
 
     # Some loggers send one very long line; aiosmtpd's default (1001) would answer 500.
@@ -144,9 +145,12 @@ class Handler:
             await asyncio.sleep(0.02)
 
     def factory(self) -> RelaySMTP:
+        return RelaySMTP(self, **self.session_options())
+
+    def session_options(self) -> dict[str, Any]:
+        """aiosmtpd's SMTP keyword arguments for one session, from the config in force."""
         cfg = self.config.listen
-        return RelaySMTP(
-            self,
+        return dict(
             data_size_limit=cfg.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
