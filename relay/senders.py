@@ -154,7 +154,8 @@ class OutboxSender:
     def _write(self, relay_id: str, mail_from: str, rcpt_to: str, message: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         readable = f"X-Envelope-From: {mail_from}\nX-Envelope-To: {rcpt_to}\n" + mime.readable(message)
-        for name, data in ((f"{relay_id}.eml", message), (f"{relay_id}.txt", readable.encode("utf-8"))):
+        # The .eml last: whoever watches for it (a script, a test) finds the .txt beside it.
+        for name, data in ((f"{relay_id}.txt", readable.encode("utf-8")), (f"{relay_id}.eml", message)):
             tmp = self.directory / f".{name}.tmp"
             with open(tmp, "wb") as f:
                 f.write(data)
