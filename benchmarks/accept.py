@@ -4,7 +4,9 @@ Run: .venv/bin/python benchmarks/accept.py [--runs 5] [--messages 2000]
 
 Every figure is the median of repeated runs, and every relay figure is set against a bare
 aiosmtpd server (answers 250, stores nothing) measured in the same run on the same machine,
-alternating with it; the ratio is the median of the ratios of neighbouring runs.
+alternating with it; the ratio is the median of the ratios of neighbouring runs. A second
+baseline, the same bare server on the relay's LeanSMTP, shows what the relay costs on top of an
+equally lean aiosmtpd session.
 Load comes from Postfix's smtp-source (C), one new connection per message, as cron and
 monitoring systems send, so the client is never the bottleneck.
 """
@@ -51,8 +53,8 @@ def one_run(kind: str, sessions: int, messages: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         port, upstream = free_port(), free_port()
         procs = []
-        if kind == "bare":
-            procs.append(start_bare(port))
+        if kind in ("bare", "lean"):
+            procs.append(start_bare(port, lean=kind == "lean"))
         else:
             procs.append(start_smtp_sink(upstream))  # the provider: delivery runs meanwhile
             procs.append(start_relay(relay_config(Path(tmp), port, upstream), port))
@@ -63,14 +65,14 @@ def one_run(kind: str, sessions: int, messages: int) -> float:
                 stop(p)
 
 
-def throughput(sessions: int, messages: int, runs: int) -> tuple[list[float], list[float]]:
-    """Bare and relay runs alternate, so that both see the same machine: on a shared VM the CPU
-    speed drifts by tens of percent over minutes, and each ratio compares neighbours."""
-    bare, relay = [], []
+def throughput(sessions: int, messages: int, runs: int) -> dict[str, list[float]]:
+    """Bare, relay and lean-bare runs alternate, so that all see the same machine: on a shared VM
+    the CPU speed drifts by tens of percent over minutes, and each ratio compares neighbours."""
+    results: dict[str, list[float]] = {"bare": [], "relay": [], "lean": []}
     for _ in range(runs):
-        bare.append(one_run("bare", sessions, messages))
-        relay.append(one_run("relay", sessions, messages))
-    return bare, relay
+        for kind, values in results.items():
+            values.append(one_run(kind, sessions, messages))
+    return results
 
 
 async def latency(rate: float, count: int) -> list[float]:
@@ -130,21 +132,27 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, object] = {"runs": args.runs, "messages": args.messages}
     print(f"accept throughput, msgs/s, median of {args.runs} runs of {args.messages} messages (smtp-source):")
-    print(
-        f"{'sessions':>8} {'bare aiosmtpd':>14} {'smsc-relay':>11} {'ratio':>6}  ratios of neighbouring runs"
-    )
+    head = f"{'sessions':>8} {'bare aiosmtpd':>14} {'smsc-relay':>11} {'ratio':>6}  ratios of neighbours"
+    print(f"{head}   | {'lean bare':>9} {'relay/lean':>10}")
     for sessions in (1, 10, 50):
-        bare_runs, relay_runs = throughput(sessions, args.messages, args.runs)
-        ratios = [r / b for r, b in zip(relay_runs, bare_runs, strict=True)]
-        bare, relay, ratio = (statistics.median(x) for x in (bare_runs, relay_runs, ratios))
+        runs = throughput(sessions, args.messages, args.runs)
+        ratios = [r / b for r, b in zip(runs["relay"], runs["bare"], strict=True)]
+        lean_ratios = [r / b for r, b in zip(runs["relay"], runs["lean"], strict=True)]
+        bare, relay, lean, ratio, lean_ratio = (
+            statistics.median(x) for x in (runs["bare"], runs["relay"], runs["lean"], ratios, lean_ratios)
+        )
         report[f"sessions_{sessions}"] = {
             "bare": round(bare),
             "relay": round(relay),
             "ratio": round(ratio, 2),
             "ratios": [round(x, 2) for x in ratios],
+            "lean_bare": round(lean),
+            "ratio_to_lean_bare": round(lean_ratio, 2),
+            "ratios_to_lean_bare": [round(x, 2) for x in lean_ratios],
         }
         spread = " ".join(f"{x:.2f}" for x in ratios)
-        print(f"{sessions:>8} {bare:>14.0f} {relay:>11.0f} {ratio:>6.2f}  {spread}", flush=True)
+        row = f"{sessions:>8} {bare:>14.0f} {relay:>11.0f} {ratio:>6.2f}  {spread}"
+        print(f"{row}   | {lean:>9.0f} {lean_ratio:>10.2f}", flush=True)
     lat = asyncio.run(latency(rate=50, count=500))
     report["latency_ms"] = {
         "p50": round(pct(lat, 50) * 1000, 1),

@@ -2,11 +2,16 @@
 
 Optionally records "<X-Smsc-Relay-Id> <arrival time>" lines, to serve as the upstream in
 latency runs: python bare_sink.py PORT [RECORD_FILE]
+
+With BARE_LEAN=1 in the environment it uses the relay's LeanSMTP (aiosmtpd without its
+per-connection introspection) instead of stock aiosmtpd: a second baseline that shows how much of
+the relay's lead over stock aiosmtpd comes from that fix alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
@@ -32,7 +37,20 @@ async def main() -> None:
     port = int(sys.argv[1])
     sink = Sink(sys.argv[2] if len(sys.argv) > 2 else None)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(sink, hostname="sink"), "127.0.0.1", port)
+    if os.environ.get("BARE_LEAN") == "1":
+        from relay.smtpsession import LeanSMTP
+
+        def factory() -> SMTP:
+            return LeanSMTP(sink, data_size_limit=33554432, enable_SMTPUTF8=False, decode_data=False,
+                            hostname="sink", ident="sink", tls_context=None, require_starttls=False,
+                            timeout=300, auth_require_tls=True, authenticator=None,
+                            command_call_limit={})  # fmt: skip
+    else:
+
+        def factory() -> SMTP:
+            return SMTP(sink, hostname="sink")
+
+    server = await loop.create_server(factory, "127.0.0.1", port)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()

@@ -71,9 +71,10 @@ def start_relay(cfg: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_bare(port: int, record: Path | None = None) -> subprocess.Popen[bytes]:
+def start_bare(port: int, record: Path | None = None, lean: bool = False) -> subprocess.Popen[bytes]:
     args = [sys.executable, str(HERE / "bare_sink.py"), str(port)] + ([str(record)] if record else [])
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "BARE_LEAN": "1" if lean else "0", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wait_port(port)
     return proc
 

@@ -11,6 +11,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, TextIO
 
@@ -19,6 +20,7 @@ from relay import metrics as metrics_mod
 from relay.config import Config
 from relay.delivery import Deliverer, RetryPolicy, unmasker
 from relay.errors import ConfigError, SpoolError
+from relay.holder import Holder
 from relay.listener import Handler
 from relay.metrics import Metrics
 from relay.model import State
@@ -80,8 +82,10 @@ class _JournalFormatter(logging.Formatter):
 
 
 class Daemon:
-    def __init__(self, config_path: Path, cfg: Config) -> None:
+    def __init__(self, config_path: Path, cfg: Config, clock: Callable[[], float] = time.time) -> None:
         self.config_path = config_path
+        self.clock = clock  # storm control's clock; tests pass a simulated one
+        self.holder: Holder | None = None
         self.cfg = cfg
         self.spool = Spool(cfg.spool.path)
         self.deliverer: Deliverer | None = None
@@ -127,6 +131,12 @@ class Daemon:
                 reply_address=self.cfg.provider.reply_address,
             )  # fmt: skip
             self.deliverer.on_failed = self.handler.on_failed = self.notifier.failed
+        self.handler.clock = self.clock
+        self.holder = Holder(
+            self.spool, lambda: self.cfg, lambda: self.handler_hostname, self.deliverer, clock=self.clock
+        )
+        self.handler.on_alert_due = self.holder.due
+        self.holder.start()
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             self.handler.factory, self.cfg.listen.host, self.cfg.listen.port
@@ -257,6 +267,8 @@ class Daemon:
                 log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
                 return
         self.cfg = new
+        if self.holder is not None:
+            self.holder.wake()  # storm settings may have changed
         if self.deliverer is not None and self.deliverer.pause_reason:
             # SIGHUP is how an operator says "the password / the balance is fixed".
             asyncio.get_running_loop().create_task(self._resume())
@@ -280,6 +292,8 @@ class Daemon:
             self.server.close()
         if self.handler:
             await self.handler.drain(loop.time() + timeout)
+        if self.holder is not None:
+            await self.holder.stop()  # what it holds stays in the spool for the next start
         if self.deliverer:
             await self.deliverer.stop(timeout)
         if self.sweeper is not None:

@@ -11,14 +11,16 @@ import logging
 import re
 import secrets
 import socket
+import sqlite3
 import ssl
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from relay import auth, dkimsig, pipeline, replies
+from relay import auth, dkimsig, pipeline, replies, stormstore
 from relay.config import Config
 from relay.errors import RelayError
 from relay.ids import new_id
@@ -29,6 +31,7 @@ from relay.policy import Action, Rule
 from relay.routing import check_recipient
 from relay.smtpsession import LeanSMTP
 from relay.spool import Row, Spool
+from relay.storm import Admission
 
 log = logging.getLogger("relay.listener")
 
@@ -118,6 +121,8 @@ class Handler:
         self.dnsfunc: dkimsig.DnsFunc | None = None  # DKIM key lookups; None: real DNS (tests inject)
         self.on_failed: Callable[[str], None] = lambda relay_id: None  # set by the daemon (notify)
         self.metrics = Metrics()  # the daemon passes its own
+        self.clock: Callable[[], float] = time.time  # storm control's clock (tests simulate time)
+        self.on_alert_due: Callable[[float], None] = lambda at: None  # set by the daemon (holder)
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new routes and policy for new sessions."""
@@ -262,7 +267,7 @@ class Handler:
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "config": cfg,
                 "new_id": new_id,
-                "now": datetime.now(UTC),
+                "now": datetime.fromtimestamp(self.clock(), UTC),
                 "hostname": self.hostname,
                 "with_secret": False,  # the spool keeps the masked mail; delivery unmasks it
             }
@@ -275,11 +280,30 @@ class Handler:
             # A client that hangs up now cancels this handler; the write must still finish
             # whole (committed or not), so it runs shielded.
             claimed = self.delivery.can_take(len(rendered.provider_mails))
+            admitted: list[Admission] = []
+            if rendered.alerts:
+                settings = stormstore.settings_for(cfg)
+                alerts, now = rendered.alerts, args["now"].timestamp()  # type: ignore[attr-defined]
+                mail_from, inbound_id = envelope.mail_from or "", rendered.mail.message_id
+
+                def admit(conn: sqlite3.Connection) -> None:
+                    admitted.extend(
+                        stormstore.admit(
+                            conn,
+                            alerts,
+                            settings=settings,
+                            now=now,
+                            mail_from=mail_from,
+                            inbound_id=inbound_id,
+                        )
+                    )
+
             write = self.spool.enqueue(
                 rendered.provider_mails,
                 mail_from=envelope.mail_from or "",
                 inbound_id=rendered.mail.message_id,
                 claimed=claimed,
+                also=admit if rendered.alerts else None,
             )
             rows = await asyncio.shield(write)
         except RelayError as exc:
@@ -294,11 +318,29 @@ class Handler:
                 m.relay_id, m.route, m.mode.value, len(m.phones), m.segments.parts, envelope.mail_from,
             )  # fmt: skip
         self.metrics.received.inc()
-        if claimed:
-            self.delivery.take(rows)
-        else:
-            self.delivery.wake()
-        return str(replies.S250_ACCEPTED.with_text("queued as " + " ".join(ids)))
+        if rows:
+            if claimed:
+                self.delivery.take(rows)
+            else:
+                self.delivery.wake()
+        said = ["queued as " + " ".join(ids)] if ids else []
+        for a in admitted:
+            self.metrics.alerts.labels(a.state).inc()
+            log.info(
+                "event=alert_%s id=%s route=%s phones=%d kind=%s note=%r",
+                a.state, a.alert.id, a.alert.route, len(a.alert.phones), a.alert.kind, a.note,
+            )  # fmt: skip
+            if a.state == "held":
+                self.on_alert_due(a.alert.due)
+        for state, verb in (
+            ("held", "held as"),
+            ("repeat", "repeat counted as"),
+            ("cancelled", "flap closed as"),
+        ):
+            got = [a.alert.id for a in admitted if a.state == state]
+            if got:
+                said.append(f"{verb} {' '.join(got)}")
+        return str(replies.S250_ACCEPTED.with_text("; ".join(said)))
 
     async def _take_replies(self, raw: bytes, mail_from: str) -> None:
         """Record every result in a provider reply mail and apply it to its message."""

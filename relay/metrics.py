@@ -33,6 +33,10 @@ class Metrics:
             "smsc_relay_provider_errors", "Provider ERROR replies by code", ["code"], registry=r
         )
         self.parts_sent = Counter("smsc_relay_sms_parts_sent", "SMS parts sent (parts x phones)", registry=r)
+        self.alerts = Counter(
+            "smsc_relay_storm_alerts", "Alerts of storm-controlled routes by what became of them at intake"
+            " (held, repeat, cancelled)", ["state"], registry=r,
+        )  # fmt: skip
         self.queue = Gauge("smsc_relay_queue", "Spooled provider requests by state", ["state"], registry=r)
         self.paused = Gauge(
             "smsc_relay_delivery_paused", "1 while a provider error pauses delivery", registry=r

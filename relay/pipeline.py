@@ -17,7 +17,8 @@ from relay.errors import ContentError, TooBigError
 from relay.formatters import provider
 from relay.model import InboundMail, ProviderMail, SmsRequest
 from relay.parsers import inbound
-from relay.routing import route_mail
+from relay.routing import merge, resolve
+from relay.storm import Alert, new_alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class Rendered:
     mail: InboundMail
     requests: tuple[SmsRequest, ...]
     provider_mails: tuple[ProviderMail, ...]
+    alerts: tuple[Alert, ...] = ()  # for routes with storm control: held, not sent as they come
 
 
 def render(
@@ -41,14 +43,21 @@ def render(
     if len(raw) > config.listen.max_message_size:
         raise TooBigError(f"message is {len(raw)} bytes; this relay accepts {config.listen.max_message_size}")
     mail = inbound.parse(raw, mail_from=mail_from, rcpt_tos=rcpt_tos, settings=config.parsing)
-    requests = route_mail(mail, config.routes, config.aliases, new_id)
-    if not requests:
+    targets, passthrough = resolve(mail, config.routes, config.aliases, new_id)
+    requests = merge([t for t in targets if t.route.storm is None], new_id) + passthrough
+    # One alert per recipient of a storm route: they are merged later, with other mails' alerts.
+    alerts = tuple(
+        new_alert(new_id(), t.route.name, t.phones, t.text, t.route.storm, now.timestamp())
+        for t in targets
+        if t.route.storm is not None
+    )
+    if not requests and not alerts:
         raise ContentError("nothing to send: no recipient")
     mails = tuple(
         provider.build(r, config.provider, hostname=hostname, now=now, with_secret=with_secret)
         for r in requests
     )
-    return Rendered(mail, tuple(requests), mails)
+    return Rendered(mail, tuple(requests), mails, alerts)
 
 
 def header_recipients(raw: bytes) -> list[str]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from relay import fields
 from relay.configread import Reader
 from relay.errors import Problem
 from relay.model import Options, RouteMode
+from relay.storm import FLOOD_LIMIT, REPEAT_WINDOW, StormSettings
 
 if TYPE_CHECKING:
     from relay.config import ProviderConfig
@@ -45,6 +48,7 @@ class Route:
     max_parts: int = 0
     marker: str = "..."
     keep_credentials: bool = False  # passthrough: keep the login/password the mail carries
+    storm: StormSettings | None = None  # alert-storm control (relay/storm.py); None: send each mail
 
     @property
     def prefix(self) -> str:
@@ -61,12 +65,15 @@ def read_routes(
     items = top.items("routes")
     if not items:
         top.problem("routes", "at least one route is required: without one every recipient is refused")
-    routes = []
+    routes: list[Route] = []
     for index, (item, path, line) in enumerate(items):
         r = Reader(top.problems, item, path, line)
         route = _route(r, index, aliases, provider)
         r.finish()
-        if route:
+        if route and any(route.name == other.name for other in routes):
+            # held alerts, queue entries and metrics name their route: names must tell them apart
+            r.problem("name", f"another route is named {route.name!r} already")
+        elif route:
             routes.append(route)
     return tuple(routes)
 
@@ -110,8 +117,79 @@ def _route(
         marker=r.value("truncation_marker", str, "..."),
         keep_credentials=r.choice("credentials", "config", ("config", "keep")) == "keep",
     )
+    route = _storm(r, route)
     _cross_check(r, route, provider)
     return route if recipient else None
+
+
+def _storm(parent: Reader, route: Route) -> Route:
+    """The route's `storm:` section: `true` for the defaults, a mapping to change some."""
+    raw = parent.raw("storm")
+    if raw is None or raw is False:
+        return route
+    if route.mode is not RouteMode.COMMAND:
+        parent.problem("storm", f"storm control needs mode: command (this route is {route.mode.value})")
+        return route
+    r = (
+        parent.child("storm")
+        if raw is not True
+        else Reader(parent.problems, None, parent.key_path("storm"), None)
+    )
+    d = StormSettings()
+    window = r.integer("dedup_window", int(d.dedup_window), int(REPEAT_WINDOW), 86400)
+    quiet = _quiet_hours(r)
+    by = r.choice("quiet_by", "relay", ("relay", "provider"))
+    tz = r.value("quiet_tz", str, "")
+    if tz:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            r.problem("quiet_tz", f"unknown time zone {tz!r} (a name such as Europe/Moscow)")
+            tz = ""
+    settings = StormSettings(
+        dedup_window=float(window),
+        hold=float(r.integer("hold", int(d.hold), 0, 3600)),
+        urgent=r.value("urgent", bool, False),
+        min_gap=float(r.integer("min_gap", int(d.min_gap), 0, 3600)),
+        burst=r.integer("burst", d.burst, 1, FLOOD_LIMIT - 1),
+        max_parts=r.integer("max_parts", route.max_parts or d.max_parts, 1, MAX_PARTS_LIMIT),
+        recovery=_regex(r, "recovery"),
+        alert_key=_regex(r, "alert_key"),
+        quiet_hours=quiet if by == "relay" else None,
+        quiet_tz=tz,
+        translit=route.translit,
+    )
+    if settings.alert_key and settings.alert_key.groups and "key" not in settings.alert_key.groupindex:
+        r.problem("alert_key", "name the part that identifies the alert (?P<key>...), or use no group")
+    if settings.recovery and not settings.alert_key:
+        r.problem("recovery", "needs alert_key too: it says which held problem a recovery cancels")
+    options = route.options
+    if quiet and by == "provider":
+        if tz:
+            r.problem(
+                "quiet_tz", "quiet_by: provider uses the provider's time field (Moscow time + route tz)"
+            )
+        if options.time:
+            r.problem("quiet_hours", "route time is set already; quiet_by: provider would replace it")
+        elif not quiet[1] < quiet[0]:
+            r.problem(
+                "quiet_hours", "the provider's time field is one window h1-h2: quiet hours must span midnight"
+            )
+        else:
+            options = dataclasses.replace(options, time=f"{quiet[1]}-{quiet[0]}")
+    r.finish()
+    return dataclasses.replace(route, storm=settings, options=options)
+
+
+def _quiet_hours(r: Reader) -> tuple[int, int] | None:
+    value = r.value("quiet_hours", str, "")
+    if not value:
+        return None
+    m = re.fullmatch(r"(\d{1,2})-(\d{1,2})", value.strip())
+    if not m or not (0 <= int(m[1]) <= 23 and 0 <= int(m[2]) <= 23) or m[1] == m[2]:
+        r.problem("quiet_hours", f"{value!r} must be two different hours H1-H2 (0-23), e.g. 23-7")
+        return None
+    return int(m[1]), int(m[2])
 
 
 def _regex(r: Reader, key: str, *, required: bool = False) -> re.Pattern[str] | None:

@@ -73,6 +73,17 @@ def route_mail(
     aliases: Mapping[str, tuple[str, ...]],
     new_id: Callable[[], str],
 ) -> list[SmsRequest]:
+    targets, passthrough = resolve(mail, routes, aliases, new_id)
+    return merge(targets, new_id) + passthrough
+
+
+def resolve(
+    mail: InboundMail,
+    routes: Sequence[Route],
+    aliases: Mapping[str, tuple[str, ...]],
+    new_id: Callable[[], str],
+) -> tuple[list[Target], list[SmsRequest]]:
+    """Each recipient's route, phones and text; passthrough mails as they will be relayed."""
     if mail.received_count > MAX_HOPS:
         raise LoopError(f"{mail.received_count} Received: headers; routing loop detected")
     targets: list[Target] = []
@@ -87,7 +98,7 @@ def route_mail(
             continue
         phones = _phones(route, aliases, rcpt)
         targets.append(Target(rcpt, route, phones, _text(route, mail, rcpt)))
-    return _merge(targets, new_id) + passthrough
+    return targets, passthrough
 
 
 def _phones(route: Route, aliases: Mapping[str, tuple[str, ...]], rcpt: str) -> tuple[str, ...]:
@@ -151,7 +162,8 @@ def _neutralize(text: str) -> str:
     return _COMMENT_LINE.sub("~ ~ ~", text)
 
 
-def _merge(targets: list[Target], new_id: Callable[[], str]) -> list[SmsRequest]:
+def merge(targets: list[Target], new_id: Callable[[], str]) -> list[SmsRequest]:
+    """Targets with the same options become one request (the `::list` form for several texts)."""
     groups: dict[tuple[RouteMode, Options, str, str, int, str], list[Target]] = {}
     for t in targets:
         # An email2sms mail holds one text (the account decides the phones): one mail per text.

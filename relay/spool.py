@@ -68,6 +68,41 @@ DROP INDEX IF EXISTS messages_due;  -- replaced by messages_waiting
 -- many finished rows the spool keeps. Queries must spell the same WHERE to use it.
 CREATE INDEX IF NOT EXISTS messages_waiting ON messages (next_attempt) WHERE state IN ('queued', 'deferred');
 """
+STORM_SCHEMA = """
+-- Alert-storm control (relay/stormstore.py): held alerts, dedup windows, sends per phone.
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,            -- the relay id the client's 250 named
+    route TEXT NOT NULL,
+    phones TEXT NOT NULL,           -- JSON list
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL,             -- problem, recovery, followup
+    alert_key TEXT NOT NULL,
+    dedup TEXT NOT NULL,
+    urgent INTEGER NOT NULL,
+    received REAL NOT NULL,
+    due REAL NOT NULL,
+    state TEXT NOT NULL,            -- held, sent, repeat, cancelled
+    message_id TEXT,                -- the provider request it went out in
+    mail_from TEXT NOT NULL,
+    inbound_id TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_held ON alerts (route, alert_key) WHERE state = 'held';
+CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated);
+CREATE TABLE IF NOT EXISTS dedup_windows (
+    key TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    phones TEXT NOT NULL,
+    text TEXT NOT NULL,
+    opened REAL NOT NULL,
+    closes REAL NOT NULL,
+    repeats INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phone_sends (phone TEXT NOT NULL, at REAL NOT NULL, digest TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS phone_sends_by_phone ON phone_sends (phone, at);
+"""
 WAITING = "state IN ('queued', 'deferred')"  # the partial index's condition, verbatim
 
 
@@ -106,6 +141,40 @@ class Row:
         return cls(**d)
 
 
+def new_rows(
+    mails: Sequence[ProviderMail], *, mail_from: str, inbound_id: str, state: State, attempts: int, now: float
+) -> list[Row]:
+    return [
+        Row(
+            id=m.relay_id, state=state, mode=m.mode.value, route=m.route, mail_from=mail_from,
+            rcpt_tos=list(m.rcpt_tos), inbound_id=inbound_id, phones=list(m.phones), texts=list(m.texts),
+            parts=m.segments.parts, encoding=m.segments.encoding, upstream_from=m.mail_from,
+            upstream_to=m.rcpt_to,
+            message=m.masked.encode("ascii") if m.keeps_config_secret else m.message,
+            masked=m.keeps_config_secret, attempts=attempts, created=now, updated=now, next_attempt=now,
+            last_error="", error_code=None, sms_count=None,
+        )
+        for m in mails
+    ]  # fmt: skip
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
+    conn.executemany(
+        "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
+        " texts, parts, encoding, upstream_from, upstream_to, message, masked, attempts, created,"
+        " updated, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r.id, r.state.value, r.mode, r.route, r.mail_from, json.dumps(r.rcpt_tos), r.inbound_id,
+                json.dumps(r.phones), json.dumps(r.texts, ensure_ascii=False), r.parts, r.encoding,
+                r.upstream_from, r.upstream_to, r.message, int(r.masked), r.attempts, r.created, r.updated,
+                r.next_attempt,
+            )
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     conn.row_factory = sqlite3.Row
@@ -140,7 +209,7 @@ class Spool:
     def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(self.path)
-        self._conn.executescript(SCHEMA + REPLIES_SCHEMA)
+        self._conn.executescript(SCHEMA + REPLIES_SCHEMA + STORM_SCHEMA)
         self.path.chmod(0o600)
         cur = self._conn.execute(
             "UPDATE messages SET state = ?, updated = ? WHERE state = ?",
@@ -222,46 +291,33 @@ class Spool:
         return results
 
     async def enqueue(
-        self, mails: Sequence[ProviderMail], *, mail_from: str, inbound_id: str, claimed: bool = False
+        self,
+        mails: Sequence[ProviderMail],
+        *,
+        mail_from: str,
+        inbound_id: str,
+        claimed: bool = False,
+        also: Op | None = None,
     ) -> list[Row]:
         """Store new provider mails durably; return them as rows.
 
         `claimed`: the rows go in as `sending` (attempt 1), owned by a delivery worker that is
         handed them in memory, which saves a claim transaction per message. A crash before
-        they are sent leaves them `sending`, and `open()` queues those again.
+        they are sent leaves them `sending`, and `open()` queues those again. `also` runs in
+        the same transaction (a mail's storm alerts: all of the mail is stored, or none).
         """
         now = time.time()
         state, attempts = (State.SENDING, 1) if claimed else (State.QUEUED, 0)
-        rows = [
-            Row(
-                id=m.relay_id, state=state, mode=m.mode.value, route=m.route, mail_from=mail_from,
-                rcpt_tos=list(m.rcpt_tos), inbound_id=inbound_id, phones=list(m.phones), texts=list(m.texts),
-                parts=m.segments.parts, encoding=m.segments.encoding, upstream_from=m.mail_from,
-                upstream_to=m.rcpt_to,
-                message=m.masked.encode("ascii") if m.keeps_config_secret else m.message,
-                masked=m.keeps_config_secret, attempts=attempts, created=now, updated=now, next_attempt=now,
-                last_error="", error_code=None, sms_count=None,
-            )
-            for m in mails
-        ]  # fmt: skip
-        values = [
-            (
-                r.id, r.state.value, r.mode, r.route, r.mail_from, json.dumps(r.rcpt_tos), r.inbound_id,
-                json.dumps(r.phones), json.dumps(r.texts, ensure_ascii=False), r.parts, r.encoding,
-                r.upstream_from, r.upstream_to, r.message, int(r.masked), r.attempts, now, now, now,
-            )
-            for r in rows
-        ]  # fmt: skip
+        rows = new_rows(
+            mails, mail_from=mail_from, inbound_id=inbound_id, state=state, attempts=attempts, now=now
+        )
 
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
-                " texts, parts, encoding, upstream_from, upstream_to, message, masked, attempts, created,"
-                " updated, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
+        def op(conn: sqlite3.Connection) -> None:
+            insert_rows(conn, rows)
+            if also is not None:
+                also(conn)
 
-        await self.write(insert)
+        await self.write(op)
         return rows
 
     async def claim(self, limit: int, now: float) -> list[Row]:
@@ -397,6 +453,12 @@ class Spool:
                 "DELETE FROM replies WHERE n IN (SELECT n FROM replies WHERE received < ? LIMIT ?)",
                 (older_than, limit),
             ).rowcount
+            # Alerts that are done (sent, counted, cancelled): their SMS is a message row already.
+            conn.execute(
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE state != 'held' AND updated < ?"
+                " LIMIT ?)",
+                (older_than, limit),
+            )
             return messages, replies
 
         return await self.write(op, durable=False)

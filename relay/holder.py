@@ -1,0 +1,98 @@
+"""Runs the alert-storm planner: held alerts become digest SMS when they fall due.
+
+One task. It runs a planner tick (relay/stormstore.py: plan and queue, in one spool
+transaction) when the listener admits an alert due sooner than the next planned tick, and at
+the time the last tick said something will be due; never less often than once a minute, so a
+clock jump or a reload is picked up. The clock is injectable: tests run storms in simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from relay import stormstore
+from relay.config import Config
+from relay.ids import new_id
+from relay.listener import Delivery
+from relay.spool import Spool
+
+log = logging.getLogger("relay.holder")
+MAX_SLEEP = 60.0
+RETRY_AFTER_ERROR = 5.0
+
+
+class Holder:
+    def __init__(
+        self,
+        spool: Spool,
+        config: Callable[[], Config],
+        hostname: Callable[[], str],
+        delivery: Delivery,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool = spool
+        self.config = config
+        self.hostname = hostname
+        self.delivery = delivery
+        self.clock = clock
+        self.ticks = 0
+        self._wake = asyncio.Event()
+        self._next: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="storm-holder")
+
+    def due(self, at: float) -> None:
+        """An alert was admitted that is due at `at`: look sooner if that is before the plan."""
+        if self._next is None or at < self._next:
+            self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            delay = await self._tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _tick(self) -> float:
+        """One planner tick; returns how long to sleep."""
+        now = self.clock()
+        cfg, host = self.config(), self.hostname()
+        try:
+            result = await self.spool.write(
+                lambda conn: stormstore.tick(conn, now=now, config=cfg, hostname=host, new_id=new_id)
+            )
+        except Exception:  # the spool logs and reports its own failures; keep planning
+            log.exception("event=storm_tick_failed")
+            self._next = now + RETRY_AFTER_ERROR
+            return RETRY_AFTER_ERROR
+        self.ticks += 1
+        for row in result.rows:
+            log.info(
+                "event=digest id=%s route=%s phones=%d parts=%d",
+                row.id,
+                row.route,
+                len(row.phones),
+                row.parts,
+            )
+        for d in result.digests:
+            log.info("event=digest_alerts route=%s alerts=%s left=%d", d.route, ",".join(d.alerts), d.left)
+        if result.rows:
+            self.delivery.wake()
+        self._next = result.next_wake
+        if result.next_wake is None:
+            return MAX_SLEEP
+        return min(MAX_SLEEP, max(0.0, result.next_wake - self.clock()))

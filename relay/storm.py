@@ -1,0 +1,317 @@
+"""Alert-storm control, the pure part: deduplication, coalescing, pacing, flap cancelling, quiet hours.
+
+A route with `storm:` does not send each mail as it comes. Each (phones, text) it produces is
+*admitted* as an alert: a repeat of a text already seen in the dedup window is only counted, a
+recovery whose problem has not been sent yet cancels both (a flap), anything else is held. The
+*planner* then turns held alerts into SMS: all alerts for the same phones of a route become one
+digest once the oldest has been held long enough, the newest first, cut to the route's parts
+budget, and only when every phone of the group may receive an SMS under the provider's limits:
+
+- the provider refuses an identical request repeated within a minute (error 9): the dedup window
+  is at least a minute, and no text goes to a phone that got the same text within the minute;
+- the provider blocks a subscriber after 50 messages sent with gaps under 2 minutes (the SMTP
+  page; the HTTP and SMPP pages say 60 and 30 seconds, the strictest wins): each phone gets at
+  most `burst` (< 50) SMS with short gaps, then a pause of more than 2 minutes, and at least
+  `min_gap` seconds between any two SMS.
+
+Everything here is data in, data out, with the time passed in; relay/stormstore.py keeps the
+state in the spool and relay/holder.py runs the planner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from relay.formatters import segments
+
+REPEAT_WINDOW = 60.0  # provider: an identical request within a minute is refused (error 9)
+FLOOD_GAP = 120.0  # provider: SMS to one subscriber with gaps shorter than this count as a run...
+FLOOD_LIMIT = 50  # ...and a run longer than this blocks the subscriber
+SAFETY = 5.0  # seconds added to the provider's windows: our clock and theirs differ
+
+PROBLEM, RECOVERY, FOLLOWUP = "problem", "recovery", "followup"
+
+
+@dataclass(frozen=True, slots=True)
+class StormSettings:
+    """A route's `storm:` section (config.example.yaml documents each key)."""
+
+    dedup_window: float = 300.0
+    hold: float = 20.0
+    urgent: bool = False
+    min_gap: float = 30.0
+    burst: int = 40
+    max_parts: int = 3
+    recovery: re.Pattern[str] | None = None
+    alert_key: re.Pattern[str] | None = None
+    quiet_hours: tuple[int, int] | None = None  # (from, to) hours: nothing is sent from..to
+    quiet_tz: str = ""  # a zoneinfo name; "": the server's local time
+    translit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One (phones, text) of a storm route, as stored while held."""
+
+    id: str
+    route: str
+    phones: tuple[str, ...]
+    text: str
+    kind: str = PROBLEM
+    key: str = ""  # which alert this is about (alert_key); "" when unknown
+    dedup: str = ""  # dedup_key(route, phones, text)
+    urgent: bool = False
+    received: float = 0.0
+    due: float = 0.0  # not sent before this: received + hold
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A dedup window: the first alert with this text was admitted at `opened`."""
+
+    key: str
+    route: str
+    phones: tuple[str, ...]
+    text: str
+    opened: float
+    closes: float
+    repeats: int = 0
+    source: str = ""  # the alert that opened it
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """An SMS that went (or is queued) to one phone."""
+
+    at: float
+    digest: str  # text_digest() of what it said
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    state: str  # "held", "repeat" or "cancelled"
+    alert: Alert
+    cancels: tuple[str, ...] = ()  # held problem alerts a recovery cancels
+    window: Window | None = None  # the window to store (opened, or with one more repeat)
+    drop_window: tuple[str, ...] = ()  # windows to forget: the alert they were about recovered
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One SMS to make now: `alerts` (ids) are in it; `text` is what the phones get."""
+
+    route: str
+    phones: tuple[str, ...]
+    text: str
+    alerts: tuple[str, ...]
+    left: int  # alerts of the group that did not fit and stay held
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    digests: tuple[Digest, ...] = ()
+    followups: tuple[Alert, ...] = ()  # "repeated N times" alerts, held from now
+    closed: tuple[str, ...] = ()  # dedup windows that are over
+    next_wake: float | None = None
+    sends: Mapping[str, tuple[Send, ...]] = field(default_factory=dict)  # new sends per phone
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:32]
+
+
+def dedup_key(route: str, phones: Sequence[str], text: str) -> str:
+    joined = "\0".join([route, ",".join(sorted(phones)), " ".join(text.split())])
+    return hashlib.sha256(joined.encode()).hexdigest()[:32]
+
+
+def classify(text: str, settings: StormSettings) -> tuple[str, str]:
+    """(kind, key): is this a recovery, and which alert is it about."""
+    kind = RECOVERY if settings.recovery and settings.recovery.search(text) else PROBLEM
+    key = ""
+    if settings.alert_key:
+        m = settings.alert_key.search(text)
+        if m:
+            key = " ".join((m.groupdict().get("key") or m.group(0)).split()).lower()
+    return kind, key
+
+
+def new_alert(
+    alert_id: str, route: str, phones: tuple[str, ...], text: str, settings: StormSettings, now: float
+) -> Alert:
+    kind, key = classify(text, settings)
+    hold = 0.0 if settings.urgent else settings.hold
+    return Alert(
+        id=alert_id, route=route, phones=phones, text=text, kind=kind, key=key,
+        dedup=dedup_key(route, phones, text), urgent=settings.urgent, received=now, due=now + hold,
+    )  # fmt: skip
+
+
+def admit(
+    alert: Alert, window: Window | None, held_problems: Sequence[Alert], settings: StormSettings, now: float
+) -> Admission:
+    """Decide what a new alert becomes. `window`: the open dedup window with its key, if any;
+    `held_problems`: unsent problem alerts of the same route, phones and key."""
+    if alert.kind == RECOVERY and alert.key:
+        flapped = tuple(a.id for a in held_problems if a.key == alert.key and a.kind == PROBLEM)
+        if flapped:
+            return Admission(
+                "cancelled", alert, cancels=flapped,
+                drop_window=tuple({a.dedup for a in held_problems if a.id in flapped}),
+                note=f"recovered before it was sent: cancels {', '.join(flapped)}",
+            )  # fmt: skip
+    if window is not None and window.closes > now:
+        return Admission(
+            "repeat", alert, window=replace(window, repeats=window.repeats + 1), note=window.source
+        )
+    opened = Window(
+        alert.dedup, alert.route, alert.phones, alert.text, now, now + settings.dedup_window, 0, alert.id
+    )
+    return Admission("held", alert, window=opened)
+
+
+def next_allowed(history: Sequence[Send], gap: float, burst: int) -> float:
+    """When a phone with this send history (oldest first) may get its next SMS."""
+    if not history:
+        return 0.0
+    last = history[-1].at
+    run = 1
+    for earlier, later in zip(reversed(history[:-1]), reversed(history[1:]), strict=True):
+        if later.at - earlier.at >= FLOOD_GAP:
+            break
+        run += 1
+    allowed = last + gap
+    if run >= min(burst, FLOOD_LIMIT - 1):
+        allowed = max(allowed, last + FLOOD_GAP + SAFETY)
+    return allowed
+
+
+def quiet_until(now: float, settings: StormSettings) -> float | None:
+    """The end of the quiet hours `now` falls in, or None."""
+    if not settings.quiet_hours:
+        return None
+    start, end = settings.quiet_hours
+    tz = ZoneInfo(settings.quiet_tz) if settings.quiet_tz else None
+    local = datetime.fromtimestamp(now, tz) if tz else datetime.fromtimestamp(now).astimezone()
+    hour = local.hour
+    inside = start <= hour < end if start < end else (hour >= start or hour < end)
+    if not inside:
+        return None
+    end_at = local.replace(hour=end, minute=0, second=0, microsecond=0)
+    if end_at <= local:
+        end_at += timedelta(days=1)
+    return end_at.timestamp()
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
+
+
+def followup_text(window: Window) -> str:
+    times = "time" if window.repeats == 1 else "times"
+    return (
+        f"Repeated {window.repeats} more {times} in {duration(window.closes - window.opened)}: {window.text}"
+    )
+
+
+def plan(
+    now: float,
+    held: Sequence[Alert],
+    windows: Sequence[Window],
+    history: Mapping[str, Sequence[Send]],
+    settings: Callable[[str], StormSettings],
+    new_id: Callable[[], str],
+) -> Plan:
+    """What to send now, and when to look again."""
+    wakes: list[float] = []
+    followups, closed = [], []
+    for w in windows:
+        if w.closes <= now:
+            closed.append(w.key)
+            if w.repeats:
+                s = settings(w.route)
+                followups.append(new_alert(new_id(), w.route, w.phones, followup_text(w), s, now))
+                followups[-1] = replace(followups[-1], kind=FOLLOWUP, due=now)
+        elif w.repeats:
+            wakes.append(w.closes)
+    groups: dict[tuple[str, tuple[str, ...]], list[Alert]] = {}
+    for a in [*held, *followups]:
+        groups.setdefault((a.route, a.phones), []).append(a)
+    sent: dict[str, list[Send]] = {p: list(h) for p, h in history.items()}
+    new_sends: dict[str, list[Send]] = {}
+    digests = []
+    for (route, phones), alerts in sorted(groups.items(), key=lambda kv: min(a.due for a in kv[1])):
+        s = settings(route)
+        urgent = any(a.urgent for a in alerts)
+        ready = min(a.due for a in alerts)
+        quiet = quiet_until(max(now, ready), s)
+        if quiet is not None and not urgent:
+            ready = quiet
+        gap = 0.0 if urgent else s.min_gap
+        for phone in phones:
+            ready = max(ready, next_allowed(sent.get(phone, ()), gap, s.burst))
+        if ready > now:
+            wakes.append(ready)
+            continue
+        digest = build_digest(route, phones, alerts, s)
+        mark = text_digest(digest.text)
+        since = now - REPEAT_WINDOW - SAFETY
+        same = [x.at for p in phones for x in sent.get(p, ()) if x.digest == mark and x.at > since]
+        if same:  # the very same text went to one of them within the minute
+            wakes.append(max(same) + REPEAT_WINDOW + SAFETY)
+            continue
+        digests.append(digest)
+        for phone in phones:
+            sent.setdefault(phone, []).append(Send(now, mark))
+            new_sends.setdefault(phone, []).append(Send(now, mark))
+        if digest.left:
+            wakes.append(now)  # the rest go as soon as pacing lets them
+    return Plan(
+        digests=tuple(digests),
+        followups=tuple(followups),
+        closed=tuple(closed),
+        next_wake=min(wakes) if wakes else None,
+        sends={p: tuple(v) for p, v in new_sends.items()},
+    )
+
+
+def build_digest(route: str, phones: tuple[str, ...], alerts: Sequence[Alert], s: StormSettings) -> Digest:
+    """The newest alerts first, as many as fit in `max_parts` with a count of the rest."""
+    newest = sorted(alerts, key=lambda a: (a.received, a.id), reverse=True)
+    lines = [" ".join(a.text.split()) for a in newest]
+
+    def text_of(count: int) -> str:
+        rest = len(newest) - count
+        head = f"{len(newest)} alerts:\n" if len(newest) > 1 else ""
+        tail = f"\n(+{rest} more)" if rest else ""
+        return head + "\n".join(lines[:count]) + tail
+
+    def fits(text: str) -> bool:
+        return segments.count(text, translit=s.translit).parts <= s.max_parts and len(text) <= 1000
+
+    count = 1
+    while count < len(newest) and fits(text_of(count + 1)):
+        count += 1
+    text = text_of(count)
+    if not fits(text):  # the newest alert alone is over the budget: cut it, keep the count
+        head = f"{len(newest)} alerts:\n" if len(newest) > 1 else ""
+        tail = f"\n(+{len(newest) - 1} more)" if len(newest) > 1 else ""
+        limit = 1000 - len(head) - len(tail)
+        body = lines[0]
+        for _ in range(200):  # bounded: each round cuts 10 more characters
+            body = segments.fit(lines[0], max_chars=limit, max_parts=s.max_parts, translit=s.translit)
+            if fits(head + body + tail) or limit <= 20:
+                break
+            limit = min(limit, len(body)) - 10
+        text = head + body + tail
+    return Digest(route, phones, text, tuple(a.id for a in newest[:count]), len(newest) - count)

@@ -1,0 +1,186 @@
+"""Alert-storm state in the spool: held alerts, dedup windows, what each phone was sent.
+
+These functions run inside a spool transaction (Spool.write), so admitting a mail's alerts
+commits before the client's 250, and a planner tick that turns held alerts into a provider
+request marks them sent in the same transaction that queues the request: a crash or restart
+neither loses a held alert nor sends one twice. The decisions are relay/storm.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from relay import storm
+from relay.config import Config
+from relay.formatters import provider
+from relay.model import Entry, RouteMode, SmsRequest, State
+from relay.routes import Route
+from relay.spool import Row, insert_rows, new_rows
+from relay.storm import Admission, Alert, StormSettings, Window
+
+# The tables are in relay/spool.py (STORM_SCHEMA), created with the rest of the spool.
+HELD, SENT, REPEAT, CANCELLED = "held", "sent", "repeat", "cancelled"
+HISTORY = 86400.0  # phone_sends kept this long: far more than any run the flood rule counts
+
+
+def settings_for(config: Config) -> Callable[[str], StormSettings]:
+    """A route's storm settings by name; a route removed by a reload keeps the defaults, so
+    what it held still goes out."""
+    by_name = {r.name: r.storm for r in config.routes if r.storm is not None}
+    return lambda name: by_name.get(name) or StormSettings()
+
+
+def admit(
+    conn: sqlite3.Connection,
+    alerts: Sequence[Alert],
+    *,
+    settings: Callable[[str], StormSettings],
+    now: float,
+    mail_from: str,
+    inbound_id: str,
+) -> list[Admission]:
+    """Store a mail's alerts: held, counted as a repeat, or cancelling a held problem."""
+    results = []
+    for alert in alerts:
+        phones = json.dumps(alert.phones)
+        row = conn.execute("SELECT * FROM dedup_windows WHERE key = ?", (alert.dedup,)).fetchone()
+        window = _window(row) if row else None
+        held = []
+        if alert.kind == storm.RECOVERY and alert.key:
+            held = [
+                _alert(r)
+                for r in conn.execute(
+                    "SELECT * FROM alerts WHERE state = 'held' AND route = ? AND alert_key = ?"
+                    " AND phones = ?",
+                    (alert.route, alert.key, phones),
+                )
+            ]
+        result = storm.admit(alert, window, held, settings(alert.route), now)
+        _insert(
+            conn, alert, result.state, mail_from=mail_from, inbound_id=inbound_id, note=result.note, now=now
+        )
+        if result.cancels:
+            marks = ",".join("?" * len(result.cancels))
+            note = f"recovered before it was sent ({alert.id})"
+            sql = (
+                "UPDATE alerts SET state = 'cancelled', note = ?, updated = ? WHERE state = 'held' AND id IN"
+            )
+            conn.execute(f"{sql} ({marks})", (note, now, *result.cancels))
+        for key in result.drop_window:
+            conn.execute("DELETE FROM dedup_windows WHERE key = ?", (key,))
+        if result.window:
+            w = result.window
+            conn.execute(
+                "INSERT OR REPLACE INTO dedup_windows (key, route, phones, text, opened, closes, repeats,"
+                " source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (w.key, w.route, json.dumps(w.phones), w.text, w.opened, w.closes, w.repeats, w.source),
+            )
+        results.append(result)
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    rows: list[Row]  # provider requests queued by this tick
+    next_wake: float | None
+    digests: tuple[storm.Digest, ...] = ()
+
+
+def tick(
+    conn: sqlite3.Connection, *, now: float, config: Config, hostname: str, new_id: Callable[[], str]
+) -> Tick:
+    """Plan, and queue what is due: one transaction."""
+    held = [_alert(r) for r in conn.execute("SELECT * FROM alerts WHERE state = 'held'")]
+    windows = [
+        _window(r)
+        for r in conn.execute("SELECT * FROM dedup_windows WHERE repeats > 0 OR closes <= ?", (now,))
+    ]
+    history: dict[str, list[storm.Send]] = {}
+    for phone, at, digest in conn.execute(
+        "SELECT phone, at, digest FROM phone_sends WHERE at > ? ORDER BY at", (now - HISTORY,)
+    ):
+        history.setdefault(phone, []).append(storm.Send(at, digest))
+    plan = storm.plan(now, held, windows, history, settings_for(config), new_id)
+    for a in plan.followups:
+        _insert(conn, a, HELD, mail_from="", inbound_id="", note="repeat count of a dedup window", now=now)
+    for key in plan.closed:
+        conn.execute("DELETE FROM dedup_windows WHERE key = ?", (key,))
+    routes = {r.name: r for r in config.routes}
+    by_route: dict[str, list[storm.Digest]] = {}
+    for d in plan.digests:
+        by_route.setdefault(d.route, []).append(d)
+    rows: list[Row] = []
+    stamp = datetime.fromtimestamp(now, UTC)
+    for name, digests in by_route.items():
+        request = _request(new_id(), name, routes.get(name), digests)
+        mail = provider.build(request, config.provider, hostname=hostname, now=stamp, with_secret=False)
+        queued = new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=now)
+        insert_rows(conn, queued)
+        rows.extend(queued)
+        for d in digests:
+            marks = ",".join("?" * len(d.alerts))
+            sql = (
+                "UPDATE alerts SET state = 'sent', message_id = ?, updated = ? WHERE state = 'held' AND id IN"
+            )
+            conn.execute(f"{sql} ({marks})", (request.relay_id, now, *d.alerts))
+    conn.executemany(
+        "INSERT INTO phone_sends (phone, at, digest) VALUES (?, ?, ?)",
+        [(phone, s.at, s.digest) for phone, sends in plan.sends.items() for s in sends],
+    )
+    conn.execute("DELETE FROM phone_sends WHERE at < ?", (now - HISTORY,))
+    return Tick(rows, plan.next_wake, plan.digests)
+
+
+def _request(relay_id: str, name: str, route: Route | None, digests: Sequence[storm.Digest]) -> SmsRequest:
+    """One provider request for a route's digests: different texts to different phones go in
+    one `::list` request."""
+    entries = tuple(Entry(d.phones, d.text) for d in digests)
+    if route is None:  # removed by a reload after its alerts were held: plain options
+        return SmsRequest(relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries)
+    return SmsRequest(
+        relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries,
+        options=route.options, prefix=route.prefix, comment=route.comment, translit=route.translit,
+    )  # fmt: skip
+
+
+def _insert(
+    conn: sqlite3.Connection, a: Alert, state: str, *, mail_from: str, inbound_id: str, note: str, now: float
+) -> None:
+    conn.execute(
+        "INSERT INTO alerts (id, route, phones, text, kind, alert_key, dedup, urgent, received, due,"
+        " state, mail_from, inbound_id, note, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (a.id, a.route, json.dumps(a.phones), a.text, a.kind, a.key, a.dedup, int(a.urgent), a.received,
+         a.due, state, mail_from, inbound_id, note, now),
+    )  # fmt: skip
+
+
+def _alert(r: sqlite3.Row) -> Alert:
+    return Alert(
+        id=r["id"], route=r["route"], phones=tuple(json.loads(r["phones"])), text=r["text"], kind=r["kind"],
+        key=r["alert_key"], dedup=r["dedup"], urgent=bool(r["urgent"]), received=r["received"], due=r["due"],
+    )  # fmt: skip
+
+
+def _window(r: sqlite3.Row) -> Window:
+    return Window(
+        key=r["key"], route=r["route"], phones=tuple(json.loads(r["phones"])), text=r["text"],
+        opened=r["opened"], closes=r["closes"], repeats=r["repeats"], source=r["source"],
+    )  # fmt: skip
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state")}
+
+
+def list_alerts(conn: sqlite3.Connection, limit: int = 1000) -> list[dict[str, object]]:
+    out = []
+    for r in conn.execute("SELECT * FROM alerts ORDER BY received DESC LIMIT ?", (limit,)):
+        d = dict(r)
+        d["phones"] = json.loads(d["phones"])
+        d["urgent"] = bool(d["urgent"])
+        out.append(d)
+    return out
