@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import email
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -121,3 +123,50 @@ class ReplyingProvider(FakeProvider):
             mail = self.signer.sign(mail)  # type: ignore[attr-defined]
         await aiosmtplib.send(mail, sender="noreply@smsc.ru", recipients=[got.mail_from],
                               hostname="127.0.0.1", port=self.relay_port)  # fmt: skip
+
+
+@dataclass
+class ProviderLimits:
+    """The provider's duplicate and flood rules, the strictest reading of its pages: the same
+    text to a phone again within a minute is refused (error 9), and so is a 51st message to a
+    phone in a run of messages less than 2 minutes apart (the SMTP page's figure)."""
+
+    clock: Callable[[], float] = time.time
+    last_text: dict[tuple[str, str], float] = field(default_factory=dict)
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    rejections: list[str] = field(default_factory=list)
+    accepted: list[tuple[float, tuple[str, ...], str]] = field(default_factory=list)
+
+    def check(self, entries: Sequence[tuple[Sequence[str], str]]) -> str | None:
+        """None if the provider takes the request; else its ERROR text."""
+        now = self.clock()
+        for phones, text in entries:
+            for phone in phones:
+                seen = self.last_text.get((phone, " ".join(text.split())))
+                if seen is not None and now - seen < 60:
+                    return self._reject(f"ERROR = 9 (duplicate request, wait a minute) {phone}")
+                run = self.runs.get(phone, [])
+                if run and now - run[-1] < 120 and len(run) >= 50:
+                    return self._reject(f"ERROR = 8 (flood: more than 50 messages to {phone})")
+        for phones, text in entries:
+            for phone in phones:
+                self.last_text[(phone, " ".join(text.split()))] = now
+                run = self.runs.setdefault(phone, [])
+                if run and now - run[-1] >= 120:
+                    run.clear()
+                run.append(now)
+            self.accepted.append((now, tuple(phones), text))
+        return None
+
+    def _reject(self, text: str) -> str:
+        self.rejections.append(text)
+        return text
+
+    def answer(self, got: Received) -> str:
+        """For ReplyingProvider(answer=...): the provider's reply mail text."""
+        assert got.command is not None
+        error = self.check([(e.phones, e.text) for e in got.command.entries])
+        if error:
+            return f"{error.split(')')[0]}), ID - {got.relay_id}"
+        phones = sum(len(e.phones) for e in got.command.entries)
+        return f"OK - {phones} SMS, ID - {got.relay_id}"

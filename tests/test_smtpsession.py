@@ -21,7 +21,9 @@ from tests.test_tls_auth import ca, listen_extra, tls_files  # noqa: F401  (fixt
 def normal(value: Any, owner: object, handler: object) -> Any:
     """A value with per-instance objects replaced by what identifies them."""
     if isinstance(value, types.MethodType):
-        bound_to = "session" if value.__self__ is owner else "handler" if value.__self__ is handler else "other"
+        bound_to = (
+            "session" if value.__self__ is owner else "handler" if value.__self__ is handler else "other"
+        )
         return ("method", value.__func__, bound_to)
     if isinstance(value, _AuthMechAttr):
         return ("auth", normal(value.method, owner, handler), value.is_builtin)
