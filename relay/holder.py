@@ -73,7 +73,9 @@ class Holder:
         cfg, host = self.config(), self.hostname()
         try:
             result = await self.spool.write(
-                lambda conn: stormstore.tick(conn, now=now, config=cfg, hostname=host, new_id=new_id)
+                lambda conn: stormstore.tick(
+                    conn, now=now, config=cfg, hostname=host, new_id=new_id, wall=time.time()
+                )
             )
         except Exception:  # the spool logs and reports its own failures; keep planning
             log.exception("event=storm_tick_failed")

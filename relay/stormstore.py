@@ -91,9 +91,16 @@ class Tick:
 
 
 def tick(
-    conn: sqlite3.Connection, *, now: float, config: Config, hostname: str, new_id: Callable[[], str]
+    conn: sqlite3.Connection,
+    *,
+    now: float,
+    config: Config,
+    hostname: str,
+    new_id: Callable[[], str],
+    wall: float | None = None,
 ) -> Tick:
-    """Plan, and queue what is due: one transaction."""
+    """Plan, and queue what is due: one transaction. `now` is the planner's clock; `wall` (default
+    `now`) stamps the queued requests, which delivery schedules by the real clock."""
     held = [_alert(r) for r in conn.execute("SELECT * FROM alerts WHERE state = 'held'")]
     windows = [
         _window(r)
@@ -118,7 +125,8 @@ def tick(
     for name, digests in by_route.items():
         request = _request(new_id(), name, routes.get(name), digests)
         mail = provider.build(request, config.provider, hostname=hostname, now=stamp, with_secret=False)
-        queued = new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=now)
+        stamp_now = now if wall is None else wall
+        queued = new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=stamp_now)
         insert_rows(conn, queued)
         rows.extend(queued)
         for d in digests:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
+from relay import auth
 from relay import config as config_mod
 from relay.daemon import Daemon
 from tests.fakes import FakeProvider, ReplyingProvider
@@ -39,7 +42,8 @@ delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, 
 
 
 def relay_config_text(**values: object) -> str:
-    return RELAY_CONFIG.format(**values) + ROUTES
+    routes = str(values.pop("routes", ROUTES))
+    return RELAY_CONFIG.format(**values) + routes
 
 
 async def serve_fake(fake: FakeProvider) -> tuple[asyncio.Server, int]:
@@ -98,10 +102,11 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             "provider_extra": "",
             "extra": "",
         }
+        clock = overrides.pop("clock", None)
         values.update(overrides)
         path = tmp_path / "relay.yaml"
         path.write_text(relay_config_text(**values))
-        daemon = Daemon(path, config_mod.load(path, env={}))
+        daemon = Daemon(path, config_mod.load(path, env={}), **({"clock": clock} if clock else {}))
         await daemon.start()
         started.append(daemon)
         return daemon
@@ -110,3 +115,18 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     for daemon in started:
         if daemon.server is not None and daemon.server.is_serving():
             await daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(ca: trustme.CA, tmp_path: Path) -> dict[str, Any]:
+    cert = ca.issue_cert("relay.test", "127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "relay.pem"))
+    (tmp_path / "users").write_text(f"# SMTP AUTH users\nalerts:{auth.hash_password('s3cret-pw')}\n")
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return {"pem": tmp_path / "relay.pem", "users": tmp_path / "users", "client": client}

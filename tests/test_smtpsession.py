@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from relay.listener import Handler, RelaySMTP
 from tests.fakes import FakeProvider
 from tests.test_listener import Raw
-from tests.test_tls_auth import ca, listen_extra, tls_files  # noqa: F401  (fixtures)
+from tests.test_tls_auth import listen_extra
 
 
 def normal(value: Any, owner: object, handler: object) -> Any:
@@ -90,7 +90,7 @@ def test_getaddr_matches_aiosmtpd(arg: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list('<>@"., :[]\\ab1-=') + ["é"]), max_size=30))
+@given(st.text(alphabet=st.sampled_from([*'<>@"., :[]\\ab1-=', "é"]), max_size=30))
 def test_getaddr_matches_aiosmtpd_on_anything(arg: str) -> None:
     assert RelaySMTP.__new__(RelaySMTP)._getaddr(arg) == stock_getaddr(arg)
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from relay import auth, cli
 from tests.fakes import FakeProvider, wait_for
@@ -17,21 +15,6 @@ from tests.test_daemon import message
 from tests.test_listener import Raw
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_files(ca: trustme.CA, tmp_path: Path) -> dict[str, Any]:
-    cert = ca.issue_cert("relay.test", "127.0.0.1")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "relay.pem"))
-    (tmp_path / "users").write_text(f"# SMTP AUTH users\nalerts:{auth.hash_password('s3cret-pw')}\n")
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return {"pem": tmp_path / "relay.pem", "users": tmp_path / "users", "client": client}
 
 
 def listen_extra(files: dict[str, Any], required: bool = False, tls_required: bool = False) -> str:

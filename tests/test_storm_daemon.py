@@ -1,0 +1,226 @@
+"""Alert storms through the whole daemon: real SMTP in, the spool, a provider that enforces its
+duplicate and flood rules and answers like the real one; time is simulated so that holds and
+windows of minutes take milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.daemon import Daemon
+from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
+from tests.helpers import ROUTES
+from tests.test_daemon import smtplib_send
+
+pytestmark = pytest.mark.timeout(120)
+CORPUS = Path(__file__).parent / "corpus"
+T0 = 1_795_348_800.0  # 2026-11-22 12:00 UTC
+
+STORM_ROUTES = (
+    ROUTES
+    + r"""  - name: zabbix
+    match: {recipient: '^zabbix@sms\.example\.com$'}
+    phones: ["+79990000001", "+79990000002"]
+    max_parts: 4
+    storm:
+      recovery: '^Resolved'
+      alert_key: 'Original problem ID: (?P<key>\d+)'
+  - name: nagios
+    match: {recipient: '^nagios@sms\.example\.com$'}
+    phones: ["+79990000002", "+79990000003"]
+    storm:
+      recovery: 'RECOVERY'
+      alert_key: 'Alert: (?P<key>\S+) is'
+      max_parts: 4
+"""
+)
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def until(relay: Daemon, clock: Clock, at: float) -> None:
+    """Move simulated time to `at` and let the planner run once at that time."""
+    assert relay.holder is not None
+    clock.now = max(clock.now, at)
+    ticks = relay.holder.ticks
+    relay.holder.wake()
+    await wait_for(lambda: relay.holder is not None and relay.holder.ticks > ticks)
+
+
+async def drain(relay: Daemon, clock: Clock, limit: int = 500) -> None:
+    """Run simulated time forward until nothing is held or waiting in a dedup window."""
+    assert relay.holder is not None
+    for _ in range(limit):
+        await until(relay, clock, clock.now)
+        nxt = relay.holder._next
+        if nxt is None:
+            return
+        await until(relay, clock, nxt)
+    raise AssertionError("storm did not drain")
+
+
+def variant(name: str, n: int, recovery: bool = False) -> EmailMessage:
+    """Corpus mail `name` as it would come for the n-th host/problem of a storm."""
+    msg = email.message_from_bytes((CORPUS / name).read_bytes(), policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    body = msg.get_content()
+    subject = str(msg["Subject"])
+    swaps = [("app-03", f"app-{n:02}"), ("481516", str(481516 + n)), ("web01", f"web{n:02}")]
+    if recovery and "nagios" in name:
+        swaps += [("PROBLEM", "RECOVERY"), ("DOWN", "UP")]
+    for old, new in swaps:
+        body, subject = body.replace(old, new), subject.replace(old, new)
+    del msg["Subject"]
+    msg["Subject"] = subject
+    msg.set_content(body)
+    del msg["Message-ID"]
+    return msg
+
+
+def to(msg: EmailMessage, rcpt: str) -> EmailMessage:
+    del msg["To"]
+    msg["To"] = rcpt
+    return msg
+
+
+async def start(replying_relay: Any, clock: Clock) -> tuple[ReplyingProvider, Daemon, ProviderLimits]:
+    limits = ProviderLimits(clock=clock)
+    fake = ReplyingProvider(answer=limits.answer)
+    fake, relay = await replying_relay(fake, routes=STORM_ROUTES, clock=clock)
+    return fake, relay, limits
+
+
+def sms_texts(fake: ReplyingProvider) -> list[str]:
+    return [e.text for r in fake.received if r.command for e in r.command.entries]
+
+
+async def test_replies_say_held_repeat_and_flap(replying_relay: Any) -> None:
+    clock = Clock(T0)
+    fake, relay, _ = await start(replying_relay, clock)
+    send = asyncio.to_thread
+    reply = await send(
+        smtplib_send, relay.port, to(variant("zabbix_problem.eml", 1), "zabbix@sms.example.com")
+    )
+    assert reply == {}
+    raw = await send(_data_reply, relay.port, to(variant("zabbix_problem.eml", 1), "zabbix@sms.example.com"))
+    assert raw.startswith("2.0.0 repeat counted as r")
+    raw = await send(_data_reply, relay.port, to(variant("zabbix_recovery.eml", 1), "zabbix@sms.example.com"))
+    assert raw.startswith("2.0.0 flap closed as r")
+    # a plain route in the same mail is queued at once, as always
+    msg = to(variant("zabbix_problem.eml", 2), "zabbix@sms.example.com")
+    both = await send(_data_reply, relay.port, msg, ["zabbix@sms.example.com", "79991234567@sms.example.com"])
+    assert both.startswith("2.0.0 queued as r") and "; held as r" in both
+    await wait_for(lambda: len(fake.received) == 1)
+    await drain(relay, clock)
+    await wait_for(lambda: len(fake.received) == 2)
+    texts = sms_texts(fake)
+    assert len(texts) == 2 and "app-02" in texts[1] and not any("app-01" in t for t in texts)
+
+
+def _data_reply(port: int, msg: EmailMessage, rcpts: list[str] | None = None) -> str:
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        client.mail("zabbix@mon.example.com")
+        for r in rcpts or [str(msg["To"])]:
+            client.rcpt(r)
+        code, text = client.data(msg.as_bytes())
+        assert code == 250
+        return text.decode()
+
+
+async def test_restart_in_the_middle_of_a_hold_loses_nothing_and_sends_nothing_twice(
+    replying_relay: Any, relay_factory: Any
+) -> None:
+    clock = Clock(T0)
+    fake, relay, limits = await start(replying_relay, clock)
+    for n in (1, 2, 3, 1):  # three problems and one repeat
+        clock.now += 1
+        msg = to(variant("zabbix_problem.eml", n), "zabbix@sms.example.com")
+        await asyncio.to_thread(smtplib_send, relay.port, msg)
+    await until(relay, clock, T0 + 10)  # still inside the 20 s hold
+    assert fake.received == []
+    await relay.stop()
+
+    relay = await relay_factory(relay.cfg.provider.port, routes=STORM_ROUTES, clock=clock)
+    fake.relay_port = relay.port
+    await until(relay, clock, T0 + 21)
+    await wait_for(lambda: len(fake.received) == 1)
+    (first,) = sms_texts(fake)
+    # the newest two fit in max_parts, the oldest waits for the phones' next turn
+    assert first.startswith("3 alerts:\n") and first.endswith("\n(+1 more)")
+    assert "app-03" in first and "app-02" in first and "app-01" not in first
+
+    await relay.stop()  # and again, inside the dedup window that counted the repeat
+    relay = await relay_factory(relay.cfg.provider.port, routes=STORM_ROUTES, clock=clock)
+    fake.relay_port = relay.port
+    await drain(relay, clock)
+    await wait_for(lambda: len(fake.received) == 3)
+    second, followup = sms_texts(fake)[1:]
+    assert "app-01" in second and clock.now >= T0 + 300
+    assert followup.startswith("Repeated 1 more time in 5 min: Problem: High CPU") and "app-01" in followup
+    await until(relay, clock, clock.now + 3600)
+    await asyncio.sleep(0.2)
+    assert len(fake.received) == 3 and limits.rejections == []
+
+
+@pytest.mark.parametrize(
+    ("problem", "recovery", "rcpt", "tag"),
+    [
+        ("zabbix_problem.eml", "zabbix_recovery.eml", "zabbix@sms.example.com", "app-{:02}"),
+        ("nagios_host_problem.eml", "nagios_host_problem.eml", "nagios@sms.example.com", "web{:02}"),
+    ],
+)
+async def test_corpus_storm(replying_relay: Any, problem: str, recovery: str, rcpt: str, tag: str) -> None:
+    """200 mails in 100 s: 20 problems repeated over and over; 0-4 recover within the hold (flaps:
+    neither is sent), 17-19 recover later. The provider refuses nothing, far fewer SMS go than
+    mails came, every problem that did not flap is in some SMS, and a recovery goes out whenever
+    its problem did."""
+    clock = Clock(T0)
+    fake, relay, limits = await start(replying_relay, clock)
+    mails: list[EmailMessage] = []
+    for i in range(200):
+        if i < 30:
+            mails.append(variant(problem, i % 20))
+        elif i < 35:
+            mails.append(variant(recovery, i - 30, recovery=True))
+        elif i in (150, 151, 152):
+            mails.append(variant(recovery, i - 133, recovery=True))
+        else:  # after their recoveries, 17-19 stay quiet
+            n = 5 + i % 15
+            mails.append(variant(problem, n - 10 if i > 152 and n in (17, 18, 19) else n))
+    for i, msg in enumerate(mails):
+        clock.now = T0 + i * 0.5
+        await asyncio.to_thread(smtplib_send, relay.port, to(msg, rcpt))
+        if i == 39:  # the first hold ends at T0 + 20: the flaps' recoveries came before it
+            assert fake.received == []
+        if i % 10 == 0:
+            await until(relay, clock, clock.now)
+    await drain(relay, clock)
+    await wait_for(lambda: not fake.tasks)
+    assert limits.rejections == []
+    lines = [line for t in sms_texts(fake) for line in t.split("\n")]
+    for n in range(20):
+        mentioned = [line for line in lines if tag.format(n) in line]
+        problems = [x for x in mentioned if "Resolved" not in x and "RECOVERY" not in x]
+        recoveries = [x for x in mentioned if x not in problems]
+        if n < 5:
+            assert not mentioned, n  # flapped within the hold
+        elif n in (17, 18, 19):  # the newest alerts: sent first, so their recoveries are news
+            assert problems and recoveries, (n, mentioned)
+        else:
+            assert problems and not recoveries, n
+    assert len(fake.received) <= 25, len(fake.received)  # against 200 mails sent one-to-one
