@@ -12,6 +12,7 @@ from typing import Any
 
 from relay import config as config_mod
 from relay import pipeline
+from relay.config import Config
 from relay.errors import ConfigError, RelayError
 from relay.formatters import mime
 from relay.ids import new_id
@@ -104,11 +105,24 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(json.dumps({"error": {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}}))
         print(f"smsc-relay: rejected: {exc.reply}", file=sys.stderr)
         return EX_DATAERR
+    host = cfg.listen.hostname or socket.getfqdn()
+    held = pipeline.preview_alerts(result, config=cfg, now=datetime.now(UTC), hostname=host)
     if args.json:
-        print(json.dumps([_as_json(result, m) for m in result.provider_mails], ensure_ascii=False, indent=2))
+        out = [_as_json(result, m) for m in result.provider_mails]
+        out += [_as_json(result, m) | {"held": _held(cfg, m.route)} for m in held]
+        print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        _print_text(result)
+        _print_text(result, held, cfg)
     return EX_OK
+
+
+def _held(cfg: Config, route_name: str) -> str:
+    """How storm control holds a route's alerts, in words."""
+    s = next(r.storm for r in cfg.routes if r.name == route_name)
+    assert s is not None
+    hold = "no hold (urgent)" if s.urgent else f"held {s.hold:.0f} s to merge with other alerts"
+    gap = f"at least {s.min_gap:.0f} s between SMS to a phone"
+    return f"{hold}; repeats counted for {s.dedup_window:.0f} s; {gap}"
 
 
 def _as_json(result: pipeline.Rendered, m: ProviderMail) -> dict[str, Any]:
@@ -131,16 +145,20 @@ def _as_json(result: pipeline.Rendered, m: ProviderMail) -> dict[str, Any]:
     }
 
 
-def _print_text(result: pipeline.Rendered) -> None:
+def _print_text(
+    result: pipeline.Rendered, held: tuple[ProviderMail, ...] = (), cfg: Config | None = None
+) -> None:
     mail = result.mail
     print(f"mail:     from <{mail.mail_from}> to {', '.join('<' + r + '>' for r in mail.rcpt_tos)}")
     print(f"subject:  {mail.subject!r}")
     print(f"body:     {mail.body_source.value}" + (f" ({mail.charset})" if mail.charset else ""))
     for warning in mail.warnings:
         print(f"warning:  {warning}")
-    for m in result.provider_mails:
+    for m in (*result.provider_mails, *held):
         print()
         print(f"== request {m.relay_id}: route {m.route!r} ({m.mode.value}) -> {m.rcpt_to}")
+        if m in held and cfg is not None:
+            print(f"storm:    {_held(cfg, m.route)}; shown as if it went alone")
         if m.phones:
             print(f"phones:   {', '.join(m.phones)}")
         for text in m.texts:

@@ -15,10 +15,11 @@ from email.utils import getaddresses
 from relay.config import Config
 from relay.errors import ContentError, TooBigError
 from relay.formatters import provider
-from relay.model import InboundMail, ProviderMail, SmsRequest
+from relay.model import Entry, InboundMail, ProviderMail, RouteMode, SmsRequest
 from relay.parsers import inbound
+from relay.routes import Route
 from relay.routing import merge, resolve
-from relay.storm import Alert, new_alert
+from relay.storm import Alert, Digest, build_digest, new_alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,33 @@ def render(
         for r in requests
     )
     return Rendered(mail, tuple(requests), mails, alerts)
+
+
+def digest_request(relay_id: str, name: str, route: Route | None, digests: Sequence[Digest]) -> SmsRequest:
+    """One provider request for a storm route's digests: different texts to different phones go
+    in one `::list` request."""
+    entries = tuple(Entry(d.phones, d.text) for d in digests)
+    if route is None:  # removed by a reload after its alerts were held: plain options
+        return SmsRequest(relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries)
+    return SmsRequest(
+        relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries,
+        options=route.options, prefix=route.prefix, comment=route.comment, translit=route.translit,
+    )  # fmt: skip
+
+
+def preview_alerts(
+    rendered: Rendered, *, config: Config, now: datetime, hostname: str
+) -> tuple[ProviderMail, ...]:
+    """The provider mail each held alert would become if nothing joined it (what `render`
+    shows: a storm merges and paces them, so the daemon's real requests differ)."""
+    routes = {r.name: r for r in config.routes}
+    mails = []
+    for a in rendered.alerts:
+        route = routes[a.route]
+        assert route.storm is not None
+        request = digest_request(a.id, a.route, route, [build_digest(a.route, a.phones, [a], route.storm)])
+        mails.append(provider.build(request, config.provider, hostname=hostname, now=now, with_secret=False))
+    return tuple(mails)
 
 
 def header_recipients(raw: bytes) -> list[str]:

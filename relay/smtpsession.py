@@ -149,7 +149,7 @@ class LeanSMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's ``_getaddr`` without the ``typing.Protocol`` class it creates per call, and
         with "553 malformed address" instead of a crash (451) where the stdlib parser raises
-        IndexError on truncated input such as ``MAIL FROM:<`` or ``RCPT TO:"``."""
+        on malformed input such as ``MAIL FROM:<`` or ``RCPT TO:1@[``."""
         if not arg:
             return "", ""
         address: Any  # AngleAddr or AddrSpec: both have addr_spec
@@ -159,7 +159,9 @@ class LeanSMTP(SMTP):
             else:
                 address, rest = get_addr_spec(arg)
             addr: str = address.addr_spec
-        except (HeaderParseError, IndexError):
+        except (HeaderParseError, IndexError, AttributeError):
+            # The stdlib parser also raises IndexError/AttributeError on some malformed input
+            # (`<`, `"`, `1@[`): for the client it is the same malformed address.
             return None, None
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from relay import storm
 from relay.config import Config
 from relay.formatters import provider
-from relay.model import Entry, RouteMode, SmsRequest, State
-from relay.routes import Route
+from relay.model import State
+from relay.pipeline import digest_request
 from relay.spool import Row, insert_rows, new_rows
 from relay.storm import Admission, Alert, StormSettings, Window
 
@@ -123,7 +123,7 @@ def tick(
     rows: list[Row] = []
     stamp = datetime.fromtimestamp(now, UTC)
     for name, digests in by_route.items():
-        request = _request(new_id(), name, routes.get(name), digests)
+        request = digest_request(new_id(), name, routes.get(name), digests)
         mail = provider.build(request, config.provider, hostname=hostname, now=stamp, with_secret=False)
         stamp_now = now if wall is None else wall
         queued = new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=stamp_now)
@@ -141,18 +141,6 @@ def tick(
     )
     conn.execute("DELETE FROM phone_sends WHERE at < ?", (now - HISTORY,))
     return Tick(rows, plan.next_wake, plan.digests)
-
-
-def _request(relay_id: str, name: str, route: Route | None, digests: Sequence[storm.Digest]) -> SmsRequest:
-    """One provider request for a route's digests: different texts to different phones go in
-    one `::list` request."""
-    entries = tuple(Entry(d.phones, d.text) for d in digests)
-    if route is None:  # removed by a reload after its alerts were held: plain options
-        return SmsRequest(relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries)
-    return SmsRequest(
-        relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries,
-        options=route.options, prefix=route.prefix, comment=route.comment, translit=route.translit,
-    )  # fmt: skip
 
 
 def _insert(

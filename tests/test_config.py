@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from relay import cli
 from relay import config as config_mod
 from relay.errors import ConfigError
-from tests.helpers import BASE_CONFIG, PASSWORD, make_config
+from relay.storm import StormSettings
+from tests.helpers import BASE_CONFIG, PASSWORD, make_config, render
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "relay.example.yaml"
 
@@ -25,7 +27,31 @@ def test_example_config_is_valid_and_dry_run() -> None:
     assert cfg.provider.outbox is not None  # out of the box nothing leaves the machine
     assert cfg.provider.outbox.is_absolute()
     assert cfg.provider.test
-    assert len(cfg.routes) == 5
+    assert len(cfg.routes) == 6
+    # the storm section shows the defaults: what it says is what `storm: true` gives
+    (monitoring,) = [r for r in cfg.routes if r.storm is not None]
+    defaults = StormSettings(translit=monitoring.translit)
+    assert monitoring.storm is not None
+    assert dataclasses.replace(monitoring.storm, recovery=None, alert_key=None) == defaults
+
+
+@pytest.mark.parametrize(
+    ("eml", "kind", "key"),
+    [
+        ("zabbix_problem.eml", "problem", "481516"),
+        ("zabbix_recovery.eml", "recovery", "481516"),
+        ("nagios_host_problem.eml", "problem", "web01"),
+        ("nagios_service_recovery.eml", "recovery", "web01/http"),
+        ("alertmanager_text_and_html.eml", "recovery", "instancedown"),
+        ("alertmanager_default_html.eml", "problem", "instancedown"),
+    ],
+)
+def test_example_storm_patterns_know_the_corpus_senders(eml: str, kind: str, key: str) -> None:
+    cfg = config_mod.load(EXAMPLE, env={})
+    raw = (Path(__file__).parent / "corpus" / eml).read_bytes()
+    rendered = render(raw, ["alerts@sms.example.com"], cfg)
+    (alert,) = rendered.alerts
+    assert (alert.kind, alert.key) == (kind, key), alert.text[:120]
 
 
 def test_base_config_values() -> None:

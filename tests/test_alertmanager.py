@@ -1,0 +1,148 @@
+"""A real Prometheus Alertmanager (Debian's prometheus-alertmanager, installed by .ci/run) on
+loopback, with an e-mail receiver pointed at the relay: alerts posted to its API become SMS at
+the fake provider, merged by the relay's storm control, and resolved alerts follow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import urllib.request
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
+from tests.helpers import ROUTES
+
+pytestmark = pytest.mark.timeout(120)
+BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+AM_ROUTES = (
+    ROUTES
+    + r"""  - name: alertmanager
+    match: {recipient: '^oncall-am@sms\.example\.com$'}
+    phones: ["+79990000001", "+79990000002"]
+    template: "{subject}"
+    storm:
+      hold: 3
+      dedup_window: 60
+      min_gap: 5
+      recovery: '^\[RESOLVED\]'
+      alert_key: '\] (?P<key>\S+)'
+"""
+)
+
+AM_CONFIG = """
+global:
+  smtp_smarthost: '127.0.0.1:{relay_port}'
+  smtp_from: 'alertmanager@mon.example.com'
+  smtp_hello: 'alertmanager.test'
+  smtp_require_tls: false
+route:
+  receiver: sms
+  group_by: ['alertname']
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: sms
+    email_configs:
+      - to: 'oncall-am@sms.example.com'
+        send_resolved: true
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def alertmanager(tmp_path: Path) -> AsyncIterator[Any]:
+    assert BINARY, (
+        "prometheus-alertmanager is not installed: `apt-get install prometheus-alertmanager` (.ci/run does)"
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Any] = []
+
+    async def start(relay_port: int) -> str:
+        (tmp_path / "am.yml").write_text(AM_CONFIG.format(relay_port=relay_port))
+        port = free_port()
+        log = open(tmp_path / "alertmanager.log", "wb")  # noqa: SIM115
+        logs.append(log)
+        args = [BINARY, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]  # fmt: skip
+        procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+        url = f"http://127.0.0.1:{port}"
+        await wait_for(lambda: _ready(url), timeout=30, interval=0.2)
+        return url
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
+    for f in logs:
+        f.close()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:
+    req = urllib.request.Request(
+        f"{url}/api/v2/alerts", data=json.dumps(alerts).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+
+
+def alert(name: str, instance: str, resolved: bool = False) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    a: dict[str, Any] = {
+        "labels": {"alertname": name, "instance": instance, "severity": "critical"},
+        "annotations": {"summary": f"{name} on {instance}"},
+        "startsAt": (now - timedelta(minutes=5)).isoformat(),
+    }
+    if resolved:
+        a["endsAt"] = (now - timedelta(seconds=1)).isoformat()
+    return a
+
+
+async def test_alertmanager_storm_becomes_few_sms(replying_relay: Any, alertmanager: Any) -> None:
+    limits = ProviderLimits()
+    fake, relay = await replying_relay(ReplyingProvider(answer=limits.answer), routes=AM_ROUTES)
+    url = await alertmanager(relay.port)
+    names = ["HostDown", "DiskFull", "HighLatency", "NodeNotReady"]
+    # a storm: every exporter re-posts its alerts; Alertmanager groups by alertname
+    for _ in range(5):
+        await asyncio.to_thread(
+            post_alerts, url, [alert(n, f"node{i}:9100") for n in names for i in range(10)]
+        )
+    await wait_for(lambda: len(fake.received) >= 1, timeout=30, interval=0.1)
+    await asyncio.sleep(4)  # any further notification would have come by now (group_interval 2 s)
+    first = [e.text for r in fake.received if r.command for e in r.command.entries]
+    assert len(fake.received) == 1, first  # four notification mails, one SMS
+    (text,) = first
+    assert text.startswith("4 alerts:\n") and all(f"[FIRING:10] {n}" in text for n in names), text
+
+    await asyncio.to_thread(
+        post_alerts, url, [alert("DiskFull", f"node{i}:9100", resolved=True) for i in range(10)]
+    )
+    await wait_for(lambda: len(fake.received) >= 2, timeout=30, interval=0.1)
+    resolved = fake.received[1].command
+    assert resolved is not None and resolved.entries[0].text.startswith("[RESOLVED] DiskFull")
+    assert limits.rejections == []
+    stats = relay.metrics.alerts
+    assert stats.labels("held")._value.get() >= 5
