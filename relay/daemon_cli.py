@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from relay import config as config_mod
+from relay import stormstore
 from relay.model import State
 from relay.outcomes import REPLIES_SCHEMA
-from relay.spool import SCHEMA, Row, connect
+from relay.spool import SCHEMA, STORM_SCHEMA, Row, connect
 
 EX_NOTFOUND = 1
 
@@ -74,7 +75,7 @@ def _open(args: argparse.Namespace) -> sqlite3.Connection:
         raise SystemExit(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)")
     _become_owner(cfg.spool.path)
     conn = connect(cfg.spool.path)
-    conn.executescript(SCHEMA + REPLIES_SCHEMA)  # a spool from an older version lacks newer tables
+    conn.executescript(SCHEMA + REPLIES_SCHEMA + STORM_SCHEMA)  # an older spool lacks newer tables
     return conn
 
 
@@ -193,7 +194,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     data = {"states": counts, "total": sum(counts.values()),
             "oldest_pending_age_s": None if oldest is None else round(time.time() - oldest, 1),
             "paused": control.get("pause_reason") if paused else None,
-            "paused_until": _iso(float(control["paused_until"])) if paused else None}  # fmt: skip
+            "paused_until": _iso(float(control["paused_until"])) if paused else None,
+            "storm_alerts": stormstore.counts(conn)}  # fmt: skip
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -202,6 +204,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{'total':<10} {data['total']}")
         if oldest is not None:
             print(f"oldest pending: {data['oldest_pending_age_s']} s")
+        alerts = stormstore.counts(conn)
+        if alerts:  # storm-controlled routes: what became of their alerts
+            print("storm alerts: " + ", ".join(f"{state} {n}" for state, n in sorted(alerts.items())))
         if paused:
             print(f"DELIVERY PAUSED until {data['paused_until']}: {data['paused']}")
             print("  (fix it, then `smsc-relay queue resume` or SIGHUP)")

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from relay import cli
 from relay.daemon import Daemon
 from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
 from tests.helpers import ROUTES
@@ -106,7 +108,9 @@ def sms_texts(fake: ReplyingProvider) -> list[str]:
     return [e.text for r in fake.received if r.command for e in r.command.entries]
 
 
-async def test_replies_say_held_repeat_and_flap(replying_relay: Any) -> None:
+async def test_replies_say_held_repeat_and_flap(
+    replying_relay: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     clock = Clock(T0)
     fake, relay, _ = await start(replying_relay, clock)
     send = asyncio.to_thread
@@ -127,6 +131,9 @@ async def test_replies_say_held_repeat_and_flap(replying_relay: Any) -> None:
     await wait_for(lambda: len(fake.received) == 2)
     texts = sms_texts(fake)
     assert len(texts) == 2 and "app-02" in texts[1] and not any("app-01" in t for t in texts)
+    code = await asyncio.to_thread(cli.main, ["stats", "--json", "-c", str(relay.config_path)])
+    stats = json.loads(capsys.readouterr().out)
+    assert code == 0 and stats["storm_alerts"] == {"sent": 1, "repeat": 1, "cancelled": 2}
 
 
 def _data_reply(port: int, msg: EmailMessage, rcpts: list[str] | None = None) -> str:
