@@ -362,6 +362,16 @@ def test_store_urgent_flood_is_paced_below_the_providers_limit(tmp_path: Path) -
         assert any(f"urgent alert number {n}\n" in t + "\n" for t in sent), n
 
 
+def test_store_alerts_of_a_route_removed_by_a_reload_still_go_out(tmp_path: Path) -> None:
+    store = Store(tmp_path / "spool.db", make_config(STORM_ROUTES))
+    store.admit("oncall", "replication lag 30 s", T0)
+    store.cfg = make_config(STORM_ROUTES.replace("name: oncall", "name: on-call"))  # SIGHUP, renamed
+    t = store.tick(T0 + 20)
+    assert sent_entries(t) == [(("+79990000001", "+79990000002"), "replication lag 30 s")]
+    assert commands(t)[0].options.sender == ""  # oncall's sender ALERTS is gone with the route
+    assert store.tick(T0 + 21).rows == []
+
+
 # ---- a storm, property-based: the provider's rules hold and nothing is lost ------------------
 # 60 problems and 20 recoveries: enough distinct texts that, without pacing, the urgent route
 # alone would flood a phone, and the same text can reach a phone through two routes.
