@@ -7,19 +7,23 @@ parsed back by relay/parsers/command.py, yields exactly the intended fields.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email
 import email.header
+import itertools
 import re
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay import fields
+from relay import fields, stormstore
 from relay.errors import RelayError
-from relay.formatters import command
+from relay.formatters import command, provider
 from relay.model import Entry, Options, RouteMode, SmsRequest
 from relay.parsers import command as command_parser
-from tests.helpers import PASSWORD, make_config, render
+from relay.spool import REPLIES_SCHEMA, SCHEMA, STORM_SCHEMA, connect
+from tests.helpers import BASE_CONFIG, PASSWORD, make_config, render
 
 CFG = make_config()
 # Arbitrary text, weighted towards the characters that matter to the command syntax.
@@ -132,3 +136,44 @@ def test_recipient_can_only_yield_one_plain_phone(local: str) -> None:
         for p in pm.phones:
             assert fields.PHONE.fullmatch(p) or p in ("+79990000001", "+79990000002")
             assert p.isascii()
+
+
+STORM_CFG = make_config(
+    BASE_CONFIG.replace("    sender: ALERTS\n", "    sender: ALERTS\n    storm: {hold: 0, min_gap: 0}\n", 1)
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(mails=st.lists(st.tuples(ANY_TEXT, ANY_TEXT), min_size=1, max_size=6))
+def test_storm_digests_cannot_be_injected(tmp_path_factory: Any, mails: list[tuple[str, str]]) -> None:
+    """Client texts merged into a storm digest still cannot shift a field or add a command."""
+    conn = connect(tmp_path_factory.mktemp("inj") / "spool.db")
+    conn.executescript(SCHEMA + REPLIES_SCHEMA + STORM_SCHEMA)
+    ids = itertools.count()
+    settings_of = stormstore.settings_for(STORM_CFG)
+    now = 1_795_348_800.0
+    for subject, body in mails:
+        try:
+            rendered = render(raw_mail(subject, body), ["oncall@sms.example.com"], STORM_CFG)
+        except RelayError as exc:
+            assert exc.reply.code == 554
+            continue
+        with conn:
+            alerts = [dataclasses.replace(a, id=f"a{next(ids)}") for a in rendered.alerts]  # unique ids
+            stormstore.admit(conn, alerts, settings=settings_of, now=now, mail_from="", inbound_id="")
+    with conn:
+        tick = stormstore.tick(
+            conn, now=now + 1, config=STORM_CFG, hostname="relay.test", new_id=lambda: f"d{next(ids)}"
+        )
+    for row in tick.rows:
+        message = provider.unmask(row.message, STORM_CFG.provider)
+        msg = email.message_from_bytes(message)
+        assert msg.keys() == HEADERS
+        text = msg.get_payload(decode=True).decode(msg.get_content_charset())
+        parsed = command_parser.parse(text)
+        assert (parsed.login, parsed.password, parsed.request_id) == ("mylogin", PASSWORD, row.id)
+        assert parsed.options.sender == "ALERTS" and parsed.options.test == "1"
+        assert [p for e in parsed.entries for p in e.phones] == ["+79990000001", "+79990000002"]
+        assert len(text.split("\n")) == (len(parsed.entries) if parsed.list_form else 1)
+        for e in parsed.entries:
+            assert "\n~~~\n" not in e.text and not re.match(r"\s*__[A-Za-z]+__", e.text)
