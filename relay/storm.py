@@ -100,6 +100,8 @@ class Admission:
     window: Window | None = None  # the window to store (opened, or with one more repeat)
     drop_window: tuple[str, ...] = ()  # windows to forget: the alert they were about recovered
     note: str = ""
+    # A recovery ends the dedup windows of its problem: no "repeated N times" about something over.
+    ends_problem: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,13 @@ def admit(
 ) -> Admission:
     """Decide what a new alert becomes. `window`: the open dedup window with its key, if any;
     `held_problems`: unsent problem alerts of the same route, phones and key."""
+    result = _admit(alert, window, held_problems, settings, now)
+    return replace(result, ends_problem=alert.kind == RECOVERY and bool(alert.key))
+
+
+def _admit(
+    alert: Alert, window: Window | None, held_problems: Sequence[Alert], settings: StormSettings, now: float
+) -> Admission:
     if alert.kind == RECOVERY and alert.key:
         flapped = tuple(a.id for a in held_problems if a.key == alert.key and a.kind == PROBLEM)
         if flapped:

@@ -72,6 +72,12 @@ def admit(
             conn.execute(f"{sql} ({marks})", (note, now, *result.cancels))
         for key in result.drop_window:
             conn.execute("DELETE FROM dedup_windows WHERE key = ?", (key,))
+        if result.ends_problem:
+            conn.execute(
+                "DELETE FROM dedup_windows WHERE key IN (SELECT dedup FROM alerts WHERE route = ?"
+                " AND phones = ? AND alert_key = ? AND kind = 'problem')",
+                (alert.route, phones, alert.key),
+            )
         if result.window:
             w = result.window
             conn.execute(

@@ -317,8 +317,11 @@ def test_store_recovery_cancels_held_problem_and_a_new_problem_starts_fresh(tmp_
     assert store.admit("oncall", "Problem: alert db1 down", T0 + 70) == "held"
     assert sent_entries(store.tick(T0 + 90))[0][1] == "Problem: alert db1 down"
     # now that it was sent, its recovery is news and goes out
+    assert store.admit("oncall", "Problem: alert db1 down", T0 + 95) == "repeat"
     assert store.admit("oncall", "Resolved: alert db1 up", T0 + 100) == "held"
     assert sent_entries(store.tick(T0 + 130))[0][1] == "Resolved: alert db1 up"
+    # and ends the problem's dedup window: no "Repeated 1 more time" about something over
+    assert store.tick(T0 + 70 + 301).rows == [] and store.tick(T0 + 1000).next_wake is None
 
 
 def test_store_state_survives_reopening(tmp_path: Path) -> None:
