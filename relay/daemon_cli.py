@@ -43,6 +43,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_queue_one)
 
+    p = qs.add_parser("alerts", parents=[common], help="storm routes' alerts: held, sent, repeats, flaps")
+    p.add_argument("--state", choices=["held", "sent", "repeat", "cancelled"], help="only this state")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue_alerts)
+
     p = qs.add_parser("resume", parents=[common], help="resume delivery paused by a provider error")
     p.set_defaults(func=cmd_queue_resume)
 
@@ -140,6 +146,24 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
         print(f"{r.id:<24} {r.state.value:<9} {r.attempts:>3} {_iso(r.created):<20} {r.route:<12} {tail}")
         if r.last_error:
             print(f"{'':<24} {r.last_error}")
+    return 0
+
+
+def cmd_queue_alerts(args: argparse.Namespace) -> int:
+    conn = _open(args)
+    alerts = stormstore.list_alerts(conn, limit=args.limit, state=args.state)
+    for a in alerts:
+        for key in ("received", "due", "updated"):
+            a[key] = _iso(float(a[key]))  # type: ignore[arg-type]
+    if args.json:
+        print(json.dumps(alerts, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'ID':<24} {'STATE':<9} {'KIND':<8} {'RECEIVED':<20} {'ROUTE':<12} SMS / TEXT")
+    for a in alerts:
+        text = " ".join(str(a["text"]).split())
+        sms = a["message_id"] or (f"due {a['due']}" if a["state"] == "held" else a["note"])
+        print(f"{a['id']:<24} {a['state']:<9} {a['kind']:<8} {a['received']:<20} {a['route']:<12} {sms}")
+        print(f"{'':<24} {text[:100]}")
     return 0
 
 

@@ -178,9 +178,13 @@ def counts(conn: sqlite3.Connection) -> dict[str, int]:
     return {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state")}
 
 
-def list_alerts(conn: sqlite3.Connection, limit: int = 1000) -> list[dict[str, object]]:
+def list_alerts(
+    conn: sqlite3.Connection, limit: int = 1000, state: str | None = None
+) -> list[dict[str, object]]:
+    """Alerts, newest first (for `queue alerts`)."""
+    where, params = ("WHERE state = ?", [state]) if state else ("", [])
     out = []
-    for r in conn.execute("SELECT * FROM alerts ORDER BY received DESC LIMIT ?", (limit,)):
+    for r in conn.execute(f"SELECT * FROM alerts {where} ORDER BY received DESC LIMIT ?", (*params, limit)):
         d = dict(r)
         d["phones"] = json.loads(d["phones"])
         d["urgent"] = bool(d["urgent"])

@@ -134,6 +134,19 @@ async def test_replies_say_held_repeat_and_flap(
     code = await asyncio.to_thread(cli.main, ["stats", "--json", "-c", str(relay.config_path)])
     stats = json.loads(capsys.readouterr().out)
     assert code == 0 and stats["storm_alerts"] == {"sent": 1, "repeat": 1, "cancelled": 2}
+    args = ["queue", "alerts", "--json", "-c", str(relay.config_path)]
+    code = await asyncio.to_thread(cli.main, args)
+    alerts = json.loads(capsys.readouterr().out)
+    assert sorted((a["state"], a["kind"]) for a in alerts) == [
+        ("cancelled", "problem"), ("cancelled", "recovery"), ("repeat", "problem"), ("sent", "problem"),
+    ]  # fmt: skip
+    (sent,) = [a for a in alerts if a["state"] == "sent"]
+    assert sent["message_id"] == fake.received[1].relay_id and "app-02" in sent["text"]
+    (flapped,) = [a for a in alerts if a["state"] == "cancelled" and a["kind"] == "problem"]
+    assert "recovered before it was sent" in flapped["note"]
+    code = await asyncio.to_thread(cli.main, ["queue", "alerts", "-c", str(relay.config_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and sent["message_id"] in out and "recovered before it was sent" in out
 
 
 def _data_reply(port: int, msg: EmailMessage, rcpts: list[str] | None = None) -> str:
