@@ -295,9 +295,12 @@ def plan(
 
 
 def build_digest(route: str, phones: tuple[str, ...], alerts: Sequence[Alert], s: StormSettings) -> Digest:
-    """The newest alerts first, as many as fit in `max_parts` with a count of the rest."""
+    """The newest alerts first, one line each, as many as fit in `max_parts`, with a count of the
+    rest. A lone alert keeps its text as it is, line breaks and all."""
     newest = sorted(alerts, key=lambda a: (a.received, a.id), reverse=True)
     lines = [" ".join(a.text.split()) for a in newest]
+    if len(newest) == 1:
+        lines = [newest[0].text]
 
     def text_of(count: int) -> str:
         rest = len(newest) - count

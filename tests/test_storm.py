@@ -92,6 +92,14 @@ def test_alerts_are_held_then_merged_newest_first() -> None:
     assert d.alerts == ("a2", "a1", "a0") and d.left == 0
 
 
+def test_a_lone_alert_keeps_its_lines_a_digest_has_one_line_per_alert() -> None:
+    one = alert("Problem: disk full\nHost: db1", id="a1")
+    assert storm.build_digest("r", ("+7999",), [one], S).text == "Problem: disk full\nHost: db1"
+    two = alert("Problem: load\nHost: db2", T0 + 1, id="a2")
+    text = storm.build_digest("r", ("+7999",), [one, two], S).text
+    assert text == "2 alerts:\nProblem: load Host: db2\nProblem: disk full Host: db1"
+
+
 def test_a_digest_keeps_to_max_parts_and_counts_the_rest() -> None:
     held = [alert(f"alert {n}: " + "x" * 60, T0 + n, id=f"a{n:02}") for n in range(30)]
     (d,) = storm.plan(T0 + 60, held, [], {}, lambda _: S, counter()).digests

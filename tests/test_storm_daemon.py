@@ -104,6 +104,15 @@ async def start(replying_relay: Any, clock: Clock) -> tuple[ReplyingProvider, Da
     return fake, relay, limits
 
 
+def alerts_in(sms: str) -> list[str]:
+    """The alerts an SMS carries: a digest has a header line and one line per alert; a lone
+    alert is the whole text."""
+    first, _, rest = sms.partition("\n")
+    if first.endswith(" alerts:"):
+        return [line for line in rest.split("\n") if not line.startswith("(+")]
+    return [sms]
+
+
 def sms_texts(fake: ReplyingProvider) -> list[str]:
     return [e.text for r in fake.received if r.command for e in r.command.entries]
 
@@ -232,9 +241,9 @@ async def test_corpus_storm(replying_relay: Any, problem: str, recovery: str, rc
     await drain(relay, clock)
     await wait_for(lambda: not fake.tasks)
     assert limits.rejections == []
-    lines = [line for t in sms_texts(fake) for line in t.split("\n")]
+    units = [alert for t in sms_texts(fake) for alert in alerts_in(t)]
     for n in range(20):
-        mentioned = [line for line in lines if tag.format(n) in line]
+        mentioned = [unit for unit in units if tag.format(n) in unit]
         problems = [x for x in mentioned if "Resolved" not in x and "RECOVERY" not in x]
         recoveries = [x for x in mentioned if x not in problems]
         if n < 5:
