@@ -47,3 +47,16 @@ def test_python_dash_m_relay() -> None:
         [sys.executable, "-m", "relay", "check", "-c", CONFIG], capture_output=True, text=True
     )
     assert done.returncode == 0 and "OK (3 route(s)" in done.stdout
+
+
+def test_render_shows_a_held_alert_of_a_storm_route(capsys: pytest.CaptureFixture[str]) -> None:
+    example = str(Path(__file__).parent.parent / "config" / "relay.example.yaml")
+    eml = str(CORPUS / "zabbix_problem.eml")
+    assert cli.main(["render", "-c", example, "--to", "alerts@sms.example.com", "--json", eml]) == 0
+    (item,) = json.loads(capsys.readouterr().out)
+    assert item["route"] == "monitoring" and item["phones"] == ["+79990000001", "+79990000002"]
+    assert item["held"].startswith("held 20 s to merge with other alerts; repeats counted for 300 s")
+    assert item["text"].startswith("Problem: High CPU utilization (over 90% for 5m)\nProblem started at")
+    assert "mylogin:***:" in item["command"] and "ALERTS" in item["command"]
+    assert cli.main(["render", "-c", example, "--to", "alerts@sms.example.com", eml]) == 0
+    assert "storm:    held 20 s" in capsys.readouterr().out
