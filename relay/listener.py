@@ -260,14 +260,14 @@ class Handler:
             if not sms_rcpts:
                 return str(replies.S250_ACCEPTED.with_text("reply recorded"))
             envelope.rcpt_tos = sms_rcpts
-        cfg = self.config
+        cfg, now = self.config, self.clock()
         try:
             args = {
                 "mail_from": envelope.mail_from or "",
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "config": cfg,
                 "new_id": new_id,
-                "now": datetime.fromtimestamp(self.clock(), UTC),
+                "now": datetime.fromtimestamp(now, UTC),
                 "hostname": self.hostname,
                 "with_secret": False,  # the spool keeps the masked mail; delivery unmasks it
             }
@@ -281,29 +281,13 @@ class Handler:
             # whole (committed or not), so it runs shielded.
             claimed = self.delivery.can_take(len(rendered.provider_mails))
             admitted: list[Admission] = []
-            if rendered.alerts:
-                settings = stormstore.settings_for(cfg)
-                alerts, now = rendered.alerts, args["now"].timestamp()  # type: ignore[attr-defined]
-                mail_from, inbound_id = envelope.mail_from or "", rendered.mail.message_id
-
-                def admit(conn: sqlite3.Connection) -> None:
-                    admitted.extend(
-                        stormstore.admit(
-                            conn,
-                            alerts,
-                            settings=settings,
-                            now=now,
-                            mail_from=mail_from,
-                            inbound_id=inbound_id,
-                        )
-                    )
-
+            admit = self._admit_op(rendered, envelope.mail_from or "", now, admitted)
             write = self.spool.enqueue(
                 rendered.provider_mails,
                 mail_from=envelope.mail_from or "",
                 inbound_id=rendered.mail.message_id,
                 claimed=claimed,
-                also=admit if rendered.alerts else None,
+                also=admit,
             )
             rows = await asyncio.shield(write)
         except RelayError as exc:
@@ -324,6 +308,28 @@ class Handler:
             else:
                 self.delivery.wake()
         said = ["queued as " + " ".join(ids)] if ids else []
+        said += self._report_alerts(admitted)
+        return str(replies.S250_ACCEPTED.with_text("; ".join(said)))
+
+    def _admit_op(
+        self, rendered: pipeline.Rendered, mail_from: str, now: float, into: list[Admission]
+    ) -> Callable[[sqlite3.Connection], None] | None:
+        """The spool operation that admits a mail's storm alerts, run in the transaction that
+        stores its other requests; it puts what became of each alert `into`."""
+        if not rendered.alerts:
+            return None
+        settings, inbound_id = stormstore.settings_for(self.config), rendered.mail.message_id
+
+        def op(conn: sqlite3.Connection) -> None:
+            admitted = stormstore.admit(
+                conn, rendered.alerts, settings=settings, now=now, mail_from=mail_from, inbound_id=inbound_id
+            )
+            into.extend(admitted)
+
+        return op
+
+    def _report_alerts(self, admitted: list[Admission]) -> list[str]:
+        """Log and count admitted alerts, wake the planner for held ones; the reply's words."""
         for a in admitted:
             self.metrics.alerts.labels(a.state).inc()
             log.info(
@@ -332,6 +338,7 @@ class Handler:
             )  # fmt: skip
             if a.state == "held":
                 self.on_alert_due(a.alert.due)
+        said = []
         for state, verb in (
             ("held", "held as"),
             ("repeat", "repeat counted as"),
@@ -340,7 +347,7 @@ class Handler:
             got = [a.alert.id for a in admitted if a.state == state]
             if got:
                 said.append(f"{verb} {' '.join(got)}")
-        return str(replies.S250_ACCEPTED.with_text("; ".join(said)))
+        return said
 
     async def _take_replies(self, raw: bytes, mail_from: str) -> None:
         """Record every result in a provider reply mail and apply it to its message."""
