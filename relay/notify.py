@@ -8,6 +8,7 @@ to a null or auto-generated sender. Best effort: a notice that cannot be sent is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
@@ -76,7 +77,17 @@ class Notifier:
 
     async def _send(self, relay_id: str) -> None:
         row = await self.spool.get(relay_id)
-        if row is None or not should_notify(row, self.reply_address):
+        if row is None:
+            return
+        if row.mail_from:
+            await self._notice(relay_id, row)
+            return
+        # A storm digest has no one sender: tell each sender of an alert in it.
+        for mail_from, rcpts in (await self.spool.alert_senders(relay_id)).items():
+            await self._notice(relay_id, dataclasses.replace(row, mail_from=mail_from, rcpt_tos=rcpts))
+
+    async def _notice(self, relay_id: str, row: Row) -> None:
+        if not should_notify(row, self.reply_address):
             return
         cfg = self.config
         sender = cfg.sender or f"smsc-relay@{self.reporting_host}"

@@ -48,7 +48,7 @@ def render(
     requests = merge([t for t in targets if t.route.storm is None], new_id) + passthrough
     # One alert per recipient of a storm route: they are merged later, with other mails' alerts.
     alerts = tuple(
-        new_alert(new_id(), t.route.name, t.phones, t.text, t.route.storm, now.timestamp())
+        new_alert(new_id(), t.route.name, t.phones, t.text, t.route.storm, now.timestamp(), rcpt=t.rcpt)
         for t in targets
         if t.route.storm is not None
     )

@@ -86,7 +86,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     mail_from TEXT NOT NULL,
     inbound_id TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    rcpt TEXT NOT NULL DEFAULT ''   -- the address the mail came to
 );
 CREATE INDEX IF NOT EXISTS alerts_held ON alerts (route, alert_key) WHERE state = 'held';
 CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated);
@@ -462,6 +463,23 @@ class Spool:
             return messages, replies
 
         return await self.write(op, durable=False)
+
+    async def alert_senders(self, relay_id: str) -> dict[str, list[str]]:
+        """For a storm digest: the original envelope senders of the alerts in it, each with the
+        addresses it mailed (a failure notice goes to each of them)."""
+
+        def op() -> dict[str, list[str]]:
+            assert self._conn is not None
+            found: dict[str, list[str]] = {}
+            for mail_from, rcpt in self._conn.execute(
+                "SELECT mail_from, rcpt FROM alerts WHERE message_id = ? ORDER BY received", (relay_id,)
+            ):
+                rcpts = found.setdefault(mail_from, [])
+                if rcpt and rcpt not in rcpts:
+                    rcpts.append(rcpt)
+            return found
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, op)
 
     async def set_control(self, key: str, value: str | None) -> None:
         def op(conn: sqlite3.Connection) -> None:

@@ -68,6 +68,7 @@ class Alert:
     urgent: bool = False
     received: float = 0.0
     due: float = 0.0  # not sent before this: received + hold
+    rcpt: str = ""  # the address the mail came to (a failure notice names it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +146,19 @@ def classify(text: str, settings: StormSettings) -> tuple[str, str]:
 
 
 def new_alert(
-    alert_id: str, route: str, phones: tuple[str, ...], text: str, settings: StormSettings, now: float
+    alert_id: str,
+    route: str,
+    phones: tuple[str, ...],
+    text: str,
+    settings: StormSettings,
+    now: float,
+    rcpt: str = "",
 ) -> Alert:
     kind, key = classify(text, settings)
     hold = 0.0 if settings.urgent else settings.hold
     return Alert(
         id=alert_id, route=route, phones=phones, text=text, kind=kind, key=key,
-        dedup=dedup_key(route, phones, text), urgent=settings.urgent, received=now, due=now + hold,
+        dedup=dedup_key(route, phones, text), urgent=settings.urgent, received=now, due=now + hold, rcpt=rcpt,
     )  # fmt: skip
 
 

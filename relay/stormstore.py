@@ -154,9 +154,10 @@ def _insert(
 ) -> None:
     conn.execute(
         "INSERT INTO alerts (id, route, phones, text, kind, alert_key, dedup, urgent, received, due,"
-        " state, mail_from, inbound_id, note, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " state, mail_from, inbound_id, note, updated, rcpt)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (a.id, a.route, json.dumps(a.phones), a.text, a.kind, a.key, a.dedup, int(a.urgent), a.received,
-         a.due, state, mail_from, inbound_id, note, now),
+         a.due, state, mail_from, inbound_id, note, now, a.rcpt),
     )  # fmt: skip
 
 
@@ -164,6 +165,7 @@ def _alert(r: sqlite3.Row) -> Alert:
     return Alert(
         id=r["id"], route=r["route"], phones=tuple(json.loads(r["phones"])), text=r["text"], kind=r["kind"],
         key=r["alert_key"], dedup=r["dedup"], urgent=bool(r["urgent"]), received=r["received"], due=r["due"],
+        rcpt=r["rcpt"],
     )  # fmt: skip
 
 

@@ -98,3 +98,32 @@ async def test_sighup_and_interval_resume_a_pause(
     await wait_for(lambda: relay.deliverer.pause_reason != "", timeout=5)
     await asyncio.to_thread(smtplib_send, relay.port, message("later"))
     await wait_for(lambda: len(fake.received) == 2, timeout=10)
+
+
+async def test_a_failed_storm_digest_tells_each_sender_of_its_alerts(
+    replying_relay: Any, smarthost: tuple[FakeProvider, int]
+) -> None:
+    from tests.test_storm_daemon import STORM_ROUTES, Clock, until
+
+    clock = Clock(1_795_348_800.0)
+    answer = ReplyingProvider(answer=lambda got: f"ERROR = 7 (invalid phone), ID - {got.relay_id}")
+    fake, relay = await replying_relay(
+        answer, routes=STORM_ROUTES, clock=clock, extra=notify_config(smarthost[1])
+    )
+
+    def send(sender: str, text: str) -> None:
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
+            client.sendmail(sender, ["zabbix@sms.example.com"], f"Subject: {text}\r\n\r\n{text}")
+
+    await asyncio.to_thread(send, "zabbix@mon1.example.com", "disk full on db1")
+    await asyncio.to_thread(send, "zabbix@mon2.example.com", "load high on db2")
+    await until(relay, clock, clock.now + 21)  # one digest with both
+    await wait_for(lambda: len(smarthost[0].received) == 2)
+    assert len(fake.received) == 1 and fake.received[0].command is not None
+    assert fake.received[0].command.entries[0].text.startswith("2 alerts:")
+    notices = sorted(smarthost[0].received, key=lambda g: g.rcpt_tos)
+    assert [n.rcpt_tos for n in notices] == [["zabbix@mon1.example.com"], ["zabbix@mon2.example.com"]]
+    for n in notices:
+        text = n.raw.decode()
+        assert n.mail_from == "<>" and "provider ERROR 7: invalid phone" in text
+        assert "Final-Recipient: rfc822; zabbix@sms.example.com" in text
