@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import re
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ routes:
 # ---- the pure core ---------------------------------------------------------------------------
 def alert(text: str, at: float = T0, phones: tuple[str, ...] = ("+79990000001",), **kw: Any) -> Alert:
     a = storm.new_alert(kw.pop("id", f"a{at}"), kw.pop("route", "r"), phones, text, kw.pop("s", S), at)
-    return a if not kw else storm.replace(a, **kw)  # type: ignore[attr-defined]
+    return dataclasses.replace(a, **kw) if kw else a
 
 
 def test_a_repeat_within_the_window_is_counted_not_held() -> None:
