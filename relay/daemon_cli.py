@@ -228,8 +228,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{'total':<10} {data['total']}")
         if oldest is not None:
             print(f"oldest pending: {data['oldest_pending_age_s']} s")
-        alerts = stormstore.counts(conn)
-        if alerts:  # storm-controlled routes: what became of their alerts
+        alerts = data["storm_alerts"]
+        if isinstance(alerts, dict) and alerts:  # storm-controlled routes: what became of their alerts
             print("storm alerts: " + ", ".join(f"{state} {n}" for state, n in sorted(alerts.items())))
         if paused:
             print(f"DELIVERY PAUSED until {data['paused_until']}: {data['paused']}")

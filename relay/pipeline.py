@@ -6,6 +6,7 @@ dry run shows exactly what the daemon would send, and fails with the same reason
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,8 @@ from relay.parsers import inbound
 from relay.routes import Route
 from relay.routing import merge, resolve
 from relay.storm import Alert, Digest, build_digest, new_alert
+
+_NEVER = re.compile("(?!)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +67,10 @@ def render(
 def digest_request(relay_id: str, name: str, route: Route | None, digests: Sequence[Digest]) -> SmsRequest:
     """One provider request for a storm route's digests: different texts to different phones go
     in one `::list` request."""
-    entries = tuple(Entry(d.phones, d.text) for d in digests)
-    if route is None:  # removed by a reload after its alerts were held: plain options
-        return SmsRequest(relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries)
+    route = route or Route(name, _NEVER)  # removed by a reload after its alerts were held: plain options
     return SmsRequest(
-        relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(), entries=entries,
+        relay_id=relay_id, mode=RouteMode.COMMAND, route=name, rcpt_tos=(),
+        entries=tuple(Entry(d.phones, d.text) for d in digests),
         options=route.options, prefix=route.prefix, comment=route.comment, translit=route.translit,
     )  # fmt: skip
 

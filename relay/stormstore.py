@@ -23,7 +23,6 @@ from relay.spool import Row, insert_rows, new_rows
 from relay.storm import Admission, Alert, StormSettings, Window
 
 # The tables are in relay/spool.py (STORM_SCHEMA), created with the rest of the spool.
-HELD, SENT, REPEAT, CANCELLED = "held", "sent", "repeat", "cancelled"
 HISTORY = 86400.0  # phone_sends kept this long: far more than any run the flood rule counts
 
 
@@ -119,7 +118,7 @@ def tick(
         history.setdefault(phone, []).append(storm.Send(at, digest))
     plan = storm.plan(now, held, windows, history, settings_for(config), new_id)
     for a in plan.followups:
-        _insert(conn, a, HELD, mail_from="", inbound_id="", note="repeat count of a dedup window", now=now)
+        _insert(conn, a, "held", mail_from="", inbound_id="", note="repeat count of a dedup window", now=now)
     for key in plan.closed:
         conn.execute("DELETE FROM dedup_windows WHERE key = ?", (key,))
     routes = {r.name: r for r in config.routes}
