@@ -23,6 +23,7 @@ lint: setup
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/smsc-relay check -c $(CONFIG)

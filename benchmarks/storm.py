@@ -29,15 +29,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay import config as config_mod  # noqa: E402
 from relay import pipeline  # noqa: E402
-from relay.daemon import Daemon  # noqa: E402
+from relay.config import load as config_mod  # noqa: E402
+from relay.daemon.main import Daemon  # noqa: E402
 from relay.formatters import segments  # noqa: E402
 from tests.conftest import serve_fake  # noqa: E402
 from tests.fakes import ProviderLimits, ReplyingProvider  # noqa: E402
@@ -162,21 +163,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     await asyncio.gather(*(send(at, subject) for at, subject in timeline))
     storm_seconds = time.monotonic() - start
 
-    def pending() -> tuple[int, int]:
-        conn = relay.spool._conn
-        assert conn is not None
+    def count(conn: Any) -> tuple[int, int]:
         held = conn.execute("SELECT COUNT(*) FROM alerts WHERE state = 'held'").fetchone()[0]
         windows = conn.execute("SELECT COUNT(*) FROM dedup_windows WHERE repeats > 0").fetchone()[0]
         return held, windows
 
+    async def pending() -> tuple[int, int]:
+        return await relay.spool.write(count, durable=False)
+
     deadline = time.monotonic() + 900
-    while time.monotonic() < deadline and (
-        pending() != (0, 0) or (relay.deliverer and await relay.spool.count_waiting())
-    ):
+    while time.monotonic() < deadline and (await pending() != (0, 0) or await relay.spool.count_waiting()):
         await asyncio.sleep(1)
     await asyncio.sleep(3)  # the last replies
     watcher.cancel()
-    states = await relay.spool.counts()
+    states = {s.value: n for s, n in (await relay.spool.counts()).items()}
     await relay.stop()
     server.close()
 

@@ -9,8 +9,17 @@
         ├── TooBigError             552 5.3.4 inbound mail or provider mail over its limit
         ├── ContentError            554 5.6.0 nothing usable to send, bad command line, bad field
         └── LoopError               554 5.4.6 too many Received: headers
+    DeliveryError                   handing a mail to the provider failed (delivery/, never a
+    │                               reply to our client: the message is already spooled)
+    ├── UpstreamRefused             5xx to MAIL/RCPT/DATA: the message fails, no retry
+    ├── UpstreamDeferred            4xx: retried with backoff
+    └── UpstreamUnavailable         also a ConnectionError: the provider is unusable now, not the
+        └── UpstreamTimeout         message (pause, retry); the timeout is also a TimeoutError
 
     ConfigError                     not an SMTP error: `check` prints it, `serve` exits 78
+
+Like aiosmtplib's, the delivery errors inherit the builtins they stand for, so `except
+TimeoutError` still catches a timeout. Exit codes of the command line are `Exit`, below.
 
 Exception text never reaches the client: the reply text is written for the client on purpose,
 and anything unexpected becomes S451_INTERNAL with the traceback in the log only.
@@ -18,6 +27,8 @@ and anything unexpected becomes S451_INTERNAL with the traceback in the log only
 
 from __future__ import annotations
 
+import enum
+import os
 from dataclasses import dataclass
 
 from relay import replies
@@ -69,6 +80,63 @@ class ContentError(PermanentError):
 
 class LoopError(PermanentError):
     default_reply = replies.S554_LOOP
+
+
+class DeliveryError(RelayError):
+    """One attempt to hand a mail to the provider failed. `temporary`: worth retrying;
+    `connection`: the upstream is unusable now (pause every worker, don't blame the message)."""
+
+    def __init__(
+        self, text: str, *, temporary: bool, code: int | None = None, connection: bool = False
+    ) -> None:
+        super().__init__(text)
+        self.text = text
+        self.temporary = temporary
+        self.code = code
+        self.connection = connection
+
+    @classmethod
+    def from_reply(cls, text: str, code: int) -> DeliveryError:
+        """The error for an upstream SMTP reply code; 421 closes the session: the upstream's
+        trouble, not this message's."""
+        if code == 421:
+            return UpstreamUnavailable(text, code=code)
+        if code >= 500:
+            return UpstreamRefused(text, code=code)
+        return UpstreamDeferred(text, code=code)
+
+
+class UpstreamRefused(DeliveryError):
+    def __init__(self, text: str, *, code: int | None = None) -> None:
+        super().__init__(text, temporary=False, code=code)
+
+
+class UpstreamDeferred(DeliveryError):
+    def __init__(self, text: str, *, code: int | None = None) -> None:
+        super().__init__(text, temporary=True, code=code)
+
+
+class UpstreamUnavailable(DeliveryError, ConnectionError):
+    def __init__(self, text: str, *, code: int | None = None) -> None:
+        super().__init__(text, temporary=True, code=code, connection=True)
+
+
+class UpstreamTimeout(UpstreamUnavailable, TimeoutError):
+    pass
+
+
+class Exit(enum.IntEnum):
+    """The command line's exit codes, sysexits(3) where one fits."""
+
+    OK = os.EX_OK
+    FAILURE = 1  # the thing asked for does not exist or did not work (no such message, keygen failed)
+    USAGE = 2  # argparse's own code for bad arguments, kept for ours
+    DATAERR = os.EX_DATAERR  # render: the mail would be rejected
+    NOINPUT = os.EX_NOINPUT  # render: the mail file cannot be read
+    OSERR = os.EX_OSERR  # serve: cannot listen
+    TEMPFAIL = os.EX_TEMPFAIL  # serve: the spool cannot be opened
+    CONFIG = os.EX_CONFIG  # check/serve: the config is broken
+    INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 @dataclass(frozen=True, slots=True)

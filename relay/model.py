@@ -40,6 +40,59 @@ class ReplyKind(enum.Enum):
     UNKNOWN = "unknown"  # a mail to the reply address we could not read: kept, logged
 
 
+class ReplyOutcome(enum.Enum):
+    """What a provider reply did; stored with the reply (with a detail in brackets) and logged."""
+
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+    QUEUED = "queued"  # errors 2/3: back in the queue, delivery paused
+    DEFERRED = "deferred"  # error 4: the provider blocks us for a while
+    UNKNOWN_ID = "unknown id"
+    IGNORED = "ignored"  # the message had an outcome already: a repeated reply
+    KEPT = "kept"  # unreadable, no id, or untrusted: stored, changes nothing
+
+    @property
+    def state(self) -> State | None:
+        """The message state this outcome put its message in, if it moved one."""
+        return _OUTCOME_STATES.get(self)
+
+    @property
+    def changed_nothing(self) -> bool:
+        return self in (ReplyOutcome.UNKNOWN_ID, ReplyOutcome.KEPT)
+
+
+_OUTCOME_STATES = {
+    ReplyOutcome.CONFIRMED: State.CONFIRMED,
+    ReplyOutcome.FAILED: State.FAILED,
+    ReplyOutcome.DUPLICATE: State.DUPLICATE,
+    ReplyOutcome.QUEUED: State.QUEUED,
+    ReplyOutcome.DEFERRED: State.DEFERRED,
+}
+
+
+class AlertState(enum.Enum):
+    """A storm route's alert (DESIGN.md section 4: the stage before `queued`)."""
+
+    HELD = "held"  # committed before the 250, waiting for the planner
+    SENT = "sent"  # went out in a provider request (its message_id)
+    REPEAT = "repeat"  # a repeat inside a dedup window: only counted
+    CANCELLED = "cancelled"  # a recovery came before the problem was sent (a flap)
+
+
+class AlertKind(enum.Enum):
+    PROBLEM = "problem"
+    RECOVERY = "recovery"
+    FOLLOWUP = "followup"  # "Repeated N more times ..." made when a dedup window closes
+
+
+class Encoding(enum.Enum):
+    """How the provider bills a text's characters."""
+
+    GSM7 = "GSM-7"
+    UCS2 = "UCS-2"
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderReply:
     """One result line of a provider reply mail."""
@@ -127,7 +180,7 @@ class SmsRequest:
 class Segments:
     """How the provider will bill a text: its encoding, length in that encoding, and parts."""
 
-    encoding: str  # "GSM-7" or "UCS-2"
+    encoding: Encoding
     units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
     parts: int
 

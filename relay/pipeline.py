@@ -13,14 +13,13 @@ from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
-from relay.config import Config
+from relay.config.schema import Config, Route
 from relay.errors import ContentError, TooBigError
 from relay.formatters import provider
 from relay.model import Entry, InboundMail, ProviderMail, RouteMode, SmsRequest
 from relay.parsers import inbound
-from relay.routes import Route
 from relay.routing import merge, resolve
-from relay.storm import Alert, Digest, build_digest, new_alert
+from relay.storm.plan import Alert, Digest, build_digest, new_alert
 
 _NEVER = re.compile("(?!)")
 

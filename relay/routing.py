@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from relay import fields
+from relay.config.schema import Route
 from relay.errors import AddressError, ContentError, LoopError, NoRouteError
 from relay.formatters import command, segments
 from relay.model import BodySource, Entry, InboundMail, Options, RouteMode, Secret, SmsRequest
 from relay.parsers import command as command_parser
 from relay.parsers.cleanup import squeeze
-from relay.routes import Route
 
 MAX_HOPS = 50  # Received: headers before we call it a loop (Postfix's hopcount_limit)
 _LEADING_PREFIX = re.compile(r"^\s*_+(?=[A-Za-z]+__)")

@@ -11,44 +11,11 @@ from typing import Any
 import pytest
 import trustme
 
-from relay import auth
-from relay import config as config_mod
-from relay.daemon import Daemon
+from relay.config import load as config_mod
+from relay.daemon.main import Daemon
+from relay.smtp import auth
 from tests.fakes import FakeProvider, ReplyingProvider
-from tests.helpers import PASSWORD, ROUTES
-
-RELAY_CONFIG = """
-listen:
-  host: 127.0.0.1
-  port: 0
-  networks: {networks}
-  max_message_size: 65536
-  max_recipients: 5
-  max_connections: {max_connections}
-{listen_extra}
-provider:
-  host: 127.0.0.1
-  port: {provider_port}
-  login: mylogin
-  password: "{password}"
-  reply_address: replies@relay.example.com
-  outbox: {outbox}
-{provider_extra}
-spool: {{path: {spool}}}
-delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, max_age: {max_age},
-            shutdown_timeout: 5}}
-{extra}
-"""
-
-
-def relay_config_text(**values: object) -> str:
-    routes = str(values.pop("routes", ROUTES))
-    return RELAY_CONFIG.format(**values) + routes
-
-
-async def serve_fake(fake: FakeProvider) -> tuple[asyncio.Server, int]:
-    server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", 0)
-    return server, int(server.sockets[0].getsockname()[1])
+from tests.helpers import PASSWORD, relay_config_text, serve_fake
 
 
 @pytest.fixture
@@ -102,11 +69,11 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             "provider_extra": "",
             "extra": "",
         }
-        clock = overrides.pop("clock", None)
+        wiring: dict[str, Any] = {k: overrides.pop(k) for k in ("clock", "dnsfunc") if k in overrides}
         values.update(overrides)
         path = tmp_path / "relay.yaml"
         path.write_text(relay_config_text(**values))
-        daemon = Daemon(path, config_mod.load(path, env={}), **({"clock": clock} if clock else {}))
+        daemon = Daemon(path, config_mod.load(path, env={}), **wiring)
         await daemon.start()
         started.append(daemon)
         return daemon

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from relay.config.schema import DkimKey
+from relay.delivery import dkim
 from relay.parsers import command as command_parser
 
 
@@ -87,7 +89,7 @@ class ReplyingProvider(FakeProvider):
     relay_port: int = 0
     answer: object = None  # Callable[[Received], str | None]; default: OK - n SMS, ID - id
     charset: str = "koi8-r"
-    signer: object = None  # a relay.dkimsig.Signer: sign replies as the provider would
+    signer: DkimKey | None = None  # sign replies with this key, as the provider would
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str | None:
@@ -120,7 +122,7 @@ class ReplyingProvider(FakeProvider):
             + b"\r\n"
         )
         if self.signer is not None:
-            mail = self.signer.sign(mail)  # type: ignore[attr-defined]
+            mail = dkim.sign(self.signer, mail)
         await aiosmtplib.send(mail, sender="noreply@smsc.ru", recipients=[got.mail_from],
                               hostname="127.0.0.1", port=self.relay_port)  # fmt: skip
 

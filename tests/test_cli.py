@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from relay import cli
+from relay.cli import main as cli
+from relay.errors import Exit
 from tests.helpers import CORPUS
 
 CONFIG = str(CORPUS / "relay.yaml")
@@ -32,14 +33,14 @@ def test_render_reports_unroutable_header_recipient(
 ) -> None:
     mail = tmp_path / "m.eml"
     mail.write_bytes(b"Subject: x\r\nTo: nobody@example.com\r\n\r\ny\r\n")
-    assert cli.main(["render", "-c", CONFIG, str(mail)]) == cli.EX_DATAERR
+    assert cli.main(["render", "-c", CONFIG, str(mail)]) == Exit.DATAERR
     assert "rejected: 550 5.1.1 no route for <nobody@example.com>" in capsys.readouterr().err
 
 
 def test_missing_file_and_no_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["render", "-c", CONFIG, "/nonexistent/mail.eml"]) == cli.EX_NOINPUT
+    assert cli.main(["render", "-c", CONFIG, "/nonexistent/mail.eml"]) == Exit.NOINPUT
     assert "cannot read /nonexistent/mail.eml" in capsys.readouterr().err
-    assert cli.main([]) == cli.EX_USAGE
+    assert cli.main([]) == Exit.USAGE
 
 
 def test_python_dash_m_relay() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from relay import cli
-from relay import config as config_mod
-from relay.errors import ConfigError
-from relay.storm import StormSettings
+from relay.cli import main as cli
+from relay.config import load as config_mod
+from relay.config.schema import StormSettings
+from relay.errors import ConfigError, Exit
 from tests.helpers import BASE_CONFIG, PASSWORD, make_config, render
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "relay.example.yaml"
@@ -51,7 +51,7 @@ def test_example_storm_patterns_know_the_corpus_senders(eml: str, kind: str, key
     raw = (Path(__file__).parent / "corpus" / eml).read_bytes()
     rendered = render(raw, ["alerts@sms.example.com"], cfg)
     (alert,) = rendered.alerts
-    assert (alert.kind, alert.key) == (kind, key), alert.text[:120]
+    assert (alert.kind.value, alert.key) == (kind, key), alert.text[:120]
 
 
 def test_base_config_values() -> None:
@@ -234,7 +234,7 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "OK" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("listen: {port: 99999}\nrouts: []\n")
-    assert cli.main(["check", "-c", str(bad)]) == config_mod.EX_CONFIG == 78
+    assert cli.main(["check", "-c", str(bad)]) == Exit.CONFIG == 78
     err = capsys.readouterr().err
     assert "listen.port (line 1): 99999 is out of range" in err
     assert "routs (line 2): unknown key (did you mean 'routes'?)" in err

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from relay import cli, config, pipeline
-from relay.errors import RelayError
+from relay import pipeline
+from relay.cli import main as cli
+from relay.config import load as config
+from relay.errors import Exit, RelayError
 from relay.formatters import command
 from relay.parsers import command as command_parser
 from tests.helpers import CORPUS, NOW, counter
@@ -59,7 +61,7 @@ def test_corpus_mail(path: Path) -> None:
         assert text.endswith(want["text_endswith"])
         assert len(text) <= want["max_len"]
     assert pm.segments.parts == want["parts"]
-    assert pm.segments.encoding == want["encoding"]
+    assert pm.segments.encoding.value == want["encoding"]
     assert result.mail.body_source.value == want["source"]
     assert list(pm.phones) == want.get("phones", ["79991234567"])
     assert pm.mode.value == want.get("mode", "command")
@@ -96,7 +98,7 @@ def test_render_cli_json(path: Path, capsys: pytest.CaptureFixture[str]) -> None
     data = json.loads(out)
     want = EXPECTED[path.stem]
     if "error" in want:
-        assert code == cli.EX_DATAERR
+        assert code == Exit.DATAERR
         assert f"{data['error']['code']} {data['error']['enhanced']}" == want["error"]
         assert "rejected: " + want["error"] in err
         return

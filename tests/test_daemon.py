@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import smtplib
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +12,9 @@ import pytest
 
 from relay.model import State
 from tests.fakes import FakeProvider, wait_for
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, closed_port, message, smtplib_send, states, wait_state
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def message(
-    body: str = "Disk /var is full", subject: str = "Alert", to: str = "79991234567@sms.example.com"
-) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = "cron@db1.example.com"
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg.set_content(body)
-    return msg
-
-
-def smtplib_send(port: int, msg: EmailMessage, rcpts: list[str] | None = None) -> dict[str, Any]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        return client.send_message(msg, to_addrs=rcpts)
-
-
-async def states(daemon: Any) -> dict[str, str]:
-    def op(conn: Any) -> dict[str, str]:
-        return dict(conn.execute("SELECT id, state FROM messages").fetchall())
-
-    return await daemon.spool.write(op)
 
 
 async def test_smtplib_to_provider(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
@@ -174,7 +149,8 @@ async def test_provider_permanent_failure(provider: tuple[FakeProvider, int], re
             break
         await asyncio.sleep(0.02)
     assert tuple(rows[0]) == ("failed", 1, 554, "554 5.7.1 rejected")
-    await asyncio.sleep(1.5)  # longer than min_backoff: a failed message is never retried
+    # Failed for good: nothing is waiting for another attempt, however late.
+    assert await relay.spool.next_due() is None
     assert fake.received == [] and tuple((await failed())[0])[1] == 1
 
 
@@ -196,7 +172,7 @@ async def test_slow_provider_past_timeout_is_retried(
     fake.delay = 1.5
     relay = await relay_factory(port, timeout=1)
     await asyncio.to_thread(smtplib_send, relay.port, message())
-    await asyncio.sleep(1.2)
+    await wait_state(relay, "deferred")  # the first attempt timed out
     fake.delay = 0
     await wait_for(lambda: len(fake.received) >= 1, timeout=15)
     # The timed-out attempt may have reached the provider too: at least once, duplicates visible by id.
@@ -204,15 +180,19 @@ async def test_slow_provider_past_timeout_is_retried(
 
 
 async def test_message_expires_after_max_age(relay_factory: Any) -> None:
-    relay = await relay_factory(9, max_age=60)  # port 9: nothing listens, every attempt fails
-    await asyncio.to_thread(smtplib_send, relay.port, message())
-    await wait_for(lambda: relay.deliverer._paused_until > 0)
+    with closed_port() as port:  # nothing listens: every attempt fails
+        relay = await relay_factory(port, max_age=60)
+        await asyncio.to_thread(smtplib_send, relay.port, message())
+        await wait_for(lambda: relay.deliverer.paused_until > 0)
+        await _expire(relay, port)
+
+
+async def _expire(relay: Any, port: int) -> None:
     # Age the message past max_age, as if it had been failing for an hour.
     await relay.spool.write(
         lambda c: c.execute("UPDATE messages SET created = created - 3600, next_attempt = 0")
     )
-    relay.deliverer._paused_until = 0
-    relay.deliverer.wake()
+    relay.deliverer.resume()
 
     async def state() -> tuple[Any, ...]:
         return tuple(
@@ -225,7 +205,7 @@ async def test_message_expires_after_max_age(relay_factory: Any) -> None:
             break
         await asyncio.sleep(0.02)
     assert current[0] == "expired"
-    assert "127.0.0.1:9" in current[1]
+    assert f"127.0.0.1:{port}" in current[1]
 
 
 async def test_corrupt_spool_refuses_to_start(tmp_path: Path, relay_factory: Any) -> None:
@@ -233,25 +213,25 @@ async def test_corrupt_spool_refuses_to_start(tmp_path: Path, relay_factory: Any
     from relay.errors import SpoolError
 
     with pytest.raises(SpoolError, match="cannot open spool"):
-        await relay_factory(9)
+        await relay_factory(1)  # never reached: the spool fails first
 
 
 async def test_unexpected_error_in_a_send_is_retried_not_fatal(
     provider: tuple[FakeProvider, int], relay_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from relay.senders import SmtpSender
+    from relay.delivery.smtp import SmtpTransport
 
     fake, port = provider
-    real_send = SmtpSender.send
+    real_send = SmtpTransport.send
     calls = []
 
-    async def flaky(self: SmtpSender, *args: Any) -> str:
+    async def flaky(self: SmtpTransport, *args: Any) -> str:
         calls.append(args[0])
         if len(calls) == 1:
             raise RuntimeError("a bug in a sender")  # stands in for any fault of ours
         return await real_send(self, *args)
 
-    monkeypatch.setattr(SmtpSender, "send", flaky)
+    monkeypatch.setattr(SmtpTransport, "send", flaky)
     relay = await relay_factory(port)
     await asyncio.to_thread(smtplib_send, relay.port, message("first"))
     await wait_for(lambda: len(fake.received) == 1, timeout=15)  # retried after the fault

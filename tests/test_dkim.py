@@ -15,10 +15,11 @@ from typing import Any
 import dkim
 import pytest
 
-from relay import cli, dkimsig
+from relay.cli import main as cli
+from relay.config.schema import DkimKey
+from relay.delivery import dkim as dkimsig
 from tests.fakes import ReplyingProvider
-from tests.test_daemon import message, smtplib_send
-from tests.test_provider_replies import row, wait_state
+from tests.helpers import message, row, smtplib_send, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,8 +50,8 @@ class Keys:
             time.sleep(self.delay)  # a slow resolver: this runs in a thread, not on the loop
         return self.records.get(name)
 
-    def provider_signer(self) -> dkimsig.Signer:
-        return dkimsig.Signer("smsc.ru", "mail", self.provider.read_bytes())
+    def provider_key(self) -> DkimKey:
+        return DkimKey("smsc.ru", "mail", self.provider.read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +63,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 async def signed_relay(replying_relay: Any, keys: Keys) -> tuple[ReplyingProvider, Any]:
     extra = (f"  dkim: {{domain: relay.example.com, selector: smsc, key_file: {keys.ours}}}\n"
              "  verify_replies: true\n")  # fmt: skip
-    fake, relay = await replying_relay(ReplyingProvider(signer=keys.provider_signer()), provider_extra=extra)
-    relay.handler.dnsfunc = keys.dns
+    fake, relay = await replying_relay(
+        ReplyingProvider(signer=keys.provider_key()), provider_extra=extra, dnsfunc=keys.dns
+    )
     return fake, relay
 
 
@@ -97,7 +99,7 @@ async def test_forged_replies_change_nothing(
         + body
     )
     if forgery == "other-domain":
-        mail = dkimsig.Signer("relay.example.com", "smsc", keys.ours.read_bytes()).sign(mail)
+        mail = dkimsig.sign(DkimKey("relay.example.com", "smsc", keys.ours.read_bytes()), mail)
     if forgery == "body-length":
         # A real smsc.ru signature over a short body, with text appended after it (l= abuse).
         short = mail.replace(body, b"OK\r\n")
@@ -156,7 +158,7 @@ def test_signed_mail_still_parses_as_a_command(keys: Keys) -> None:
     from tests.helpers import make_config, render
 
     (pm,) = render(b"Subject: x\r\n\r\ny", ["79991234567@sms.example.com"], make_config()).provider_mails
-    signed = dkimsig.Signer("relay.example.com", "smsc", keys.ours.read_bytes()).sign(pm.message)
+    signed = dkimsig.sign(DkimKey("relay.example.com", "smsc", keys.ours.read_bytes()), pm.message)
     assert email.message_from_bytes(signed).get_payload(decode=True) == email.message_from_bytes(
         pm.message
     ).get_payload(decode=True)

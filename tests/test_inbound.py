@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.config import ParsingConfig
+from relay.config.schema import ParsingConfig
 from relay.model import BodySource
 from relay.parsers import charsets, cleanup, inbound
 

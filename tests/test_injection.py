@@ -17,12 +17,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay import fields, stormstore
+from relay import fields
 from relay.errors import RelayError
 from relay.formatters import command, provider
 from relay.model import Entry, Options, RouteMode, SmsRequest
 from relay.parsers import command as command_parser
-from relay.spool import REPLIES_SCHEMA, SCHEMA, STORM_SCHEMA, connect
+from relay.spool import alerts as stormstore
+from relay.spool import schema as spool_schema
+from relay.spool.sqlite import connect
 from tests.helpers import BASE_CONFIG, PASSWORD, make_config, render
 
 CFG = make_config()
@@ -148,9 +150,9 @@ STORM_CFG = make_config(
 def test_storm_digests_cannot_be_injected(tmp_path_factory: Any, mails: list[tuple[str, str]]) -> None:
     """Client texts merged into a storm digest still cannot shift a field or add a command."""
     conn = connect(tmp_path_factory.mktemp("inj") / "spool.db")
-    conn.executescript(SCHEMA + REPLIES_SCHEMA + STORM_SCHEMA)
+    spool_schema.migrate(conn)
     ids = itertools.count()
-    settings_of = stormstore.settings_for(STORM_CFG)
+    settings_of = STORM_CFG.storm_settings
     now = 1_795_348_800.0
     for subject, body in mails:
         try:

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from relay.daemon import setup_logging
+from relay.daemon.logs import setup_logging
 from tests.fakes import ReplyingProvider, wait_for
-from tests.helpers import PASSWORD
-from tests.test_daemon import message, smtplib_send
+from tests.helpers import PASSWORD, message, smtplib_send
 
 pytestmark = pytest.mark.timeout(60)
 

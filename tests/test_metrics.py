@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import wait_for
-from tests.test_daemon import message, smtplib_send
-from tests.test_provider_replies import wait_state
+from tests.helpers import message, smtplib_send, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import serve_fake
 from tests.fakes import FakeProvider, ReplyingProvider, wait_for
-from tests.test_daemon import message, smtplib_send
-from tests.test_provider_replies import wait_state
+from tests.helpers import message, serve_fake, smtplib_send, states, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,9 +69,10 @@ async def test_notice_after_provider_error_but_not_to_null_sender(
             client.sendmail("", ["79991234567@sms.example.com"], "Subject: bounce\r\n\r\nfrom <>")
 
     await asyncio.to_thread(null_sender)
-    await wait_for(lambda: len(fake.received) == 2)
-    await asyncio.sleep(0.5)
-    assert len(smarthost[0].received) == 1  # nobody to tell
+    assert relay.notifier is not None
+    await wait_for(lambda: relay.notifier.requested == 2)  # the null sender's failure too
+    await asyncio.gather(*relay.notifier.tasks)
+    assert len(fake.received) == 2 and len(smarthost[0].received) == 1  # nobody to tell
 
 
 async def test_sighup_and_interval_resume_a_pause(
@@ -86,7 +85,9 @@ async def test_sighup_and_interval_resume_a_pause(
     relay.deliverer.wake()  # idle workers look at the control table when they wake
     await wait_for(lambda: relay.deliverer.pause_reason != "", timeout=5)
     await asyncio.to_thread(smtplib_send, relay.port, message())
-    await asyncio.sleep(1.2)
+    # Paused: the message waits in the queue and no worker may claim it.
+    assert list((await states(relay)).values()) == ["queued"]
+    assert await relay.spool.claim(10, time.time()) == []
     assert fake.received == []
     relay.reload()  # what SIGHUP does
     await wait_for(lambda: len(fake.received) == 1, timeout=10)
@@ -103,7 +104,7 @@ async def test_sighup_and_interval_resume_a_pause(
 async def test_a_failed_storm_digest_tells_each_sender_of_its_alerts(
     replying_relay: Any, smarthost: tuple[FakeProvider, int]
 ) -> None:
-    from tests.test_storm_daemon import STORM_ROUTES, Clock, until
+    from tests.helpers import STORM_ROUTES, Clock, until
 
     clock = Clock(1_795_348_800.0)
     answer = ReplyingProvider(answer=lambda got: f"ERROR = 7 (invalid phone), ID - {got.relay_id}")

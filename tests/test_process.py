@@ -15,10 +15,9 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from relay import cli
-from tests.conftest import relay_config_text
+from relay.cli import main as cli
 from tests.fakes import FakeProvider, wait_for
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, relay_config_text
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -213,7 +212,6 @@ async def test_queue_and_stats_commands(
         out = capsys.readouterr().out
         return code, out
 
-    await asyncio.sleep(0.1)
     code, out = await asyncio.to_thread(run, "queue", "list", "--json")
     (item,) = json.loads(out)
     assert code == 0
@@ -248,7 +246,7 @@ def test_queue_commands_run_as_root_act_as_the_spool_owner(tmp_path: Path) -> No
     spool = tmp_path / "spool.db"
     spool.write_bytes(b"")
     os.chown(spool, nobody.pw_uid, nobody.pw_gid)
-    code = ("import os, pathlib; from relay.daemon_cli import _become_owner; "
+    code = ("import os, pathlib; from relay.cli.queue import _become_owner; "
             f"_become_owner(pathlib.Path({str(spool)!r})); print(os.geteuid(), os.getegid(), os.getgroups())")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split(" ", 2)[:2] == [str(nobody.pw_uid), str(nobody.pw_gid)]

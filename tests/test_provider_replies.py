@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
+import time
 from typing import Any
 
 import pytest
 
-from relay import cli
-from relay.config import ParsingConfig
-from relay.model import ReplyKind, State
+from relay.cli import main as cli
+from relay.config.schema import ParsingConfig
+from relay.model import ProviderReply, ReplyKind, State
 from relay.parsers import reply
 from tests.fakes import ReplyingProvider, wait_for
-from tests.test_daemon import message, smtplib_send
+from tests.helpers import closed_port, make_config, message, render, row, smtplib_send, states, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 RID = "r19a3f0c2b1d-5e0f2a9c"
@@ -60,19 +61,6 @@ async def replying(replying_relay: Any) -> tuple[ReplyingProvider, Any]:
     return await replying_relay()  # type: ignore[no-any-return]
 
 
-async def row(relay: Any) -> dict[str, Any]:
-    return dict(await relay.spool.write(lambda c: c.execute("SELECT * FROM messages").fetchone()))
-
-
-async def wait_state(relay: Any, state: str) -> dict[str, Any]:
-    for _ in range(500):
-        r = await row(relay)
-        if r["state"] == state:
-            return r
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"state is {r['state']}, not {state}")
-
-
 async def test_ok_reply_confirms(
     replying: tuple[ReplyingProvider, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -107,7 +95,7 @@ async def test_error_replies(
     await asyncio.to_thread(smtplib_send, relay.port, message())
     r = await wait_state(relay, state)
     assert r["error_code"] == code and r["last_error"].startswith(f"provider ERROR {code}: ")
-    await asyncio.sleep(1.5)  # past min_backoff: nothing is retried
+    assert await relay.spool.next_due() is None  # nothing waits for another attempt
     assert len(fake.received) == 1
 
 
@@ -121,8 +109,10 @@ async def test_funds_error_pauses_until_resumed(
     assert r["error_code"] == 3
     await wait_for(lambda: relay.deliverer.pause_reason.startswith("provider ERROR 3"))
     await asyncio.to_thread(smtplib_send, relay.port, message("second"))  # still accepted
-    await asyncio.sleep(1.5)
-    assert len(fake.received) == 1  # delivery holds while paused
+    # Delivery holds while paused: both wait in the queue and no worker may claim them.
+    assert sorted((await states(relay)).values()) == ["queued", "queued"]
+    assert await relay.spool.claim(10, time.time()) == []
+    assert len(fake.received) == 1
     config = str(tmp_path / "relay.yaml")
     assert await asyncio.to_thread(cli.main, ["stats", "--json", "-c", config]) == 0
     stats = json.loads(capsys.readouterr().out)
@@ -131,11 +121,11 @@ async def test_funds_error_pauses_until_resumed(
     assert await asyncio.to_thread(cli.main, ["queue", "resume", "-c", config]) == 0
     await wait_for(lambda: len(fake.received) == 3, timeout=15)  # the held one again, and the new one
     for _ in range(200):
-        states = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
-        if states == ["confirmed", "confirmed"]:
+        found = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
+        if found == ["confirmed", "confirmed"]:
             break
         await asyncio.sleep(0.02)
-    assert states == ["confirmed", "confirmed"]
+    assert found == ["confirmed", "confirmed"]
 
 
 async def test_blocked_ip_holds_the_queue(replying: tuple[ReplyingProvider, Any]) -> None:
@@ -182,13 +172,11 @@ async def test_replies_accepted_from_outside_networks_but_only_there(relay_facto
 
 
 async def test_reply_before_sent_is_not_overwritten(relay_factory: Any) -> None:
-    relay = await relay_factory(9)
-    from relay.model import ProviderReply
-    from tests.helpers import make_config, render
-
+    with closed_port() as port:
+        relay = await relay_factory(port)
     pm = render(b"Subject: x\r\n\r\ny", ["79991234567@sms.example.com"], make_config()).provider_mails
-    relay.deliverer._stopping = True  # keep workers out of it
-    (claimed,) = await relay.spool.enqueue(pm, mail_from="a@b", inbound_id="", claimed=True)
+    # Inserted as claimed but never handed to a worker: no delivery touches it meanwhile.
+    (claimed,) = (await relay.spool.enqueue(pm, mail_from="a@b", inbound_id="", claimed=True)).rows
     ok = ProviderReply(ReplyKind.OK, relay_id=claimed.id, sms_count=1)
     await relay.spool.record_reply(ok, mail_from="noreply@smsc.ru", raw=b"")
     await relay.spool.finish(claimed.id, State.SENT)  # delivery's bookkeeping, arriving late
@@ -233,12 +221,12 @@ async def test_retention_prunes_only_old_finished_rows(replying: tuple[ReplyingP
         await asyncio.to_thread(smtplib_send, relay.port, message(f"m{n}"))
     await wait_for(lambda: len(fake.received) == 3)
     for _ in range(500):
-        states = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
+        found = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
         replies = await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
-        if states.count("confirmed") == 3 and replies == 3:
+        if found.count("confirmed") == 3 and replies == 3:
             break
         await asyncio.sleep(0.02)
-    assert states.count("confirmed") == 3 and replies == 3
+    assert found.count("confirmed") == 3 and replies == 3
     # Age two of them, and their replies; queue a fresh message that must survive whatever its age.
     await relay.spool.write(
         lambda c: c.execute(

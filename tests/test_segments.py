@@ -5,29 +5,29 @@ from __future__ import annotations
 import pytest
 
 from relay.formatters import segments
-from relay.model import Segments
+from relay.model import Encoding, Segments
 
 
 @pytest.mark.parametrize(
     ("text", "want"),
     [
-        ("", Segments("GSM-7", 0, 0)),
-        ("a" * 160, Segments("GSM-7", 160, 1)),
-        ("a" * 161, Segments("GSM-7", 161, 2)),
-        ("a" * 306, Segments("GSM-7", 306, 2)),
-        ("a" * 307, Segments("GSM-7", 307, 3)),
-        ("€" * 80, Segments("GSM-7", 160, 1)),  # extension characters count twice
-        ("€" * 81, Segments("GSM-7", 162, 2)),
-        ("a" * 152 + "€", Segments("GSM-7", 154, 1)),
-        ("a" * 153 + "{" * 4, Segments("GSM-7", 161, 2)),
-        ("я" * 70, Segments("UCS-2", 70, 1)),
-        ("я" * 71, Segments("UCS-2", 71, 2)),
-        ("я" * 134, Segments("UCS-2", 134, 2)),
-        ("я" * 135, Segments("UCS-2", 135, 3)),
-        ("a" * 69 + "я", Segments("UCS-2", 70, 1)),  # one Cyrillic letter makes it all UCS-2
-        ("🔥" * 35, Segments("UCS-2", 70, 1)),  # emoji are two UTF-16 units
-        ("🔥" * 36, Segments("UCS-2", 72, 2)),
-        ("ÄÖÑÜäöñüàèéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ@£$¥§¿¡", Segments("GSM-7", 41, 1)),
+        ("", Segments(Encoding.GSM7, 0, 0)),
+        ("a" * 160, Segments(Encoding.GSM7, 160, 1)),
+        ("a" * 161, Segments(Encoding.GSM7, 161, 2)),
+        ("a" * 306, Segments(Encoding.GSM7, 306, 2)),
+        ("a" * 307, Segments(Encoding.GSM7, 307, 3)),
+        ("€" * 80, Segments(Encoding.GSM7, 160, 1)),  # extension characters count twice
+        ("€" * 81, Segments(Encoding.GSM7, 162, 2)),
+        ("a" * 152 + "€", Segments(Encoding.GSM7, 154, 1)),
+        ("a" * 153 + "{" * 4, Segments(Encoding.GSM7, 161, 2)),
+        ("я" * 70, Segments(Encoding.UCS2, 70, 1)),
+        ("я" * 71, Segments(Encoding.UCS2, 71, 2)),
+        ("я" * 134, Segments(Encoding.UCS2, 134, 2)),
+        ("я" * 135, Segments(Encoding.UCS2, 135, 3)),
+        ("a" * 69 + "я", Segments(Encoding.UCS2, 70, 1)),  # one Cyrillic letter makes it all UCS-2
+        ("🔥" * 35, Segments(Encoding.UCS2, 70, 1)),  # emoji are two UTF-16 units
+        ("🔥" * 36, Segments(Encoding.UCS2, 72, 2)),
+        ("ÄÖÑÜäöñüàèéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ@£$¥§¿¡", Segments(Encoding.GSM7, 41, 1)),
     ],
 )
 def test_count(text: str, want: Segments) -> None:
@@ -41,7 +41,7 @@ def test_a_part_never_splits_a_character() -> None:
 
 
 def test_translit_counts_latin() -> None:
-    assert segments.count("Привет", translit=1) == Segments("GSM-7", 6, 1)  # "Privet"
+    assert segments.count("Привет", translit=1) == Segments(Encoding.GSM7, 6, 1)  # "Privet"
     assert segments.transliterate("Щука") == "Shhuka"
 
 

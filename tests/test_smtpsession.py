@@ -12,10 +12,10 @@ from aiosmtpd.smtp import SMTP, _AuthMechAttr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.listener import Handler, RelaySMTP
+from relay.smtp.handler import Handler
+from relay.smtp.session import RelaySMTP
 from tests.fakes import FakeProvider
-from tests.test_listener import Raw
-from tests.test_tls_auth import listen_extra
+from tests.helpers import Raw, listen_extra
 
 
 def normal(value: Any, owner: object, handler: object) -> Any:
@@ -44,14 +44,16 @@ async def compare(handler: Handler) -> None:
     options = handler.session_options()
     stock = RelaySMTP.__new__(RelaySMTP)
     SMTP.__init__(stock, handler, **options)
-    stock.relay_handler = handler
-    lean = RelaySMTP(handler, **options)
+    stock.sessions = handler.sessions
+    lean = RelaySMTP(handler, sessions=handler.sessions, **options)
     expected, got = state(stock, handler), state(lean, handler)
     assert sorted(got) == sorted(expected)
     for key in expected:
         assert got[key] == expected[key], key
     assert lean._smtp_methods.keys() >= {"EHLO", "MAIL", "RCPT", "DATA", "STARTTLS", "AUTH"}
-    lean2 = RelaySMTP(handler, **options)  # the cached tables bind to each session, not the first
+    lean2 = RelaySMTP(
+        handler, sessions=handler.sessions, **options
+    )  # the cached tables bind to each session, not the first
     assert lean2._smtp_methods["DATA"].__self__ is lean2
     assert lean2._auth_methods["PLAIN"].method.__self__ is lean2
 

@@ -9,17 +9,23 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay import storm, stormstore
-from relay.config import Config, ConfigError
+from relay.config.schema import Config, StormSettings
+from relay.errors import ConfigError
 from relay.formatters import segments
 from relay.parsers import command as command_parser
-from relay.spool import REPLIES_SCHEMA, SCHEMA, STORM_SCHEMA, connect
-from relay.storm import Alert, Send, StormSettings
+from relay.spool import alerts as stormstore
+from relay.spool import schema as spool_schema
+from relay.spool.sqlite import connect
+from relay.storm import pacing
+from relay.storm import plan as storm
+from relay.storm.pacing import Send
+from relay.storm.plan import Alert
 from tests.fakes import ProviderLimits
 from tests.helpers import PASSWORD, counter, make_config
 
@@ -60,12 +66,12 @@ def alert(text: str, at: float = T0, phones: tuple[str, ...] = ("+79990000001",)
 
 def test_a_repeat_within_the_window_is_counted_not_held() -> None:
     first = storm.admit(alert("disk full"), None, [], S, T0)
-    assert first.state == "held" and first.window is not None
+    assert first.state.value == "held" and first.window is not None
     assert first.window.closes == T0 + 300
     again = storm.admit(alert("disk  full\n", T0 + 10), first.window, [], S, T0 + 10)
-    assert again.state == "repeat" and again.window is not None and again.window.repeats == 1
+    assert again.state.value == "repeat" and again.window is not None and again.window.repeats == 1
     later = storm.admit(alert("disk full", T0 + 301), again.window, [], S, T0 + 301)
-    assert later.state == "held"  # the window is over: a new one opens
+    assert later.state.value == "held"  # the window is over: a new one opens
 
 
 def test_the_dedup_window_never_shorter_than_the_providers_minute() -> None:
@@ -113,10 +119,10 @@ def test_a_digest_keeps_to_max_parts_and_counts_the_rest() -> None:
 
 def test_pacing_keeps_runs_under_the_flood_limit() -> None:
     run = [Send(T0 + 30 * n, str(n)) for n in range(S.burst)]
-    assert storm.next_allowed(run[:5], 30, S.burst) == run[4].at + 30
-    assert storm.next_allowed(run, 30, S.burst) == run[-1].at + storm.FLOOD_GAP + storm.SAFETY
+    assert pacing.next_allowed(run[:5], 30, S.burst) == run[4].at + 30
+    assert pacing.next_allowed(run, 30, S.burst) == run[-1].at + pacing.FLOOD_GAP + pacing.SAFETY
     broken = [*run[:10], Send(run[9].at + 200, "x")]  # a 200 s gap ends the run
-    assert storm.next_allowed(broken, 30, S.burst) == broken[-1].at + 30
+    assert pacing.next_allowed(broken, 30, S.burst) == broken[-1].at + 30
 
 
 def test_urgent_has_no_hold_and_no_min_gap_but_keeps_the_flood_rule() -> None:
@@ -128,7 +134,7 @@ def test_urgent_has_no_hold_and_no_min_gap_but_keeps_the_flood_rule() -> None:
     assert d.text == "core switch down"
     flood = {"+79990000001": [Send(T0 - 40 + n, str(n)) for n in range(40)]}
     plan = storm.plan(T0, [a], [], flood, lambda _: s, counter())
-    assert plan.digests == () and plan.next_wake == T0 - 1 + storm.FLOOD_GAP + storm.SAFETY
+    assert plan.digests == () and plan.next_wake == T0 - 1 + pacing.FLOOD_GAP + pacing.SAFETY
 
 
 def test_the_same_text_never_goes_to_a_phone_twice_within_the_minute() -> None:
@@ -136,7 +142,7 @@ def test_the_same_text_never_goes_to_a_phone_twice_within_the_minute() -> None:
     mark = storm.text_digest("disk full")
     history = {"+79990000001": [Send(T0 - 10, mark)]}
     plan = storm.plan(T0, [alert("disk full", s=s)], [], history, lambda _: s, counter())
-    assert plan.digests == () and plan.next_wake == T0 - 10 + 60 + storm.SAFETY
+    assert plan.digests == () and plan.next_wake == T0 - 10 + 60 + pacing.SAFETY
 
 
 def test_recovery_cancels_a_held_problem_with_the_same_key() -> None:
@@ -144,16 +150,20 @@ def test_recovery_cancels_a_held_problem_with_the_same_key() -> None:
     problem = alert("Problem: CPU high. ID: 481516", s=s, id="p")
     other = alert("Problem: disk. ID: 99", s=s, id="o")
     recovery = alert("Resolved: CPU high. ID: 481516", T0 + 5, s=s, id="r")
-    assert (problem.kind, problem.key, recovery.kind, recovery.key) == (
+    assert (problem.kind.value, problem.key, recovery.kind.value, recovery.key) == (
         "problem",
         "481516",
         "recovery",
         "481516",
     )
     result = storm.admit(recovery, None, [problem, other], s, T0 + 5)
-    assert result.state == "cancelled" and result.cancels == ("p",) and result.drop_window == (problem.dedup,)
+    assert (
+        result.state.value == "cancelled"
+        and result.cancels == ("p",)
+        and result.drop_window == (problem.dedup,)
+    )
     sent_already = storm.admit(recovery, None, [], s, T0 + 5)  # the problem went out: so does this
-    assert sent_already.state == "held"
+    assert sent_already.state.value == "held"
 
 
 @pytest.mark.parametrize(
@@ -169,13 +179,13 @@ def test_recovery_cancels_a_held_problem_with_the_same_key() -> None:
 )
 def test_quiet_hours(hour: int, quiet: tuple[int, int], expect_end_hour: int | None) -> None:
     s = StormSettings(quiet_hours=quiet, quiet_tz="Europe/Moscow")
-    now = datetime(2026, 11, 22, hour, 30, tzinfo=storm.ZoneInfo("Europe/Moscow")).timestamp()
-    end = storm.quiet_until(now, s)
+    now = datetime(2026, 11, 22, hour, 30, tzinfo=ZoneInfo("Europe/Moscow")).timestamp()
+    end = pacing.quiet_until(now, s)
     if expect_end_hour is None:
         assert end is None
     else:
         assert end is not None
-        local = datetime.fromtimestamp(end, storm.ZoneInfo("Europe/Moscow"))
+        local = datetime.fromtimestamp(end, ZoneInfo("Europe/Moscow"))
         assert (local.hour, local.minute) == (expect_end_hour, 0) and 0 < end - now < 86400
 
 
@@ -228,10 +238,10 @@ class Store:
 
     def __init__(self, path: Path, cfg: Config, ids: str = "x") -> None:
         self.conn = connect(path)
-        self.conn.executescript(SCHEMA + REPLIES_SCHEMA + STORM_SCHEMA)
+        spool_schema.migrate(self.conn)
         self.cfg = cfg
         self.ids = counter(ids)
-        self.settings = stormstore.settings_for(cfg)
+        self.settings = cfg.storm_settings
 
     def admit(self, route: str, text: str, now: float, phones: tuple[str, ...] = ()) -> str:
         r = next(r for r in self.cfg.routes if r.name == route)
@@ -241,7 +251,7 @@ class Store:
             (result,) = stormstore.admit(
                 self.conn, [a], settings=self.settings, now=now, mail_from="m@x", inbound_id="<i>"
             )
-        return result.state
+        return result.state.value
 
     def tick(self, now: float) -> stormstore.Tick:
         with self.conn:
@@ -250,7 +260,7 @@ class Store:
             )
 
     def states(self) -> dict[str, int]:
-        return stormstore.counts(self.conn)
+        return {state.value: n for state, n in stormstore.counts(self.conn).items()}
 
 
 def commands(tick: stormstore.Tick) -> list[command_parser.Command]:

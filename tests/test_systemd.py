@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeProvider
-from tests.test_daemon import message, smtplib_send
+from tests.helpers import message, smtplib_send
 
 pytestmark = pytest.mark.timeout(60)
 UNIT = Path(__file__).parent.parent / "systemd" / "smsc-relay.service"

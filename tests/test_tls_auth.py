@@ -9,17 +9,12 @@ from typing import Any
 
 import pytest
 
-from relay import auth, cli
+from relay.cli import main as cli
+from relay.smtp import auth
 from tests.fakes import FakeProvider, wait_for
-from tests.test_daemon import message
-from tests.test_listener import Raw
+from tests.helpers import Raw, listen_extra, message
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def listen_extra(files: dict[str, Any], required: bool = False, tls_required: bool = False) -> str:
-    return (f"  tls: {{cert: {files['pem']}, key: {files['pem']}, required: {str(tls_required).lower()}}}\n"
-            f"  auth: {{users_file: {files['users']}, required: {str(required).lower()}}}\n")  # fmt: skip
 
 
 def send(port: int, context: ssl.SSLContext, user: str | None, password: str = "s3cret-pw") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from relay.config import ProviderConfig
+from relay.config.schema import ProviderConfig
 from relay.formatters import command, email2sms, mime, segments
 from relay.model import ProviderMail, RouteMode, Segments, SmsRequest
 

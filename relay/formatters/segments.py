@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.model import Segments
+from relay.model import Encoding, Segments
 
 # GSM 03.38 default alphabet (one septet each) and extension table (escape + char: two septets).
 GSM_BASIC = frozenset(
@@ -33,14 +33,14 @@ _GSM_FOLD = str.maketrans(
     }
 )  # fmt: skip
 
-SINGLE = {"GSM-7": 160, "UCS-2": 70}
-MULTI = {"GSM-7": 153, "UCS-2": 67}
+SINGLE = {Encoding.GSM7: 160, Encoding.UCS2: 70}
+MULTI = {Encoding.GSM7: 153, Encoding.UCS2: 67}
 
 
 def fold_to_gsm(text: str) -> str:
     """Replace typography with GSM-7 look-alikes when that makes the whole text GSM-7."""
     folded = text.translate(_GSM_FOLD)
-    return folded if folded != text and encoding_for(folded) == "GSM-7" else text
+    return folded if folded != text and encoding_for(folded) is Encoding.GSM7 else text
 
 
 def transliterate(text: str) -> str:
@@ -58,8 +58,8 @@ def transliterate(text: str) -> str:
 GSM_ALL = GSM_BASIC | GSM_EXTENSION
 
 
-def encoding_for(text: str) -> str:
-    return "GSM-7" if GSM_ALL.issuperset(text) else "UCS-2"
+def encoding_for(text: str) -> Encoding:
+    return Encoding.GSM7 if GSM_ALL.issuperset(text) else Encoding.UCS2
 
 
 def count(text: str, *, translit: int = 0) -> Segments:
@@ -68,7 +68,7 @@ def count(text: str, *, translit: int = 0) -> Segments:
         text = transliterate(text)
     encoding = encoding_for(text)
     # Extension characters take two septets; astral characters (emoji) two UTF-16 units.
-    if encoding == "GSM-7":
+    if encoding is Encoding.GSM7:
         doubles = sum(text.count(ch) for ch in GSM_EXTENSION) if not GSM_EXTENSION.isdisjoint(text) else 0
     else:
         doubles = sum(1 for ch in text if ord(ch) > 0xFFFF) if not text.isascii() else 0
@@ -80,7 +80,7 @@ def count(text: str, *, translit: int = 0) -> Segments:
         return Segments(encoding, total, -(-total // limit))
     parts, used = 1, 0
     for ch in text:
-        size = 2 if (ch in GSM_EXTENSION if encoding == "GSM-7" else ord(ch) > 0xFFFF) else 1
+        size = 2 if (ch in GSM_EXTENSION if encoding is Encoding.GSM7 else ord(ch) > 0xFFFF) else 1
         if used + size > limit:
             parts += 1
             used = 0

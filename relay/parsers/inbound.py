@@ -19,7 +19,7 @@ from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 
-from relay.config import ParsingConfig
+from relay.config.schema import ParsingConfig
 from relay.model import BodySource, InboundMail
 from relay.parsers import charsets, cleanup
 

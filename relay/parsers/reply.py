@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from relay.config import ParsingConfig
+from relay.config.schema import ParsingConfig
 from relay.model import ProviderReply, ReplyKind
 from relay.parsers import inbound
 

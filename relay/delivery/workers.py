@@ -12,57 +12,50 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from relay.config import ProviderConfig
-from relay.dkimsig import Signer
+from relay.config.schema import DkimKey, ProviderConfig
+from relay.delivery import dkim
+from relay.delivery.retry import RetryPolicy
+from relay.delivery.transport import Outgoing, Transport
+from relay.errors import DeliveryError, UpstreamDeferred
 from relay.formatters import provider as provider_fmt
 from relay.metrics import Metrics
 from relay.model import State
-from relay.senders import DeliveryError, Sender
-from relay.spool import Row, Spool
+from relay.spool.interface import Spool
+from relay.spool.messages import Row
 
 log = logging.getLogger("relay.delivery")
 IDLE_POLL = 5.0  # seconds
 CLAIM_BATCH = 8  # rows a worker takes at a time: fewer transactions, still spread over workers
 READY_LIMIT = 256  # fresh rows held in memory for the workers
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    min_backoff: float = 30.0
-    max_backoff: float = 3600.0
-    max_age: float = 86400.0  # an SMS alert older than a day is noise
-    jitter: float = 0.2
-
-    def delay(self, attempts: int) -> float:
-        base = min(self.max_backoff, self.min_backoff * 2 ** max(0, attempts - 1))
-        return float(base * random.uniform(1 - self.jitter, 1 + self.jitter))
+FAULT_NAP = 5.0  # a worker's pause after a fault of ours, so a persistent one cannot spin
 
 
 class Deliverer:
     def __init__(
         self,
         spool: Spool,
-        make_sender: Callable[[], Sender],
+        make_transport: Callable[[], Transport],
         unmask: Callable[[bytes], bytes],
         *,
-        signer: Callable[[], Signer | None] = lambda: None,
+        metrics: Metrics,
+        dkim_key: Callable[[], DkimKey | None] = lambda: None,
         on_failed: Callable[[str], None] = lambda relay_id: None,
         concurrency: int = 2,
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.spool = spool
-        self.make_sender = make_sender
+        self.make_transport = make_transport
         self.unmask = unmask
-        self.signer = signer
-        self.on_failed = on_failed  # a request failed for good: tell its sender (relay/notify.py)
-        self.metrics = Metrics()  # the daemon passes its own
+        self.dkim_key = dkim_key  # the key in force at send time (SIGHUP may change it)
+        self.on_failed = on_failed  # a request failed for good: tell its sender (notices.py)
+        self.metrics = metrics
         self.concurrency = concurrency
-        self.policy = policy
+        self.policy = policy or RetryPolicy()
+        self.clock = clock
         self._wake = asyncio.Event()
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
@@ -74,6 +67,11 @@ class Deliverer:
         self._ready: collections.deque[Row] = collections.deque()
         self.pause_reason = ""  # set while a provider error holds the whole queue
         self._control_checked = 0.0
+
+    @property
+    def paused_until(self) -> float:
+        """Until when every worker holds off (a provider error or an unusable upstream)."""
+        return self._paused_until
 
     def pause(self, until: float, reason: str) -> None:
         """Hold all delivery until `until` (a provider error that every request would hit)."""
@@ -87,7 +85,7 @@ class Deliverer:
         )
 
     def resume(self) -> None:
-        if self._paused_until > time.time():
+        if self._paused_until > self.clock():
             log.warning("event=delivery_resumed")
         self._paused_until = 0.0
         self._pause = 0.0
@@ -96,7 +94,7 @@ class Deliverer:
 
     async def _sync_control(self) -> None:
         """Follow the spool's `paused_until` (set by a reply, cleared by `queue resume`)."""
-        now = time.time()
+        now = self.clock()
         if now - self._control_checked < 1.0:
             return
         self._control_checked = now
@@ -111,7 +109,7 @@ class Deliverer:
         """Whether new rows may be inserted as claimed and handed over with `take()`."""
         return (
             not self._stopping
-            and time.time() >= self._paused_until
+            and self.clock() >= self._paused_until
             and len(self._ready) + count <= READY_LIMIT
         )
 
@@ -145,24 +143,26 @@ class Deliverer:
             log.warning("event=delivery_stop_timeout unfinished=%d", len(pending))
 
     async def _worker(self, index: int) -> None:
-        sender = self.make_sender()
+        transport = self.make_transport()
         try:
             while not self._stopping:
                 try:
-                    await self._work_once(sender)
+                    await self._work_once(transport)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # a worker must outlive any one fault, or delivery stops silently
-                    log.exception("event=delivery_error worker=%d note='retrying in 5 s'", index)
-                    await self._sleep(5.0)
+                    log.exception(
+                        "event=delivery_error worker=%d note='retrying in %.0f s'", index, FAULT_NAP
+                    )
+                    await self._sleep(FAULT_NAP)
         finally:
             with contextlib.suppress(Exception):
-                await sender.close()
+                await transport.close()
 
-    async def _work_once(self, sender: Sender) -> None:
+    async def _work_once(self, transport: Transport) -> None:
         """Take due rows (handed over, or claimed from the spool) and deliver them."""
         await self._sync_control()
-        now = time.time()
+        now = self.clock()
         if now < self._paused_until:
             # Short naps, so that `queue resume` from another process is seen promptly.
             await self._sleep(min(self._paused_until - now, 1.0))
@@ -172,13 +172,13 @@ class Deliverer:
         if not rows:
             due = await self.spool.next_due()
             # Another process (`queue retry`) may queue rows without waking us: look again soon.
-            await self._sleep(IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - time.time())))
+            await self._sleep(IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - self.clock())))
             return
         for i, row in enumerate(rows):
-            if self._stopping or time.time() < self._paused_until:
+            if self._stopping or self.clock() < self._paused_until:
                 await self._unclaim(rows[i:])
                 break
-            await self._deliver(sender, row)
+            await self._deliver(transport, row)
 
     async def _unclaim(self, rows: list[Row]) -> None:
         """Not attempted: back to the queue as they were, without counting a try."""
@@ -192,21 +192,22 @@ class Deliverer:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
-    async def _deliver(self, sender: Sender, row: Row) -> None:
+    async def _deliver(self, transport: Transport, row: Row) -> None:
         self.in_flight.add(row.id)
         try:
             try:
-                message = self.unmask(row.message) if row.masked and sender.needs_credentials else row.message
-                signer = self.signer()
-                if signer is not None:
-                    message = await asyncio.to_thread(signer.sign, message)  # RSA in Python: off the loop
-                reply = await sender.send(row.id, row.upstream_from, row.upstream_to, message)
+                needs_secret = row.masked and transport.needs_credentials
+                message = self.unmask(row.message) if needs_secret else row.message
+                key = self.dkim_key()
+                if key is not None:
+                    message = await asyncio.to_thread(dkim.sign, key, message)  # RSA in Python: off the loop
+                accepted = await transport.send(Outgoing(row.id, row.upstream_from, row.upstream_to, message))
             except DeliveryError as exc:
                 await self._failed_attempt(row, exc)
                 return
             except Exception as exc:  # a fault of ours: this attempt failed; the message is retried
                 log.exception("event=delivery_error id=%s", row.id)
-                await self._failed_attempt(row, DeliveryError(f"internal error: {exc!r}", temporary=True))
+                await self._failed_attempt(row, UpstreamDeferred(f"internal error: {exc!r}"))
                 return
             except asyncio.CancelledError:
                 # Stopping mid-send: the outcome is unknown, so it goes back to the queue
@@ -217,17 +218,21 @@ class Deliverer:
             await self.spool.finish(row.id, State.SENT, last_error="", error_code=None)
             self.metrics.requests.labels("sent").inc()
             self.metrics.parts_sent.inc(row.parts * max(1, len(row.phones)))
-            self.metrics.accept_to_provider.observe(max(0.0, time.time() - row.created))
+            self.metrics.accept_to_provider.observe(max(0.0, self.clock() - row.created))
             log.info(
-                "event=sent id=%s route=%s attempts=%d upstream=%r", row.id, row.route, row.attempts, reply
+                "event=sent id=%s route=%s attempts=%d upstream=%r",
+                row.id,
+                row.route,
+                row.attempts,
+                accepted.reply,
             )
         finally:
             self.in_flight.discard(row.id)
 
     async def _failed_attempt(self, row: Row, exc: DeliveryError) -> None:
         if exc.connection:
-            self._pause = min(self.policy.max_backoff, max(self.policy.min_backoff / 6, self._pause * 2))
-            self._paused_until = time.time() + self._pause
+            self._pause = self.policy.upstream_pause(self._pause)
+            self._paused_until = self.clock() + self._pause
             log.warning("event=upstream_unavailable pause=%.0fs error=%r", self._pause, exc.text)
         if not exc.temporary:
             await self.spool.finish(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
@@ -235,7 +240,7 @@ class Deliverer:
             self.metrics.requests.labels("failed").inc()
             self.on_failed(row.id)
             return
-        if time.time() - row.created > self.policy.max_age:
+        if self.clock() - row.created > self.policy.max_age:
             await self.spool.finish(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
             log.error("event=expired id=%s attempts=%d error=%r", row.id, row.attempts, exc.text)
             self.metrics.requests.labels("expired").inc()
@@ -243,7 +248,11 @@ class Deliverer:
             return
         delay = self.policy.delay(row.attempts)
         await self.spool.finish(
-            row.id, State.DEFERRED, next_attempt=time.time() + delay, last_error=exc.text, error_code=exc.code
+            row.id,
+            State.DEFERRED,
+            next_attempt=self.clock() + delay,
+            last_error=exc.text,
+            error_code=exc.code,
         )
         log.warning(
             "event=deferred id=%s attempts=%d retry_in=%.0fs error=%r", row.id, row.attempts, delay, exc.text

@@ -1,62 +1,26 @@
-"""Route definitions: what each recipient pattern turns into; read and checked from the config."""
+"""The `routes:` section: what each recipient pattern turns into, read and checked."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 import string
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from relay import fields
-from relay.configread import Reader
+from relay.config.reader import Reader
+from relay.config.schema import (
+    MAX_PARTS_LIMIT,
+    PREFIXES,
+    TEMPLATE_FIELDS,
+    ProviderConfig,
+    Route,
+    StormSettings,
+    default,
+)
 from relay.errors import Problem
 from relay.model import Options, RouteMode
-from relay.storm import FLOOD_LIMIT, REPEAT_WINDOW, StormSettings
-
-if TYPE_CHECKING:
-    from relay.config import ProviderConfig
-
-# Message-type prefixes of the provider (SMTP page): written at the start of the text.
-PREFIXES = {
-    "sms": "",
-    "call": "__CALL__: ",
-    "viber": "__VIBER__: ",
-    "soc": "__SOC__: ",
-    "mail": "__MAIL__: ",
-    "bot": "__BOT__: ",
-    "ping": "__PING__",  # no text: the prefix is the whole message
-    "hlr": "__HLR__",
-}
-TEMPLATE_FIELDS = frozenset({"subject", "text", "from", "to"})
-MAX_PARTS_LIMIT = 15  # 1000 characters of UCS-2 are 15 parts of 67
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    name: str
-    recipient: re.Pattern[str]
-    mode: RouteMode = RouteMode.COMMAND
-    sender_match: re.Pattern[str] | None = None
-    subject_match: re.Pattern[str] | None = None
-    phones: tuple[str, ...] = ()
-    options: Options = field(default_factory=Options)
-    message_type: str = "sms"
-    comment: str = ""
-    template: str | None = None  # None: "{subject}\n{text}", without repeating the subject
-    max_parts: int = 0
-    marker: str = "..."
-    keep_credentials: bool = False  # passthrough: keep the login/password the mail carries
-    storm: StormSettings | None = None  # alert-storm control (relay/storm.py); None: send each mail
-
-    @property
-    def prefix(self) -> str:
-        return PREFIXES[self.message_type]
-
-    @property
-    def translit(self) -> int:
-        return int(self.options.translit or 0)
+from relay.storm.pacing import FLOOD_LIMIT, REPEAT_WINDOW
 
 
 def read_routes(
@@ -82,7 +46,7 @@ def _route(
     r: Reader, index: int, aliases: dict[str, tuple[str, ...]], provider: ProviderConfig
 ) -> Route | None:
     name = r.value("name", str, f"route{index + 1}")
-    mode_name = r.choice("mode", "command", tuple(m.value for m in RouteMode))
+    mode_name = r.choice("mode", default(Route, "mode").value, tuple(m.value for m in RouteMode))
     mode = RouteMode(mode_name)
     match = r.child("match")
     recipient = _regex(match, "recipient", required=True)
@@ -110,11 +74,11 @@ def _route(
         subject_match=subject_match,
         phones=phones,
         options=options,
-        message_type=r.choice("type", "sms", tuple(PREFIXES)),
+        message_type=r.choice("type", default(Route, "message_type"), tuple(PREFIXES)),
         comment=comment,
         template=template,
-        max_parts=r.integer("max_parts", 0, 0, MAX_PARTS_LIMIT),
-        marker=r.value("truncation_marker", str, "..."),
+        max_parts=r.integer("max_parts", default(Route, "max_parts"), 0, MAX_PARTS_LIMIT),
+        marker=r.value("truncation_marker", str, default(Route, "marker")),
         keep_credentials=r.choice("credentials", "config", ("config", "keep")) == "keep",
     )
     route = _storm(r, route)

@@ -15,8 +15,9 @@ from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 
-from relay.config import NotifyConfig
-from relay.spool import Row, Spool
+from relay.config.schema import NotifyConfig
+from relay.spool.interface import Spool
+from relay.spool.messages import Row
 
 log = logging.getLogger("relay.notify")
 
@@ -68,9 +69,11 @@ class Notifier:
         self.reporting_host = reporting_host
         self.reply_address = reply_address
         self.tasks: set[asyncio.Task[None]] = set()
+        self.requested = 0  # failures reported to it so far (for stats and tests)
 
     def failed(self, relay_id: str) -> None:
         """Fire and forget: the caller's work (SMTP reply, delivery) does not wait for it."""
+        self.requested += 1
         task = asyncio.create_task(self._send(relay_id))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -1,4 +1,5 @@
-"""aiosmtpd's SMTP protocol without its per-connection introspection.
+"""One SMTP session: aiosmtpd's protocol without its per-connection introspection, the relay's
+limits on top (RelaySMTP), and the open sessions (Sessions: the connection cap, the drain).
 
 For every connection, aiosmtpd 1.4's ``SMTP.__init__`` rebuilds the tables of its own ``smtp_*``
 and ``auth_*`` methods and of the handler's ``handle_*`` hooks with ``inspect.getmembers()`` and
@@ -16,6 +17,7 @@ tests rather than misbehaving in production (pyproject pins aiosmtpd below 1.5 f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import ssl
 import weakref
@@ -25,7 +27,17 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
 
-from aiosmtpd.smtp import CALL_LIMIT_DEFAULT, SMTP, AuthenticatorType, _AuthMechAttr, login_always_fail
+from aiosmtpd.smtp import (
+    CALL_LIMIT_DEFAULT,
+    SMTP,
+    AuthenticatorType,
+    Session,
+    _AuthMechAttr,
+    login_always_fail,
+)
+
+from relay import replies
+from relay.config.schema import ListenConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +179,74 @@ class LeanSMTP(SMTP):
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None
         return addr, rest
+
+
+def tls_context(listen: ListenConfig) -> ssl.SSLContext | None:
+    """The STARTTLS context for listen.tls, or None when TLS is not configured."""
+    if not (listen.tls_cert and listen.tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(listen.tls_cert, listen.tls_key)
+    return context
+
+
+class RelaySMTP(LeanSMTP):
+    """aiosmtpd's SMTP with the limits legacy senders need and a connection cap."""
+
+    # Some loggers send one very long line; aiosmtpd's default (1001) would answer 500.
+    line_length_limit = 1 << 17
+
+    def __init__(self, handler: Any, *, sessions: Sessions, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.sessions = sessions
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None and not self.sessions.admit(self):  # not a STARTTLS re-entry
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(f"{replies.S421_TOO_MANY_CONNECTIONS}\r\n".encode())
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.sessions.release(self)
+        if self.session is not None:
+            super().connection_lost(error)
+
+
+class Sessions:
+    """Open SMTP sessions: capped, and waited for on shutdown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: set[RelaySMTP] = set()
+        self.busy: set[Session] = set()  # sessions inside handle_DATA: never cut off mid-write
+        self.accepting = True
+
+    def admit(self, protocol: RelaySMTP) -> bool:
+        if not self.accepting or len(self.open) >= self.limit:
+            return False
+        self.open.add(protocol)
+        return True
+
+    def release(self, protocol: RelaySMTP) -> None:
+        self.open.discard(protocol)
+
+    async def drain(self, deadline: float) -> None:
+        """Shutdown: no new sessions; a session mid-DATA-handling finishes, the others are told
+        421 and closed (their clients keep the mail and retry)."""
+        self.accepting = False
+        loop = asyncio.get_running_loop()
+        while self.open and loop.time() < deadline:
+            for proto in list(self.open):
+                transport = proto.transport
+                if proto.session in self.busy:
+                    continue
+                self.release(proto)
+                if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+                    continue
+                # A TLS session whose peer just left can fail to write: it is closing anyway.
+                with contextlib.suppress(OSError, RuntimeError, AttributeError):
+                    transport.write(f"{replies.S421_SHUTTING_DOWN}\r\n".encode())
+                transport.close()
+            await asyncio.sleep(0.02)  # a busy session's DATA handling is finishing

@@ -1,9 +1,9 @@
 """Alert-storm state in the spool: held alerts, dedup windows, what each phone was sent.
 
-These functions run inside a spool transaction (Spool.write), so admitting a mail's alerts
-commits before the client's 250, and a planner tick that turns held alerts into a provider
-request marks them sent in the same transaction that queues the request: a crash or restart
-neither loses a held alert nor sends one twice. The decisions are relay/storm.py's.
+These functions run inside a spool transaction, so admitting a mail's alerts commits before the
+client's 250, and a planner tick that turns held alerts into a provider request marks them sent
+in the same transaction that queues the request: a crash or restart neither loses a held alert
+nor sends one twice. The decisions are relay/storm/plan.py's.
 """
 
 from __future__ import annotations
@@ -14,23 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from relay import storm
-from relay.config import Config
+from relay.config.schema import Config, StormSettings
 from relay.formatters import provider
-from relay.model import State
+from relay.model import AlertKind, AlertState, State
 from relay.pipeline import digest_request
-from relay.spool import Row, insert_rows, new_rows
-from relay.storm import Admission, Alert, StormSettings, Window
+from relay.spool.messages import Row, insert, new_rows
+from relay.storm import plan as storm
+from relay.storm.pacing import Send
+from relay.storm.plan import Admission, Alert, Window
 
-# The tables are in relay/spool.py (STORM_SCHEMA), created with the rest of the spool.
+HELD = AlertState.HELD.value
 HISTORY = 86400.0  # phone_sends kept this long: far more than any run the flood rule counts
-
-
-def settings_for(config: Config) -> Callable[[str], StormSettings]:
-    """A route's storm settings by name; a route removed by a reload keeps the defaults, so
-    what it held still goes out."""
-    by_name = {r.name: r.storm for r in config.routes if r.storm is not None}
-    return lambda name: by_name.get(name) or StormSettings()
 
 
 def admit(
@@ -49,13 +43,12 @@ def admit(
         row = conn.execute("SELECT * FROM dedup_windows WHERE key = ?", (alert.dedup,)).fetchone()
         window = _window(row) if row else None
         held = []
-        if alert.kind == storm.RECOVERY and alert.key:
+        if alert.kind is AlertKind.RECOVERY and alert.key:
             held = [
                 _alert(r)
                 for r in conn.execute(
-                    "SELECT * FROM alerts WHERE state = 'held' AND route = ? AND alert_key = ?"
-                    " AND phones = ?",
-                    (alert.route, alert.key, phones),
+                    "SELECT * FROM alerts WHERE state = ? AND route = ? AND alert_key = ? AND phones = ?",
+                    (HELD, alert.route, alert.key, phones),
                 )
             ]
         result = storm.admit(alert, window, held, settings(alert.route), now)
@@ -65,17 +58,15 @@ def admit(
         if result.cancels:
             marks = ",".join("?" * len(result.cancels))
             note = f"recovered before it was sent ({alert.id})"
-            sql = (
-                "UPDATE alerts SET state = 'cancelled', note = ?, updated = ? WHERE state = 'held' AND id IN"
-            )
-            conn.execute(f"{sql} ({marks})", (note, now, *result.cancels))
+            sql = "UPDATE alerts SET state = ?, note = ?, updated = ? WHERE state = ? AND id IN"
+            conn.execute(f"{sql} ({marks})", (AlertState.CANCELLED.value, note, now, HELD, *result.cancels))
         for key in result.drop_window:
             conn.execute("DELETE FROM dedup_windows WHERE key = ?", (key,))
         if result.ends_problem:
             conn.execute(
                 "DELETE FROM dedup_windows WHERE key IN (SELECT dedup FROM alerts WHERE route = ?"
-                " AND phones = ? AND alert_key = ? AND kind = 'problem')",
-                (alert.route, phones, alert.key),
+                " AND phones = ? AND alert_key = ? AND kind = ?)",
+                (alert.route, phones, alert.key, AlertKind.PROBLEM.value),
             )
         if result.window:
             w = result.window
@@ -106,19 +97,20 @@ def tick(
 ) -> Tick:
     """Plan, and queue what is due: one transaction. `now` is the planner's clock; `wall` (default
     `now`) stamps the queued requests, which delivery schedules by the real clock."""
-    held = [_alert(r) for r in conn.execute("SELECT * FROM alerts WHERE state = 'held'")]
+    held = [_alert(r) for r in conn.execute("SELECT * FROM alerts WHERE state = ?", (HELD,))]
     windows = [
         _window(r)
         for r in conn.execute("SELECT * FROM dedup_windows WHERE repeats > 0 OR closes <= ?", (now,))
     ]
-    history: dict[str, list[storm.Send]] = {}
+    history: dict[str, list[Send]] = {}
     for phone, at, digest in conn.execute(
         "SELECT phone, at, digest FROM phone_sends WHERE at > ? ORDER BY at", (now - HISTORY,)
     ):
-        history.setdefault(phone, []).append(storm.Send(at, digest))
-    plan = storm.plan(now, held, windows, history, settings_for(config), new_id)
+        history.setdefault(phone, []).append(Send(at, digest))
+    plan = storm.plan(now, held, windows, history, config.storm_settings, new_id)
     for a in plan.followups:
-        _insert(conn, a, "held", mail_from="", inbound_id="", note="repeat count of a dedup window", now=now)
+        note = "repeat count of a dedup window"
+        _insert(conn, a, AlertState.HELD, mail_from="", inbound_id="", note=note, now=now)
     for key in plan.closed:
         conn.execute("DELETE FROM dedup_windows WHERE key = ?", (key,))
     routes = {r.name: r for r in config.routes}
@@ -132,14 +124,12 @@ def tick(
         mail = provider.build(request, config.provider, hostname=hostname, now=stamp, with_secret=False)
         stamp_now = now if wall is None else wall
         queued = new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=stamp_now)
-        insert_rows(conn, queued)
+        insert(conn, queued)
         rows.extend(queued)
         for d in digests:
             marks = ",".join("?" * len(d.alerts))
-            sql = (
-                "UPDATE alerts SET state = 'sent', message_id = ?, updated = ? WHERE state = 'held' AND id IN"
-            )
-            conn.execute(f"{sql} ({marks})", (request.relay_id, now, *d.alerts))
+            sql = "UPDATE alerts SET state = ?, message_id = ?, updated = ? WHERE state = ? AND id IN"
+            conn.execute(f"{sql} ({marks})", (AlertState.SENT.value, request.relay_id, now, HELD, *d.alerts))
     conn.executemany(
         "INSERT INTO phone_sends (phone, at, digest) VALUES (?, ?, ?)",
         [(phone, s.at, s.digest) for phone, sends in plan.sends.items() for s in sends],
@@ -149,20 +139,28 @@ def tick(
 
 
 def _insert(
-    conn: sqlite3.Connection, a: Alert, state: str, *, mail_from: str, inbound_id: str, note: str, now: float
+    conn: sqlite3.Connection,
+    a: Alert,
+    state: AlertState,
+    *,
+    mail_from: str,
+    inbound_id: str,
+    note: str,
+    now: float,
 ) -> None:
     conn.execute(
         "INSERT INTO alerts (id, route, phones, text, kind, alert_key, dedup, urgent, received, due,"
         " state, mail_from, inbound_id, note, updated, rcpt)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (a.id, a.route, json.dumps(a.phones), a.text, a.kind, a.key, a.dedup, int(a.urgent), a.received,
-         a.due, state, mail_from, inbound_id, note, now, a.rcpt),
+        (a.id, a.route, json.dumps(a.phones), a.text, a.kind.value, a.key, a.dedup, int(a.urgent),
+         a.received, a.due, state.value, mail_from, inbound_id, note, now, a.rcpt),
     )  # fmt: skip
 
 
 def _alert(r: sqlite3.Row) -> Alert:
     return Alert(
-        id=r["id"], route=r["route"], phones=tuple(json.loads(r["phones"])), text=r["text"], kind=r["kind"],
+        id=r["id"], route=r["route"], phones=tuple(json.loads(r["phones"])), text=r["text"],
+        kind=AlertKind(r["kind"]),
         key=r["alert_key"], dedup=r["dedup"], urgent=bool(r["urgent"]), received=r["received"], due=r["due"],
         rcpt=r["rcpt"],
     )  # fmt: skip
@@ -175,15 +173,16 @@ def _window(r: sqlite3.Row) -> Window:
     )  # fmt: skip
 
 
-def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state")}
+def counts(conn: sqlite3.Connection) -> dict[AlertState, int]:
+    found = conn.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state")
+    return {AlertState(state): n for state, n in found}
 
 
 def list_alerts(
-    conn: sqlite3.Connection, limit: int = 1000, state: str | None = None
+    conn: sqlite3.Connection, limit: int = 1000, state: AlertState | None = None
 ) -> list[dict[str, object]]:
     """Alerts, newest first (for `queue alerts`)."""
-    where, params = ("WHERE state = ?", [state]) if state else ("", [])
+    where, params = ("WHERE state = ?", [state.value]) if state else ("", [])
     out = []
     for r in conn.execute(f"SELECT * FROM alerts {where} ORDER BY received DESC LIMIT ?", (*params, limit)):
         d = dict(r)
@@ -191,3 +190,24 @@ def list_alerts(
         d["urgent"] = bool(d["urgent"])
         out.append(d)
     return out
+
+
+def senders(conn: sqlite3.Connection, relay_id: str) -> dict[str, list[str]]:
+    """For a storm digest: the original envelope senders of the alerts in it, each with the
+    addresses it mailed (a failure notice goes to each of them)."""
+    found: dict[str, list[str]] = {}
+    for mail_from, rcpt in conn.execute(
+        "SELECT mail_from, rcpt FROM alerts WHERE message_id = ? ORDER BY received", (relay_id,)
+    ):
+        rcpts = found.setdefault(mail_from, [])
+        if rcpt and rcpt not in rcpts:
+            rcpts.append(rcpt)
+    return found
+
+
+def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+    """Alerts that are done (sent, counted, cancelled): their SMS is a message row already."""
+    return conn.execute(
+        "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE state != ? AND updated < ? LIMIT ?)",
+        (HELD, older_than, limit),
+    ).rowcount

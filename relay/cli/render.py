@@ -1,4 +1,4 @@
-"""Command line: serve | check | render | queue | stats (DESIGN.md section 6)."""
+"""`smsc-relay render`: the pure core on one mail, printed as the daemon would send it."""
 
 from __future__ import annotations
 
@@ -10,44 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from relay import config as config_mod
 from relay import pipeline
-from relay.config import Config
-from relay.errors import ConfigError, RelayError
+from relay.config.load import load
+from relay.config.schema import Config
+from relay.errors import Exit, RelayError
 from relay.formatters import mime
 from relay.ids import new_id
-from relay.model import ProviderMail
-
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 2, 65, 66
-DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
+from relay.model import Encoding, ProviderMail
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EX_USAGE
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return config_mod.EX_CONFIG
-    except KeyboardInterrupt:
-        return 130
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smsc-relay", description="E-mail to SMS relay for SMS Centre.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
-    )
-    sub = parser.add_subparsers(metavar="COMMAND")
-
-    p = sub.add_parser("check", parents=[common], help="validate the config; exit 0 or 78")
-    p.set_defaults(func=cmd_check)
-
+def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("render", parents=[common], help="show what one mail becomes, without sending")
     p.add_argument("file", nargs="?", default="-", help="the mail (RFC 5322); - or nothing for stdin")
     p.add_argument("--from", dest="mail_from", default="", help="envelope sender")
@@ -61,32 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_render)
 
-    _add_daemon_commands(sub, common)
-    return parser
-
-
-def _add_daemon_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    from relay import daemon_cli
-
-    daemon_cli.add_commands(sub, common)
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
-    print(
-        f"{args.config}: OK ({len(cfg.routes)} route(s); provider {', '.join(cfg.provider.hosts)}"
-        f"{'; dry-run outbox ' + str(cfg.provider.outbox) if cfg.provider.outbox else ''})"
-    )
-    return EX_OK
-
 
 def cmd_render(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = load(args.config)
     try:
         raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         print(f"smsc-relay: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return EX_NOINPUT
+        return Exit.NOINPUT
     rcpt = args.rcpt or pipeline.header_recipients(raw)
     try:
         result = pipeline.render(
@@ -104,7 +58,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             reply = exc.reply
             print(json.dumps({"error": {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}}))
         print(f"smsc-relay: rejected: {exc.reply}", file=sys.stderr)
-        return EX_DATAERR
+        return Exit.DATAERR
     host = cfg.listen.hostname or socket.getfqdn()
     held = pipeline.preview_alerts(result, config=cfg, now=datetime.now(UTC), hostname=host)
     if args.json:
@@ -113,7 +67,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         _print_text(result, held, cfg)
-    return EX_OK
+    return Exit.OK
 
 
 def _held(cfg: Config, route_name: str) -> str:
@@ -135,7 +89,7 @@ def _as_json(result: pipeline.Rendered, m: ProviderMail) -> dict[str, Any]:
         "phones": list(m.phones),
         "text": m.texts[0] if len(m.texts) == 1 else list(m.texts),
         "parts": m.segments.parts,
-        "encoding": m.segments.encoding,
+        "encoding": m.segments.encoding.value,
         "units": m.segments.units,
         "upstream": {"mail_from": m.mail_from, "rcpt_to": m.rcpt_to},
         "command": mime.readable(m.masked.encode("ascii")).split("\n\n", 1)[1].rstrip("\n"),
@@ -164,8 +118,8 @@ def _print_text(
         for text in m.texts:
             print("text:     " + text.replace("\n", "\n          "))
         seg = m.segments
-        unit = "septets" if seg.encoding == "GSM-7" else "UCS-2 units"
-        print(f"parts:    {seg.parts} ({seg.encoding}, {seg.units} {unit})")
+        unit = "septets" if seg.encoding is Encoding.GSM7 else "UCS-2 units"
+        print(f"parts:    {seg.parts} ({seg.encoding.value}, {seg.units} {unit})")
         print("provider mail (password shown as ***):")
         readable = mime.readable(m.masked.encode("ascii"))
         print("  " + readable.rstrip("\n").replace("\n", "\n  "))

@@ -1,6 +1,6 @@
 """Runs the alert-storm planner: held alerts become digest SMS when they fall due.
 
-One task. It runs a planner tick (relay/stormstore.py: plan and queue, in one spool
+One task. It runs a planner tick (Spool.storm_tick: plan and queue, in one spool
 transaction) when the listener admits an alert due sooner than the next planned tick, and at
 the time the last tick said something will be due; never less often than once a minute, so a
 clock jump or a reload is picked up. The clock is injectable: tests run storms in simulated time.
@@ -14,23 +14,22 @@ import logging
 import time
 from collections.abc import Callable
 
-from relay import stormstore
-from relay.config import Config
+from relay.config.schema import Config
 from relay.ids import new_id
-from relay.listener import Delivery
-from relay.spool import Spool
+from relay.smtp.handler import Delivery
+from relay.spool.interface import Spool
 
-log = logging.getLogger("relay.holder")
+log = logging.getLogger("relay.storm")
 MAX_SLEEP = 60.0
 RETRY_AFTER_ERROR = 5.0
 
 
-class Holder:
+class StormRunner:
     def __init__(
         self,
         spool: Spool,
         config: Callable[[], Config],
-        hostname: Callable[[], str],
+        hostname: str,
         delivery: Delivery,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -45,12 +44,17 @@ class Holder:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="storm-holder")
+        self._task = asyncio.create_task(self._run(), name="storm-runner")
 
     def due(self, at: float) -> None:
         """An alert was admitted that is due at `at`: look sooner if that is before the plan."""
         if self._next is None or at < self._next:
             self._wake.set()
+
+    @property
+    def next_tick(self) -> float | None:
+        """When the last tick said something will be due (the planner's clock), if anything."""
+        return self._next
 
     def wake(self) -> None:
         self._wake.set()
@@ -70,13 +74,9 @@ class Holder:
     async def _tick(self) -> float:
         """One planner tick; returns how long to sleep."""
         now = self.clock()
-        cfg, host = self.config(), self.hostname()
+        cfg, host = self.config(), self.hostname
         try:
-            result = await self.spool.write(
-                lambda conn: stormstore.tick(
-                    conn, now=now, config=cfg, hostname=host, new_id=new_id, wall=time.time()
-                )
-            )
+            result = await self.spool.storm_tick(now=now, config=cfg, hostname=host, new_id=new_id)
         except Exception:  # the spool logs and reports its own failures; keep planning
             log.exception("event=storm_tick_failed")
             self._next = now + RETRY_AFTER_ERROR

@@ -10,8 +10,8 @@ import difflib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from relay.config.yamlsrc import LineDict, LineList
 from relay.errors import Problem
-from relay.yamlsrc import LineDict, LineList
 
 T = TypeVar("T")
 

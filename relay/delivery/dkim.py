@@ -11,32 +11,29 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dkim
+
+from relay.config.schema import DkimKey
 
 DnsFunc = Callable[..., bytes | None]
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",
                   b"content-transfer-encoding", b"auto-submitted", b"x-smsc-relay-id"]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Signer:
-    domain: str
-    selector: str
-    key: bytes = field(repr=False)  # PEM private key
-
-    def sign(self, message: bytes) -> bytes:
-        header = dkim.sign(
-            message,
-            self.selector.encode(),
-            self.domain.encode(),
-            self.key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=SIGNED_HEADERS,
-        )
-        return bytes(header) + message
+def sign(key: DkimKey, message: bytes) -> bytes:
+    """`message` with a DKIM-Signature header of `key` in front."""
+    header = dkim.sign(
+        message,
+        key.selector.encode(),
+        key.domain.encode(),
+        key.key,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=SIGNED_HEADERS,
+    )
+    return bytes(header) + message
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,37 +21,13 @@ state in the spool and relay/holder.py runs the planner.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
+from relay.config.schema import StormSettings
 from relay.formatters import segments
-
-REPEAT_WINDOW = 60.0  # provider: an identical request within a minute is refused (error 9)
-FLOOD_GAP = 120.0  # provider: SMS to one subscriber with gaps shorter than this count as a run...
-FLOOD_LIMIT = 50  # ...and a run longer than this blocks the subscriber
-SAFETY = 5.0  # seconds added to the provider's windows: our clock and theirs differ
-
-PROBLEM, RECOVERY, FOLLOWUP = "problem", "recovery", "followup"
-
-
-@dataclass(frozen=True, slots=True)
-class StormSettings:
-    """A route's `storm:` section (config.example.yaml documents each key)."""
-
-    dedup_window: float = 300.0
-    hold: float = 20.0
-    urgent: bool = False
-    min_gap: float = 30.0
-    burst: int = 40
-    max_parts: int = 3
-    recovery: re.Pattern[str] | None = None
-    alert_key: re.Pattern[str] | None = None
-    quiet_hours: tuple[int, int] | None = None  # (from, to) hours: nothing is sent from..to
-    quiet_tz: str = ""  # a zoneinfo name; "": the server's local time
-    translit: int = 0
+from relay.model import AlertKind, AlertState
+from relay.storm.pacing import REPEAT_WINDOW, SAFETY, Send, next_allowed, quiet_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +38,7 @@ class Alert:
     route: str
     phones: tuple[str, ...]
     text: str
-    kind: str = PROBLEM
+    kind: AlertKind = AlertKind.PROBLEM
     key: str = ""  # which alert this is about (alert_key); "" when unknown
     dedup: str = ""  # dedup_key(route, phones, text)
     urgent: bool = False
@@ -86,16 +62,8 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
-class Send:
-    """An SMS that went (or is queued) to one phone."""
-
-    at: float
-    digest: str  # text_digest() of what it said
-
-
-@dataclass(frozen=True, slots=True)
 class Admission:
-    state: str  # "held", "repeat" or "cancelled"
+    state: AlertState  # held, repeat or cancelled
     alert: Alert
     cancels: tuple[str, ...] = ()  # held problem alerts a recovery cancels
     window: Window | None = None  # the window to store (opened, or with one more repeat)
@@ -134,9 +102,10 @@ def dedup_key(route: str, phones: Sequence[str], text: str) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
-def classify(text: str, settings: StormSettings) -> tuple[str, str]:
+def classify(text: str, settings: StormSettings) -> tuple[AlertKind, str]:
     """(kind, key): is this a recovery, and which alert is it about."""
-    kind = RECOVERY if settings.recovery and settings.recovery.search(text) else PROBLEM
+    recovers = settings.recovery is not None and settings.recovery.search(text) is not None
+    kind = AlertKind.RECOVERY if recovers else AlertKind.PROBLEM
     key = ""
     if settings.alert_key:
         m = settings.alert_key.search(text)
@@ -168,61 +137,28 @@ def admit(
     """Decide what a new alert becomes. `window`: the open dedup window with its key, if any;
     `held_problems`: unsent problem alerts of the same route, phones and key."""
     result = _admit(alert, window, held_problems, settings, now)
-    return replace(result, ends_problem=alert.kind == RECOVERY and bool(alert.key))
+    return replace(result, ends_problem=alert.kind is AlertKind.RECOVERY and bool(alert.key))
 
 
 def _admit(
     alert: Alert, window: Window | None, held_problems: Sequence[Alert], settings: StormSettings, now: float
 ) -> Admission:
-    if alert.kind == RECOVERY and alert.key:
-        flapped = tuple(a.id for a in held_problems if a.key == alert.key and a.kind == PROBLEM)
+    if alert.kind is AlertKind.RECOVERY and alert.key:
+        flapped = tuple(a.id for a in held_problems if a.key == alert.key and a.kind is AlertKind.PROBLEM)
         if flapped:
             return Admission(
-                "cancelled", alert, cancels=flapped,
+                AlertState.CANCELLED, alert, cancels=flapped,
                 drop_window=tuple({a.dedup for a in held_problems if a.id in flapped}),
                 note=f"recovered before it was sent: cancels {', '.join(flapped)}",
             )  # fmt: skip
     if window is not None and window.closes > now:
         return Admission(
-            "repeat", alert, window=replace(window, repeats=window.repeats + 1), note=window.source
+            AlertState.REPEAT, alert, window=replace(window, repeats=window.repeats + 1), note=window.source
         )
     opened = Window(
         alert.dedup, alert.route, alert.phones, alert.text, now, now + settings.dedup_window, 0, alert.id
     )
-    return Admission("held", alert, window=opened)
-
-
-def next_allowed(history: Sequence[Send], gap: float, burst: int) -> float:
-    """When a phone with this send history (oldest first) may get its next SMS."""
-    if not history:
-        return 0.0
-    last = history[-1].at
-    run = 1
-    for earlier, later in zip(reversed(history[:-1]), reversed(history[1:]), strict=True):
-        if later.at - earlier.at >= FLOOD_GAP:
-            break
-        run += 1
-    allowed = last + gap
-    if run >= min(burst, FLOOD_LIMIT - 1):
-        allowed = max(allowed, last + FLOOD_GAP + SAFETY)
-    return allowed
-
-
-def quiet_until(now: float, settings: StormSettings) -> float | None:
-    """The end of the quiet hours `now` falls in, or None."""
-    if not settings.quiet_hours:
-        return None
-    start, end = settings.quiet_hours
-    tz = ZoneInfo(settings.quiet_tz) if settings.quiet_tz else None
-    local = datetime.fromtimestamp(now, tz) if tz else datetime.fromtimestamp(now).astimezone()
-    hour = local.hour
-    inside = start <= hour < end if start < end else (hour >= start or hour < end)
-    if not inside:
-        return None
-    end_at = local.replace(hour=end, minute=0, second=0, microsecond=0)
-    if end_at <= local:
-        end_at += timedelta(days=1)
-    return end_at.timestamp()
+    return Admission(AlertState.HELD, alert, window=opened)
 
 
 def duration(seconds: float) -> str:
@@ -257,7 +193,7 @@ def plan(
             if w.repeats:
                 s = settings(w.route)
                 followups.append(new_alert(new_id(), w.route, w.phones, followup_text(w), s, now))
-                followups[-1] = replace(followups[-1], kind=FOLLOWUP, due=now)
+                followups[-1] = replace(followups[-1], kind=AlertKind.FOLLOWUP, due=now)
         elif w.repeats:
             wakes.append(w.closes)
     groups: dict[tuple[str, tuple[str, ...]], list[Alert]] = {}

@@ -1,0 +1,69 @@
+"""Command line: serve | check | render | queue | stats | dkim-keygen | passwd (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from relay.cli import keys, queue, render
+from relay.config.load import load
+from relay.errors import ConfigError, Exit
+
+DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return Exit.USAGE
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return Exit.CONFIG
+    except KeyboardInterrupt:
+        return Exit.INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smsc-relay", description="E-mail to SMS relay for SMS Centre.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
+    )
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("serve", parents=[common], help="run the relay in the foreground (logs to stderr)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", parents=[common], help="validate the config; exit 0 or 78")
+    p.set_defaults(func=cmd_check)
+
+    render.add_command(sub, common)
+    queue.add_commands(sub, common)
+    keys.add_commands(sub)
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = load(args.config)
+    print(
+        f"{args.config}: OK ({len(cfg.routes)} route(s); provider {', '.join(cfg.provider.hosts)}"
+        f"{'; dry-run outbox ' + str(cfg.provider.outbox) if cfg.provider.outbox else ''})"
+    )
+    return Exit.OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # The daemon (asyncio servers, aiosmtplib, prometheus) loads only for `serve`.
+    from relay.daemon import logs
+    from relay.daemon.main import amain
+
+    logs.setup_logging(args.log_level)
+    load(args.config)  # a broken config exits 78 before anything starts
+    return asyncio.run(amain(Path(args.config)))

@@ -1,0 +1,289 @@
+"""YAML -> a frozen, validated Config; every problem reported at once with key path and line.
+
+The types and their defaults are relay/config/schema.py's; this module reads files (the config,
+password_file, the users file, the DKIM key) and checks values, nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relay import fields
+from relay.config import values
+from relay.config.reader import Reader
+from relay.config.routes import read_routes
+from relay.config.schema import (
+    DEFAULT_CHARSET,
+    DEFAULT_PROVIDER_ADDRESS,
+    DEFAULT_PROVIDER_HOST,
+    DEFAULT_SPOOL,
+    REPLY_DKIM_DOMAINS,
+    Config,
+    DeliveryConfig,
+    DkimKey,
+    ListenConfig,
+    MetricsConfig,
+    NotifyConfig,
+    ParsingConfig,
+    ProviderConfig,
+    SpoolConfig,
+    default,
+)
+from relay.config.users import load_users
+from relay.config.yamlsrc import load as load_yaml
+from relay.errors import ConfigError, Problem
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("(file)", None, f"cannot read {path}: {exc}")], str(path)) from None
+    return parse(text, base_dir=path.parent, env=os.environ if env is None else env, source=str(path))
+
+
+def parse(
+    text: str,
+    *,
+    base_dir: Path = Path("."),
+    env: Mapping[str, str] | None = None,
+    source: str = "config",
+) -> Config:
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem("(yaml)", None, str(exc).replace("\n", " "))], source) from None
+    problems: list[Problem] = []
+    top = Reader(problems, data, "", 1)
+    listen = _listen(top.child("listen"), base_dir)
+    provider = _provider(top.child("provider"), base_dir, env or {})
+    spool = _spool(top.child("spool"), base_dir)
+    parsing = _parsing(top.child("parsing"))
+    delivery = _delivery(top.child("delivery"))
+    notify = _notify(top.child("notify"))
+    metrics = _metrics(top.child("metrics"))
+    aliases = _aliases(top.child("aliases"))
+    routes = read_routes(top, aliases, provider)
+    top.finish()
+    if problems:
+        raise ConfigError(problems, source)
+    return Config(provider, routes, listen, spool, parsing, delivery, notify, metrics, aliases, source)
+
+
+def _listen(r: Reader, base_dir: Path) -> ListenConfig:
+    d = ListenConfig()
+    networks = []
+    for item, path, line in r.items("networks") or [(str(n), "", None) for n in d.networks]:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError as exc:
+            problems_append(r, path, line, f"not a network: {exc}")
+    result = ListenConfig(
+        host=r.value("host", str, d.host),
+        port=r.integer("port", d.port, 0, 65535),
+        networks=tuple(networks),
+        max_message_size=r.integer("max_message_size", d.max_message_size, 1024, 1 << 30),
+        max_recipients=r.integer("max_recipients", d.max_recipients, 1, 1000),
+        hostname=r.value("hostname", str, d.hostname),
+        max_connections=r.integer("max_connections", d.max_connections, 1, 100_000),
+        idle_timeout=float(r.integer("idle_timeout", int(d.idle_timeout), 1, 86400)),
+        command_call_limit=r.integer("command_call_limit", d.command_call_limit, 1, 1_000_000),
+        **_tls_and_auth(r, base_dir),
+    )
+    r.finish()
+    return result
+
+
+def _tls_and_auth(r: Reader, base_dir: Path) -> dict[str, Any]:
+    tls = r.child("tls")
+    cert, key = values.path(tls, "cert", base_dir), values.path(tls, "key", base_dir)
+    if bool(cert) != bool(key):
+        tls.problem(None, "give both cert and key")
+    for name, path in (("cert", cert), ("key", key)):
+        if path and not path.is_file():
+            tls.problem(name, f"no such file: {path}")
+    require_tls = tls.value("required", bool, default(ListenConfig, "require_tls"))
+    if require_tls and not cert:
+        tls.problem("required", "needs cert and key")
+    tls.finish()
+    auth = r.child("auth")
+    users: dict[str, str] = {}
+    users_file = values.path(auth, "users_file", base_dir)
+    if users_file:
+        try:
+            users = load_users(users_file)
+        except (OSError, ValueError) as exc:
+            auth.problem("users_file", f"{users_file}: {exc}")
+        if not cert:
+            auth.problem("users_file", "AUTH is offered only over TLS: set listen.tls.cert and key")
+    required = auth.value("required", bool, default(ListenConfig, "auth_required"))
+    if required and not users_file:
+        auth.problem("required", "needs users_file")
+    auth.finish()
+    return {
+        "tls_cert": cert,
+        "tls_key": key,
+        "require_tls": require_tls,
+        "users": users,
+        "auth_required": required,
+    }
+
+
+def _metrics(r: Reader) -> MetricsConfig | None:
+    if not r.data:
+        return None
+    d = MetricsConfig()
+    listen = r.value("listen", str, f"{d.host}:{d.port}")
+    r.finish()
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
+        r.problem("listen", f"{listen!r} is not host:port")
+        return None
+    return MetricsConfig(host.strip("[]"), int(port))
+
+
+def _notify(r: Reader) -> NotifyConfig | None:
+    if not r.data:
+        return None
+    result = NotifyConfig(
+        smarthost=r.value("smarthost", str, "", required=True),
+        port=r.integer("port", default(NotifyConfig, "port"), 1, 65535),
+        sender=r.checked("from", values.address, default(NotifyConfig, "sender")),
+    )
+    r.finish()
+    return result
+
+
+def _delivery(r: Reader) -> DeliveryConfig:
+    d = DeliveryConfig()
+    result = DeliveryConfig(
+        concurrency=r.integer("concurrency", d.concurrency, 1, 64),
+        timeout=float(r.integer("timeout", int(d.timeout), 1, 3600)),
+        starttls=r.choice("starttls", d.starttls, ("auto", "require", "off")),
+        min_backoff=float(r.integer("min_backoff", int(d.min_backoff), 1, 86400)),
+        max_backoff=float(r.integer("max_backoff", int(d.max_backoff), 1, 7 * 86400)),
+        max_age=float(r.integer("max_age", int(d.max_age), 60, 30 * 86400)),
+        shutdown_timeout=float(r.integer("shutdown_timeout", int(d.shutdown_timeout), 0, 3600)),
+    )
+    if result.min_backoff > result.max_backoff:
+        r.problem("min_backoff", "must not exceed max_backoff")
+    r.finish()
+    return result
+
+
+def _provider(r: Reader, base_dir: Path, env: Mapping[str, str]) -> ProviderConfig:
+    hosts = tuple(str(h) for h, _, _ in r.items("host")) or (DEFAULT_PROVIDER_HOST,)
+    login = r.checked("login", lambda v: fields.login(values.expand(v, env)), "")
+    password = values.password(r, base_dir, env)
+    charset = r.value("charset", str, DEFAULT_CHARSET).lower()
+    try:
+        "test".encode(charset)
+    except LookupError:
+        r.problem("charset", f"unknown charset {charset!r}")
+        charset = DEFAULT_CHARSET
+    reply_address = r.checked("reply_address", values.address, "")
+    address = r.checked("address", values.address, DEFAULT_PROVIDER_ADDRESS)
+    if not reply_address and not r.has("reply_address"):
+        # The provider answers parameter errors even with test=0: without it they are lost.
+        r.problem("reply_address", "is required: the provider's replies and error reports go there")
+
+    def d(name: str) -> Any:
+        return default(ProviderConfig, name)
+
+    result = ProviderConfig(
+        password=password,
+        hosts=hosts,
+        port=r.integer("port", d("port"), 1, 65535),
+        address=address,
+        login=login,
+        charset=charset,
+        test=r.value("test", bool, d("test")),
+        reply_address=reply_address,
+        outbox=values.path(r, "outbox", base_dir),
+        email2sms_domain=r.value("email2sms_domain", str, d("email2sms_domain")),
+        confirm_timeout=float(r.integer("confirm_timeout", int(d("confirm_timeout")), 10, 7 * 86400)),
+        pause_interval=float(r.integer("pause_interval", int(d("pause_interval")), 10, 7 * 86400)),
+        block_backoff=float(r.integer("block_backoff", int(d("block_backoff")), 10, 86400)),
+        dkim=_dkim(r.child("dkim"), base_dir),
+        verify_replies=r.value("verify_replies", bool, d("verify_replies")),
+        reply_dkim_domains=tuple(str(x).lower() for x, _, _ in r.items("reply_dkim_domains"))
+        or REPLY_DKIM_DOMAINS,
+    )
+    r.finish()
+    return result
+
+
+def _dkim(r: Reader, base_dir: Path) -> DkimKey | None:
+    if not r.data:
+        return None
+    domain = r.value("domain", str, "", required=True)
+    selector = r.value("selector", str, "", required=True)
+    key_file = values.path(r, "key_file", base_dir)
+    r.finish()
+    if not key_file:
+        r.problem("key_file", "is required (make one with `smsc-relay dkim-keygen`)")
+        return None
+    try:
+        key = key_file.read_bytes()
+    except OSError as exc:
+        r.problem("key_file", f"cannot read {key_file}: {exc.strerror}")
+        return None
+    if b"PRIVATE KEY" not in key:
+        r.problem("key_file", f"{key_file} is not a PEM private key")
+        return None
+    return DkimKey(domain, selector, key) if domain and selector else None
+
+
+def _spool(r: Reader, base_dir: Path) -> SpoolConfig:
+    keep_days = r.integer("keep_days", default(SpoolConfig, "keep_days"), 1, 3650)
+    result = SpoolConfig(values.path(r, "path", base_dir) or DEFAULT_SPOOL, keep_days)
+    r.finish()
+    return result
+
+
+def _parsing(r: Reader) -> ParsingConfig:
+    patterns = []
+    for item, path, line in r.items("boilerplate"):
+        try:
+            patterns.append(re.compile(str(item), re.IGNORECASE | re.MULTILINE | re.DOTALL))
+        except re.error as exc:
+            problems_append(r, path, line, f"bad regular expression: {exc}")
+    d = ParsingConfig()
+    charset = r.value("undeclared_charset", str, d.undeclared_charset).lower()
+    try:
+        b"test".decode(charset)
+    except LookupError:
+        r.problem("undeclared_charset", f"unknown charset {charset!r}")
+        charset = d.undeclared_charset
+    result = ParsingConfig(
+        undeclared_charset=charset,
+        detect_utf8=r.value("detect_utf8", bool, d.detect_utf8),
+        strip_signature=r.value("strip_signature", bool, d.strip_signature),
+        strip_quotes=r.value("strip_quotes", bool, d.strip_quotes),
+        boilerplate=tuple(patterns),
+    )
+    r.finish()
+    return result
+
+
+def _aliases(r: Reader) -> dict[str, tuple[str, ...]]:
+    result = {}
+    for name in list(r.data):
+        try:
+            result[str(name)] = fields.phones([str(p) for p, _, _ in r.items(name)], groups=True)
+        except ValueError as exc:
+            r.problem(str(name), str(exc))
+    return result
+
+
+def problems_append(r: Reader, path: str, line: int | None, message: str) -> None:
+    r.problems.append(Problem(path, line, message))

@@ -1,0 +1,212 @@
+"""The config as frozen, typed values: every option and its one default (pure, no I/O).
+
+relay/config/load.py reads YAML into these; everything else takes them as they are. A default
+is written here once; the loader asks the dataclass for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relay.model import Options, RouteMode, Secret
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_PROVIDER_HOST = "send.smscentre.com"
+DEFAULT_PROVIDER_ADDRESS = "send@send.smscentre.com"
+DEFAULT_SPOOL = Path("/var/lib/smsc-relay/spool.db")
+# The provider's charset for command mails, and what undeclared 8-bit mail is read as (the
+# provider's SMTP page: koi8-r when the mail declares none).
+DEFAULT_CHARSET = "koi8-r"
+REPLY_DKIM_DOMAINS = ("smsc.ru", "smscentre.com")
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of one field of a config dataclass, as written in its definition."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    """provider.dkim: who signs provider mail (relay/delivery/dkim.py does the signing)."""
+
+    domain: str
+    selector: str
+    key: bytes = field(repr=False)  # PEM private key
+
+
+@dataclass(frozen=True, slots=True)
+class StormSettings:
+    """A route's `storm:` section (config/relay.example.yaml documents each key)."""
+
+    dedup_window: float = 300.0
+    hold: float = 20.0
+    urgent: bool = False
+    min_gap: float = 30.0
+    burst: int = 40
+    max_parts: int = 3
+    recovery: re.Pattern[str] | None = None
+    alert_key: re.Pattern[str] | None = None
+    quiet_hours: tuple[int, int] | None = None  # (from, to) hours: nothing is sent from..to
+    quiet_tz: str = ""  # a zoneinfo name; "": the server's local time
+    translit: int = 0
+
+
+# Message-type prefixes of the provider (SMTP page): written at the start of the text.
+PREFIXES = {
+    "sms": "",
+    "call": "__CALL__: ",
+    "viber": "__VIBER__: ",
+    "soc": "__SOC__: ",
+    "mail": "__MAIL__: ",
+    "bot": "__BOT__: ",
+    "ping": "__PING__",  # no text: the prefix is the whole message
+    "hlr": "__HLR__",
+}
+TEMPLATE_FIELDS = frozenset({"subject", "text", "from", "to"})
+MAX_PARTS_LIMIT = 15  # 1000 characters of UCS-2 are 15 parts of 67
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    recipient: re.Pattern[str]
+    mode: RouteMode = RouteMode.COMMAND
+    sender_match: re.Pattern[str] | None = None
+    subject_match: re.Pattern[str] | None = None
+    phones: tuple[str, ...] = ()
+    options: Options = field(default_factory=Options)
+    message_type: str = "sms"
+    comment: str = ""
+    template: str | None = None  # None: "{subject}\n{text}", without repeating the subject
+    max_parts: int = 0
+    marker: str = "..."
+    keep_credentials: bool = False  # passthrough: keep the login/password the mail carries
+    storm: StormSettings | None = None  # alert-storm control (relay/storm/); None: send each mail
+
+    @property
+    def prefix(self) -> str:
+        return PREFIXES[self.message_type]
+
+    @property
+    def translit(self) -> int:
+        return int(self.options.translit or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    networks: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    # Inbound mail may carry attachments we ignore (a printer's PDF): far above the provider's
+    # 100 KB, which applies to the mail we send, not to the mail we receive.
+    max_message_size: int = 2 * 1024 * 1024
+    max_recipients: int = 50
+    hostname: str = ""
+    max_connections: int = 100  # more get 421 4.7.0 at connect (aiosmtpd has no cap of its own)
+    idle_timeout: float = 300.0  # seconds a client may stay silent (RFC 5321 asks for >= 5 min)
+    command_call_limit: int = 100  # then 421: a client looping on NOOP/HELP is cut off
+    tls_cert: Path | None = None  # with tls_key: offer STARTTLS
+    tls_key: Path | None = None
+    require_tls: bool = False  # no MAIL before STARTTLS
+    users: Mapping[str, str] = field(default_factory=dict)  # AUTH users (from auth.users_file)
+    auth_required: bool = False  # even clients in `networks` must authenticate
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    password: Secret
+    hosts: tuple[str, ...] = (DEFAULT_PROVIDER_HOST,)
+    port: int = 25
+    address: str = DEFAULT_PROVIDER_ADDRESS
+    login: str = ""
+    charset: str = DEFAULT_CHARSET
+    test: bool = True
+    reply_address: str = ""
+    outbox: Path | None = None
+    email2sms_domain: str = DEFAULT_PROVIDER_HOST
+    confirm_timeout: float = 900.0  # test=1: `sent` this long without a reply -> `unconfirmed`
+    pause_interval: float = 3600.0  # errors 2/3 (login, funds) pause delivery this long, or until resumed
+    block_backoff: float = 600.0  # error 4 (IP blocked for a while) holds the whole queue this long
+    dkim: DkimKey | None = None  # sign provider mail
+    verify_replies: bool = False  # apply a reply only if DKIM-signed by one of reply_dkim_domains
+    reply_dkim_domains: tuple[str, ...] = REPLY_DKIM_DOMAINS
+
+    @property
+    def test_flag(self) -> str:
+        return "1" if self.test else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    concurrency: int = 2  # connections to the provider, each reused for many messages
+    timeout: float = 60.0  # per SMTP command to the provider
+    starttls: str = "auto"  # auto: when offered; require: never send in the clear; off
+    min_backoff: float = 30.0
+    max_backoff: float = 3600.0
+    max_age: float = 86400.0  # then a message that still could not be sent expires
+    shutdown_timeout: float = 20.0  # SIGTERM: in-flight sessions and sends get this long
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    host: str = "127.0.0.1"
+    port: int = 9465
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    smarthost: str  # where notices to original senders are handed over (a local MTA)
+    port: int = 25
+    sender: str = ""  # the From: of notices; the envelope sender is always <>
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    path: Path = DEFAULT_SPOOL
+    keep_days: int = 30  # finished messages and provider replies are deleted after this
+
+
+@dataclass(frozen=True, slots=True)
+class ParsingConfig:
+    undeclared_charset: str = DEFAULT_CHARSET
+    detect_utf8: bool = True
+    strip_signature: bool = True
+    strip_quotes: bool = True
+    boilerplate: tuple[re.Pattern[str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    provider: ProviderConfig
+    routes: tuple[Route, ...]
+    listen: ListenConfig = ListenConfig()
+    spool: SpoolConfig = SpoolConfig()
+    parsing: ParsingConfig = ParsingConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    notify: NotifyConfig | None = None  # tell original senders of permanent failures
+    metrics: MetricsConfig | None = None  # Prometheus /metrics and /health
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    source: str = "config"
+
+    def storm_settings(self, route: str) -> StormSettings:
+        """A route's storm settings by name; a route removed by a reload gets the defaults, so
+        what it held still goes out."""
+        for r in self.routes:
+            if r.name == route and r.storm is not None:
+                return r.storm
+        return StormSettings()

@@ -1,0 +1,81 @@
+"""Config values that come from outside the YAML or need more than a type check: paths
+(relative to the config file), ${ENV} references, the provider password and addresses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from relay import fields
+from relay.config.reader import Reader
+from relay.model import Secret
+
+_ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
+    if r.has("password") and r.has("password_file"):
+        r.problem("password", "give password or password_file, not both")
+    raw = ""
+    if r.has("password_file"):
+        file = path(r, "password_file", base_dir, env)
+        try:
+            raw = file.read_text(encoding="utf-8").strip() if file else ""
+        except OSError as exc:
+            r.problem("password_file", f"cannot read: {exc.__class__.__name__}: {exc.strerror}")
+            return Secret("")
+        except UnicodeDecodeError:
+            r.problem("password_file", "cannot read: not UTF-8 text")
+            return Secret("")
+    elif r.has("password"):
+        try:
+            raw = expand(str(r.raw("password")), env)
+        except ValueError as exc:
+            r.problem("password", str(exc))
+            return Secret("")
+    else:
+        r.problem("password", "is required (or password_file, or password: ${SMSC_PASSWORD})")
+        return Secret("")
+    try:
+        return Secret(fields.password(raw))
+    except ValueError as exc:
+        r.problem("password_file" if r.has("password_file") else "password", str(exc))
+        return Secret("")
+
+
+def path(r: Reader, key: str, base_dir: Path, env: Mapping[str, str] | None = None) -> Path | None:
+    value = r.value(key, str, "")
+    if not value:
+        return None
+    try:
+        value = expand(value, env or {})
+    except ValueError as exc:
+        r.problem(key, str(exc))
+        return None
+    path = Path(value).expanduser()
+    # Relative paths are relative to the config file, so the daemon's working directory never matters.
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a valid e-mail address: {exc}") from None
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Replace ${NAME} and ${NAME:-default} with environment values."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group("name"), m.group("default")
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ValueError(f"environment variable {name} is not set")
+
+    return _ENV_REF.sub(sub, value)

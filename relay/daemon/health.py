@@ -1,0 +1,38 @@
+"""/health: is the relay able to do its job? "" when it is, else the reason (HTTP 503)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from relay.config.schema import Config
+from relay.errors import SpoolError
+from relay.spool.interface import Spool
+
+
+class Health:
+    def __init__(self, spool: Spool, config: Callable[[], Config], paused: Callable[[], str]) -> None:
+        self.spool = spool
+        self.config = config  # the config in force (SIGHUP replaces it)
+        self.paused = paused  # why delivery is paused, or ""
+
+    async def check(self) -> str:
+        """Unhealthy when the spool cannot commit, its disk is (almost) full, or delivery is
+        paused."""
+        cfg = self.config()
+        if self.spool.failing:
+            return f"spool not writable: {self.spool.failing}"
+        disk = os.statvfs(cfg.spool.path.parent)
+        free = disk.f_bavail * disk.f_frsize
+        if free < 2 * cfg.listen.max_message_size:
+            return f"spool disk almost full: {free} bytes free"
+        try:
+            # A real, fsynced write: a locked or read-only spool shows here.
+            await self.spool.set_control("health_checked", f"{time.time():.0f}")
+        except SpoolError as exc:
+            return f"spool not writable: {exc.__cause__ or exc}"
+        paused = self.paused()
+        if paused:
+            return f"delivery paused: {paused}"
+        return ""

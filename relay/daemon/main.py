@@ -1,0 +1,273 @@
+"""`smsc-relay serve`: load config -> build -> start -> READY -> wait for a signal -> drain -> close.
+
+`Daemon.__init__` builds every part and wires them through their constructors; `start` opens
+and starts them in order; `stop` undoes it in reverse. Nothing is patched in afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from relay.config.load import load
+from relay.config.schema import Config
+from relay.daemon import http
+from relay.daemon.health import Health
+from relay.daemon.sdnotify import SystemdNotifier
+from relay.daemon.storm_runner import StormRunner
+from relay.delivery import dkim
+from relay.delivery.notices import Notifier
+from relay.delivery.outbox import OutboxTransport
+from relay.delivery.retry import RetryPolicy
+from relay.delivery.smtp import SmtpTransport
+from relay.delivery.transport import Transport
+from relay.delivery.workers import Deliverer, unmasker
+from relay.errors import ConfigError, Exit, SpoolError
+from relay.metrics import Metrics
+from relay.model import State
+from relay.smtp.handler import Handler
+from relay.smtp.intake import ReplyIntake
+from relay.smtp.session import Sessions
+from relay.spool.sqlite import SqliteSpool
+
+log = logging.getLogger("relay.daemon")
+SWEEP_INTERVAL = 60.0  # seconds between retention / unconfirmed sweeps, at most
+STATUS_INTERVAL = 10.0  # seconds between STATUS= lines to systemd
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        cfg: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        dnsfunc: dkim.DnsFunc | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.cfg = cfg
+        self.clock = clock  # storm control's clock; tests pass a simulated one
+        self.hostname = cfg.listen.hostname or socket.getfqdn()
+        self.metrics = Metrics()
+        self.systemd = SystemdNotifier()
+        self.stop_event = asyncio.Event()
+        self.spool = SqliteSpool(cfg.spool.path)
+        self.notifier = (
+            Notifier(
+                self.spool, cfg.notify, reporting_host=self.hostname, reply_address=cfg.provider.reply_address
+            )
+            if cfg.notify is not None
+            else None
+        )
+        on_failed = self.notifier.failed if self.notifier is not None else _ignore
+        d = cfg.delivery
+        self.deliverer = Deliverer(
+            self.spool,
+            self._new_transport,
+            unmasker(lambda: self.cfg.provider),
+            metrics=self.metrics,
+            dkim_key=lambda: self.cfg.provider.dkim,
+            on_failed=on_failed,
+            concurrency=d.concurrency,
+            policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
+        )
+        self.holder = StormRunner(self.spool, lambda: self.cfg, self.hostname, self.deliverer, clock=clock)
+        intake = ReplyIntake(
+            self.spool, metrics=self.metrics, pause=self.deliverer.pause, on_failed=on_failed, dnsfunc=dnsfunc
+        )
+        self.handler = Handler(
+            cfg, self.spool, self.deliverer, metrics=self.metrics, intake=intake, hostname=self.hostname,
+            sessions=Sessions(cfg.listen.max_connections), clock=clock, on_alert_due=self.holder.due,
+        )  # fmt: skip
+        self.health = Health(self.spool, lambda: self.cfg, lambda: self.deliverer.pause_reason)
+        self.server: asyncio.Server | None = None
+        self.metrics_server: asyncio.Server | None = None
+        self.sweeper: asyncio.Task[None] | None = None
+        self.heartbeat: asyncio.Task[None] | None = None
+
+    def _new_transport(self) -> Transport:
+        """One per delivery worker, from the config in force."""
+        p, d = self.cfg.provider, self.cfg.delivery
+        if p.outbox is not None:
+            return OutboxTransport(p.outbox)
+        return SmtpTransport(
+            p.hosts, p.port, timeout=d.timeout, starttls=d.starttls, local_hostname=self.hostname
+        )
+
+    async def start(self) -> None:
+        recovered = await self.spool.open()
+        if recovered:
+            log.warning("event=recovered rows=%d note='left sending by a crash; queued again'", recovered)
+        self.holder.start()
+        self.server = await asyncio.get_running_loop().create_server(
+            self.handler.factory, self.cfg.listen.host, self.cfg.listen.port
+        )
+        if self.cfg.metrics is not None:
+            m = self.cfg.metrics
+            self.metrics_server = await http.serve(
+                m.host, m.port, self.metrics, self._refresh, self.health.check
+            )
+        self.deliverer.start()
+        self.sweeper = asyncio.create_task(self._sweep(), name="sweep")
+        p = self.cfg.provider
+        mode = f"dry-run outbox={p.outbox}" if p.outbox else "provider=" + ",".join(p.hosts)
+        log.info(
+            "event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, self.cfg.spool.path, mode
+        )
+        self.systemd.ready(await self.status())
+        self.heartbeat = asyncio.create_task(self._heartbeat(), name="sd-heartbeat")
+
+    async def _refresh(self) -> None:
+        counts = await self.spool.counts()
+        for state in State:
+            self.metrics.queue.labels(state.value).set(counts.get(state, 0))
+        self.metrics.paused.set(1 if self.deliverer.pause_reason else 0)
+
+    async def status(self) -> str:
+        """One line for `systemctl status`: where we listen and what waits."""
+        waiting = await self.spool.count_waiting()
+        paused = self.deliverer.pause_reason
+        text = f"listening on {self.cfg.listen.host}:{self.port}, {waiting} queued"
+        return text + (f"; DELIVERY PAUSED: {paused}" if paused else "")
+
+    async def _heartbeat(self) -> None:
+        """STATUS every 10 s; WATCHDOG=1 at half the watchdog period, from the event loop itself,
+        so a stuck loop (or spool) stops the keep-alives and systemd restarts the relay."""
+        interval = min(STATUS_INTERVAL, self.systemd.watchdog_interval or STATUS_INTERVAL)
+        last_status = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            fields = []
+            if self.systemd.watchdog_interval:
+                fields.append("WATCHDOG=1")
+            loop_time = asyncio.get_running_loop().time()
+            if loop_time - last_status >= STATUS_INTERVAL or not fields:
+                try:
+                    fields.append(f"STATUS={await self.status()}")
+                except SpoolError as exc:
+                    fields.append(f"STATUS=spool unavailable: {exc}")
+                last_status = loop_time
+            self.systemd.notify(*fields)
+
+    async def _sweep(self) -> None:
+        """Retention: finished messages and replies older than spool.keep_days go. With test=1, a
+        message the provider never answered must be visible, not `sent` forever."""
+        while True:
+            await asyncio.sleep(min(SWEEP_INTERVAL, self.cfg.provider.confirm_timeout / 4))
+            try:
+                pruned = await self.spool.prune(time.time() - self.cfg.spool.keep_days * 86400)
+            except SpoolError as exc:
+                log.error("event=prune_failed error=%r", str(exc))
+            else:
+                if any(pruned):
+                    log.info("event=pruned messages=%d replies=%d", *pruned)
+            if not self.cfg.provider.test:
+                continue
+            try:
+                count = await self.spool.sweep_unconfirmed(self.cfg.provider.confirm_timeout)
+            except SpoolError as exc:
+                log.error("event=sweep_failed error=%r", str(exc))
+                continue
+            if count:
+                log.warning(
+                    "event=unconfirmed count=%d note='no provider reply in %.0fs: the SMS may not have gone out'",  # noqa: E501
+                    count, self.cfg.provider.confirm_timeout,
+                )  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def reload(self) -> None:
+        """SIGHUP: routes, policy and provider settings from the file; a broken file changes nothing."""
+        self.systemd.reloading()
+        try:
+            self._reload()
+        finally:
+            self.systemd.notify("READY=1")
+
+    def _reload(self) -> None:
+        try:
+            new = load(self.config_path)
+        except ConfigError as exc:
+            log.error("event=reload_refused problems=%d detail=%r", len(exc.problems), str(exc))
+            return
+        old = self.cfg
+        if (new.listen.host, new.listen.port, new.spool.path) != (
+            old.listen.host,
+            old.listen.port,
+            old.spool.path,
+        ):
+            log.warning("event=reload_partial note='listen address and spool path change only on restart'")
+        try:
+            self.handler.reconfigure(new)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
+            return
+        self.cfg = new
+        self.holder.wake()  # storm settings may have changed
+        if self.deliverer.pause_reason:
+            # SIGHUP is how an operator says "the password / the balance is fixed".
+            asyncio.get_running_loop().create_task(self.resume())
+        log.info("event=reloaded routes=%d", len(new.routes))
+
+    async def resume(self) -> None:
+        """Lift a provider pause, in the spool (for `queue` and a restart) and in delivery."""
+        await self.spool.set_control("paused_until", None)
+        await self.spool.set_control("pause_reason", None)
+        self.deliverer.resume()
+
+    async def stop(self) -> None:
+        self.systemd.stopping()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+        timeout = self.cfg.delivery.shutdown_timeout
+        loop = asyncio.get_running_loop()
+        if self.server:
+            self.server.close()
+        await self.handler.sessions.drain(loop.time() + timeout)
+        await self.holder.stop()  # what it holds stays in the spool for the next start
+        await self.deliverer.stop(timeout)
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            await asyncio.gather(self.sweeper, return_exceptions=True)
+        await self.spool.close()
+        self.systemd.close()
+        log.info("event=stopped")
+
+
+def _ignore(relay_id: str) -> None:
+    """No `notify:` section: a failure is logged by delivery and visible in `queue`."""
+
+
+async def amain(config_path: Path) -> int:
+    cfg = load(config_path)
+    daemon = Daemon(config_path, cfg)
+    try:
+        await daemon.start()
+    except SpoolError as exc:
+        log.error("event=start_failed error=%r", str(exc))
+        return Exit.TEMPFAIL
+    except OSError as exc:
+        log.error(
+            "event=start_failed error=%r", f"cannot listen on {cfg.listen.host}:{cfg.listen.port}: {exc}"
+        )
+        await daemon.spool.close()
+        return Exit.OSERR
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.stop_event.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    await daemon.stop_event.wait()
+    log.info("event=stopping")
+    await daemon.stop()
+    return Exit.OK

@@ -1,0 +1,250 @@
+"""The aiosmtpd handler: SMTP hooks only. Policy at RCPT, the pure core at DATA, and the one
+place where exceptions become SMTP replies (DESIGN.md sections 5 and 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from relay import pipeline, replies
+from relay.config.schema import Config
+from relay.errors import RelayError
+from relay.ids import new_id
+from relay.metrics import Metrics
+from relay.model import AlertState
+from relay.routing import check_recipient
+from relay.smtp.auth import Authenticator
+from relay.smtp.intake import ReplyIntake
+from relay.smtp.session import RelaySMTP, Sessions, tls_context
+from relay.spool.interface import Spool, StormAdmit
+from relay.spool.messages import Row
+from relay.storm.plan import Admission
+
+log = logging.getLogger("relay.listener")
+
+
+class Delivery(Protocol):
+    """What the listener needs of delivery: hand new rows over, or say rows are waiting."""
+
+    def can_take(self, count: int) -> bool: ...
+    def take(self, rows: list[Row]) -> None: ...
+    def wake(self) -> None: ...
+
+
+OFFLOAD_BYTES = 64 * 1024  # parse bigger mails in a thread so other sessions keep moving
+TRANSACTION_CALLS = 1 << 30
+# What the 250 reply says of a mail's storm alerts.
+ALERT_WORDS = (
+    (AlertState.HELD, "held as"),
+    (AlertState.REPEAT, "repeat counted as"),
+    (AlertState.CANCELLED, "flap closed as"),
+)
+
+
+class Handler:
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        delivery: Delivery,
+        *,
+        metrics: Metrics,
+        intake: ReplyIntake,
+        hostname: str,
+        sessions: Sessions,
+        clock: Callable[[], float] = time.time,
+        on_alert_due: Callable[[float], None] = lambda at: None,
+    ) -> None:
+        self.config = config  # replaced as a whole on SIGHUP
+        self.spool = spool
+        self.delivery = delivery
+        self.metrics = metrics
+        self.intake = intake
+        self.hostname = hostname
+        self.sessions = sessions
+        self.clock = clock  # storm control's clock (tests simulate time)
+        self.on_alert_due = on_alert_due  # the storm runner: look sooner
+        self.tls_context = tls_context(config.listen)
+        self.authenticator = Authenticator(config.listen.users)
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: new routes and policy for new sessions."""
+        self.tls_context = tls_context(config.listen)
+        self.authenticator = Authenticator(config.listen.users)
+        self.config = config
+
+    def factory(self) -> RelaySMTP:
+        return RelaySMTP(self, sessions=self.sessions, **self.session_options())
+
+    def session_options(self) -> dict[str, Any]:
+        """aiosmtpd's SMTP keyword arguments for one session, from the config in force."""
+        cfg = self.config.listen
+        return dict(
+            data_size_limit=cfg.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self.hostname,
+            ident="smsc-relay",
+            timeout=cfg.idle_timeout,
+            tls_context=self.tls_context,
+            require_starttls=cfg.require_tls,
+            auth_require_tls=True,  # never a password in the clear
+            authenticator=self.authenticator if cfg.users else None,
+            # aiosmtpd counts per session: capping MAIL/RCPT/DATA/RSET would cut off a client
+            # that sends many messages over one connection (an MTA in front of us does).
+            command_call_limit={
+                "*": cfg.command_call_limit,
+                **dict.fromkeys(("MAIL", "RCPT", "DATA", "RSET", "QUIT"), TRANSACTION_CALLS),
+            },
+        )
+
+    def _allowed(self, session: Session) -> bool:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+        try:
+            address = ipaddress.ip_address(peer.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in net for net in self.config.listen.networks)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        cfg = self.config
+        if self._is_reply_address(address):
+            # The provider's servers are in no allowed network: its replies come from anywhere,
+            # to this one address, and are never routed as SMS.
+            envelope.rcpt_tos.append(address)
+            return str(replies.S250_OK)
+        if cfg.listen.auth_required and not session.authenticated:
+            self.metrics.rejected.labels("auth_required").inc()
+            return str(replies.S530_AUTH_REQUIRED)
+        # As an MTA would: trusted networks, or a client that authenticated.
+        if not (session.authenticated or self._allowed(session)):
+            log.warning("event=rejected reason=client_not_allowed peer=%s rcpt=%s", session.peer, address)
+            self.metrics.rejected.labels("client_not_allowed").inc()
+            return str(replies.S554_NOT_ALLOWED)
+        if len(envelope.rcpt_tos) >= cfg.listen.max_recipients:
+            self.metrics.rejected.labels("too_many_recipients").inc()
+            return str(replies.S452_TOO_MANY_RECIPIENTS)
+        try:
+            check_recipient(cfg.routes, cfg.aliases, address, envelope.mail_from or "")
+        except RelayError as exc:
+            log.info("event=rejected reason=rcpt peer=%s reply=%r", session.peer, str(exc.reply))
+            self.metrics.rejected.labels(_reason(exc)).inc()
+            return str(exc.reply)
+        envelope.rcpt_tos.append(address)
+        return str(replies.S250_OK)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.sessions.busy.add(session)
+        try:
+            return await self._data(session, envelope)
+        finally:
+            self.sessions.busy.discard(session)
+
+    def _is_reply_address(self, address: str) -> bool:
+        reply_address = self.config.provider.reply_address
+        return bool(reply_address) and address.lower() == reply_address.lower()
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        sms_rcpts = [r for r in envelope.rcpt_tos if not self._is_reply_address(r)]
+        if len(sms_rcpts) < len(envelope.rcpt_tos):
+            try:
+                await asyncio.shield(self.intake.take(raw, envelope.mail_from or "", self.config))
+            except RelayError as exc:
+                return str(exc.reply)
+            if not sms_rcpts:
+                return str(replies.S250_ACCEPTED.with_text("reply recorded"))
+            envelope.rcpt_tos = sms_rcpts
+        cfg, now = self.config, self.clock()
+        try:
+            args = {
+                "mail_from": envelope.mail_from or "",
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "config": cfg,
+                "new_id": new_id,
+                "now": datetime.fromtimestamp(now, UTC),
+                "hostname": self.hostname,
+                "with_secret": False,  # the spool keeps the masked mail; delivery unmasks it
+            }
+            if len(raw) > OFFLOAD_BYTES:
+                rendered = await asyncio.to_thread(lambda: pipeline.render(raw, **args))  # type: ignore[arg-type]
+            else:
+                rendered = pipeline.render(raw, **args)  # type: ignore[arg-type]
+            for warning in rendered.mail.warnings:
+                log.warning("event=decode_warning peer=%s warning=%r", session.peer, warning)
+            # A client that hangs up now cancels this handler; the write must still finish
+            # whole (committed or not), so it runs shielded.
+            claimed = self.delivery.can_take(len(rendered.provider_mails))
+            storm = StormAdmit(rendered.alerts, cfg.storm_settings, now) if rendered.alerts else None
+            write = self.spool.enqueue(
+                rendered.provider_mails,
+                mail_from=envelope.mail_from or "",
+                inbound_id=rendered.mail.message_id,
+                claimed=claimed,
+                storm=storm,
+            )
+            enqueued = await asyncio.shield(write)
+        except RelayError as exc:
+            log.warning(
+                "event=rejected peer=%s from=%s reply=%r", session.peer, envelope.mail_from, str(exc.reply)
+            )
+            return str(exc.reply)
+        ids = [m.relay_id for m in rendered.provider_mails]
+        for m in rendered.provider_mails:
+            log.info(
+                "event=queued id=%s route=%s mode=%s phones=%d parts=%d from=%s",
+                m.relay_id, m.route, m.mode.value, len(m.phones), m.segments.parts, envelope.mail_from,
+            )  # fmt: skip
+        self.metrics.received.inc()
+        if enqueued.rows:
+            if claimed:
+                self.delivery.take(enqueued.rows)
+            else:
+                self.delivery.wake()
+        said = ["queued as " + " ".join(ids)] if ids else []
+        said += self._report_alerts(enqueued.admitted)
+        return str(replies.S250_ACCEPTED.with_text("; ".join(said)))
+
+    def _report_alerts(self, admitted: tuple[Admission, ...]) -> list[str]:
+        """Log and count admitted alerts, wake the planner for held ones; the reply's words."""
+        for a in admitted:
+            self.metrics.alerts.labels(a.state.value).inc()
+            log.info(
+                "event=alert_%s id=%s route=%s phones=%d kind=%s note=%r",
+                a.state.value, a.alert.id, a.alert.route, len(a.alert.phones), a.alert.kind.value, a.note,
+            )  # fmt: skip
+            if a.state is AlertState.HELD:
+                self.on_alert_due(a.alert.due)
+        said = []
+        for state, verb in ALERT_WORDS:
+            got = [a.alert.id for a in admitted if a.state is state]
+            if got:
+                said.append(f"{verb} {' '.join(got)}")
+        return said
+
+    async def handle_exception(self, error: Exception) -> str:
+        self.metrics.rejected.labels("internal_error").inc()
+        # aiosmtpd's default answers a permanent 500 with the exception text; a fault of ours
+        # is temporary (the client keeps the mail) and its details are for the log only.
+        log.error("event=internal_error error=%r", error, exc_info=error)
+        return str(replies.S451_INTERNAL)
+
+
+def _reason(exc: RelayError) -> str:
+    """A metrics label for an error class: NoRouteError -> no_route."""
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "error"

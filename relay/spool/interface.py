@@ -1,0 +1,100 @@
+"""The spool as the rest of the shell sees it: one Protocol, whatever engine is behind it.
+
+SQLite (relay/spool/sqlite.py) is the first implementation; a second backend implements the
+same methods with the same guarantees: `enqueue` returns only after the rows are durable, a
+claimed row belongs to one worker, `finish` moves only rows still `sending`, a reply and the
+pause it causes commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from relay.config.schema import Config, StormSettings
+from relay.model import ProviderMail, ProviderReply, State
+from relay.provider_errors import Rule
+from relay.spool.alerts import Tick
+from relay.spool.messages import Row
+from relay.spool.replies import Applied
+from relay.storm.plan import Admission, Alert
+
+
+@dataclass(frozen=True, slots=True)
+class StormAdmit:
+    """A mail's alerts for storm routes, admitted in the transaction that stores the mail."""
+
+    alerts: Sequence[Alert]
+    settings: Callable[[str], StormSettings]  # by route name
+    now: float  # the planner's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    rows: list[Row]
+    admitted: tuple[Admission, ...] = ()
+
+
+class Spool(Protocol):
+    @property
+    def commits(self) -> int:
+        """Transactions written so far (group commit: fewer than operations)."""
+
+    @property
+    def failing(self) -> str:
+        """The last commit error until a commit succeeds again; "" when healthy."""
+
+    async def open(self) -> int:
+        """Open (creating or migrating); returns how many `sending` rows were queued again."""
+
+    async def close(self) -> None: ...
+
+    async def enqueue(
+        self,
+        mails: Sequence[ProviderMail],
+        *,
+        mail_from: str,
+        inbound_id: str,
+        claimed: bool = False,
+        storm: StormAdmit | None = None,
+    ) -> Enqueued:
+        """Store new provider mails (and a mail's storm alerts) durably, all or none.
+
+        `claimed`: the rows go in as `sending` (attempt 1), owned by a delivery worker that is
+        handed them in memory, which saves a claim transaction per message."""
+
+    async def claim(self, limit: int, now: float) -> list[Row]:
+        """Due rows, moved to `sending`: no two workers get one row; none while paused."""
+
+    async def finish(self, relay_id: str, state: State, *, durable: bool = False, **values: Any) -> None:
+        """Record an attempt's outcome: state plus any of next_attempt, last_error, error_code,
+        sms_count, attempts. Not fsynced by default: losing it to a power cut means one
+        resend, not a lost message."""
+
+    async def next_due(self) -> float | None: ...
+    async def get(self, relay_id: str) -> Row | None: ...
+    async def counts(self) -> dict[State, int]: ...
+    async def count_waiting(self) -> int: ...
+    async def sweep_unconfirmed(self, older_than: float) -> int: ...
+    async def prune(self, older_than: float, limit: int = ...) -> tuple[int, int]: ...
+
+    async def record_reply(
+        self,
+        reply: ProviderReply,
+        *,
+        mail_from: str,
+        raw: bytes,
+        untrusted: str = "",
+        pause_for: Callable[[Rule], float] = ...,
+    ) -> Applied: ...
+
+    async def set_control(self, key: str, value: str | None) -> None: ...
+    async def control(self) -> dict[str, str]: ...
+
+    async def storm_tick(
+        self, *, now: float, config: Config, hostname: str, new_id: Callable[[], str]
+    ) -> Tick:
+        """Plan the held alerts and queue what is due, in one transaction."""
+
+    async def alert_senders(self, relay_id: str) -> dict[str, list[str]]: ...

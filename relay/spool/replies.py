@@ -1,0 +1,117 @@
+"""What a provider reply does to its message: the state machine's last step (DESIGN.md section 4).
+
+Every mail to the reply address is kept in `replies` with what it did, read or not: the
+provider's word is never dropped. A reply that pauses the queue writes the pause in the same
+transaction as the message's new state, so no worker can claim the message in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from relay import provider_errors
+from relay.model import ProviderReply, ReplyKind, ReplyOutcome, State
+from relay.provider_errors import Action, Rule
+
+# A reply may answer a row in these states; `sending` too, since the provider can answer
+# before delivery has recorded the upstream's 250.
+ANSWERABLE = (State.SENDING, State.SENT, State.UNCONFIRMED)
+_ON_ERROR = {
+    Action.FAIL: ReplyOutcome.FAILED,
+    Action.DUPLICATE: ReplyOutcome.DUPLICATE,
+    # The provider did not send it: it waits in the queue for delivery to resume.
+    Action.PAUSE: ReplyOutcome.QUEUED,
+    Action.BACKOFF: ReplyOutcome.DEFERRED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outcome: ReplyOutcome
+    detail: str = ""  # why, for KEPT and IGNORED: "unreadable", "untrusted: DKIM: ..."
+    pause: Rule | None = None  # a provider error that stops or holds the whole queue
+    paused_until: float = 0.0
+    pause_reason: str = ""
+    since_sent: float | None = None  # seconds from the provider's 250 to this reply
+
+    @property
+    def text(self) -> str:
+        """As stored in `replies.outcome` and logged: 'confirmed', 'kept (no id)'."""
+        return f"{self.outcome.value} ({self.detail})" if self.detail else self.outcome.value
+
+
+def apply_reply(conn: sqlite3.Connection, reply: ProviderReply, now: float) -> Applied:
+    if reply.kind is ReplyKind.UNKNOWN:
+        return Applied(ReplyOutcome.KEPT, "unreadable")
+    if not reply.relay_id:
+        return Applied(ReplyOutcome.KEPT, "no id")
+    row = conn.execute("SELECT state, updated FROM messages WHERE id = ?", (reply.relay_id,)).fetchone()
+    if row is None:
+        return Applied(ReplyOutcome.UNKNOWN_ID)
+    state = State(row["state"])
+    if state not in ANSWERABLE:
+        return Applied(ReplyOutcome.IGNORED, f"message already {state.value}")  # a repeat: idempotent
+    if reply.kind is ReplyKind.OK:
+        conn.execute(
+            "UPDATE messages SET state = ?, sms_count = ?, updated = ?, last_error = '', error_code = NULL"
+            " WHERE id = ?",
+            (State.CONFIRMED.value, reply.sms_count, now, reply.relay_id),
+        )
+        since = now - row["updated"] if state is State.SENT else None
+        return Applied(ReplyOutcome.CONFIRMED, since_sent=since)
+    assert reply.code is not None
+    rule = provider_errors.rule(reply.code)
+    text = f"provider ERROR {reply.code}: {reply.description or rule.meaning}"
+    outcome = _ON_ERROR[rule.action]
+    assert outcome.state is not None
+    conn.execute(
+        "UPDATE messages SET state = ?, error_code = ?, last_error = ?, next_attempt = ?, updated = ?"
+        " WHERE id = ?",
+        (outcome.state.value, reply.code, text, now, now, reply.relay_id),
+    )
+    return Applied(outcome, pause=rule if rule.action in (Action.PAUSE, Action.BACKOFF) else None)
+
+
+def record(
+    conn: sqlite3.Connection,
+    reply: ProviderReply,
+    *,
+    now: float,
+    mail_from: str,
+    raw: bytes,
+    untrusted: str,
+    pause_for: Callable[[Rule], float],
+) -> Applied:
+    """Keep the reply and move its message to the state the reply means; an `untrusted`
+    reply (the reason) is kept and changes nothing."""
+    applied = (
+        Applied(ReplyOutcome.KEPT, f"untrusted: {untrusted}") if untrusted else apply_reply(conn, reply, now)
+    )
+    if applied.pause is not None:
+        until = now + pause_for(applied.pause)
+        reason = f"provider ERROR {reply.code}: {applied.pause.meaning}"
+        conn.executemany(
+            "INSERT OR REPLACE INTO control (key, value) VALUES (?, ?)",
+            [("paused_until", f"{until:.3f}"), ("pause_reason", reason)],
+        )
+        applied = replace(applied, paused_until=until, pause_reason=reason)
+    conn.execute(
+        "INSERT INTO replies (received, relay_id, kind, code, sms_count, description, line, outcome,"
+        " mail_from, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (now, reply.relay_id, reply.kind.value, reply.code, reply.sms_count,
+         reply.description, reply.line, applied.text, mail_from, raw),
+    )  # fmt: skip
+    return applied
+
+
+def of_message(conn: sqlite3.Connection, relay_id: str) -> list[sqlite3.Row]:
+    return list(conn.execute("SELECT * FROM replies WHERE relay_id = ? ORDER BY n", (relay_id,)))
+
+
+def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM replies WHERE n IN (SELECT n FROM replies WHERE received < ? LIMIT ?)",
+        (older_than, limit),
+    ).rowcount
