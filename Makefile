@@ -27,7 +27,7 @@ lint: setup
 
 test: lint
 	$(BIN)/smsc-relay check -c $(CONFIG)
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 # Server install (root): /opt/smsc-relay, /etc/smsc-relay, the systemd unit. See docs/install.md.
 install:

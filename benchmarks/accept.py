@@ -9,6 +9,10 @@ baseline, the same bare server on the relay's LeanSMTP, shows what the relay cos
 equally lean aiosmtpd session.
 Load comes from Postfix's smtp-source (C), one new connection per message, as cron and
 monitoring systems send, so the client is never the bottleneck.
+
+Before/after a change: `--against TREE` times this checkout's relay against the relay of another
+checkout (say `git worktree add /tmp/before HEAD~1`), alternating A B A B, and prints the ratio
+of neighbouring runs at each session count; nothing else is measured then.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def blast(port: int, sessions: int, messages: int) -> float:
     return messages / (time.perf_counter() - start)
 
 
-def one_run(kind: str, sessions: int, messages: int) -> float:
+def one_run(kind: str, sessions: int, messages: int, tree: Path | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         port, upstream = free_port(), free_port()
         procs = []
@@ -57,7 +61,8 @@ def one_run(kind: str, sessions: int, messages: int) -> float:
             procs.append(start_bare(port, lean=kind == "lean"))
         else:
             procs.append(start_smtp_sink(upstream))  # the provider: delivery runs meanwhile
-            procs.append(start_relay(relay_config(Path(tmp), port, upstream), port))
+            cfg = relay_config(Path(tmp), port, upstream)
+            procs.append(start_relay(cfg, port) if tree is None else start_relay(cfg, port, tree))
         try:
             return blast(port, sessions, messages)
         finally:
@@ -124,12 +129,38 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
+def against(tree: Path, sessions: list[int], messages: int, runs: int) -> dict[str, object]:
+    """This checkout's relay (A) and `tree`'s (B), alternating; the ratio A/B of neighbours."""
+    report: dict[str, object] = {"against": str(tree), "runs": runs, "messages": messages}
+    print(f"this checkout (A) vs {tree} (B), msgs/s, median of {runs} alternating runs of {messages}:")
+    print(f"{'sessions':>8} {'A':>8} {'B':>8} {'A/B':>6}  ratios of neighbours")
+    for n in sessions:
+        a, b = [], []
+        for _ in range(runs):
+            a.append(one_run("relay", n, messages))
+            b.append(one_run("relay", n, messages, tree))
+        ratios = [x / y for x, y in zip(a, b, strict=True)]
+        med = statistics.median
+        report[f"sessions_{n}"] = {"a": round(med(a)), "b": round(med(b)), "ratio": round(med(ratios), 2),
+                                   "ratios": [round(x, 2) for x in ratios]}  # fmt: skip
+        spread = " ".join(f"{x:.2f}" for x in ratios)
+        print(f"{n:>8} {med(a):>8.0f} {med(b):>8.0f} {med(ratios):>6.2f}  {spread}", flush=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--against", type=Path, help="another checkout's relay to compare with (A/B)")
+    parser.add_argument("--sessions", type=int, action="append", help="with --against (default 1, 10)")
     args = parser.parse_args()
+    if args.against:
+        result = against(args.against, args.sessions or [1, 10], args.messages, args.runs)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return
     report: dict[str, object] = {"runs": args.runs, "messages": args.messages}
     print(f"accept throughput, msgs/s, median of {args.runs} runs of {args.messages} messages (smtp-source):")
     head = f"{'sessions':>8} {'bare aiosmtpd':>14} {'smsc-relay':>11} {'ratio':>6}  ratios of neighbours"

@@ -62,10 +62,12 @@ routes:
     return cfg
 
 
-def start_relay(cfg: Path, port: int) -> subprocess.Popen[bytes]:
+def start_relay(cfg: Path, port: int, tree: Path = ROOT) -> subprocess.Popen[bytes]:
+    """The relay of `tree` (default: this checkout) as `smsc-relay serve`, in its own process."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # ahead of the editable install of this checkout
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "-c", str(cfg), "--log-level", "WARNING"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     wait_port(port)
     return proc

@@ -40,8 +40,8 @@ from relay import pipeline  # noqa: E402
 from relay.config import load as config_mod  # noqa: E402
 from relay.daemon.main import Daemon  # noqa: E402
 from relay.formatters import segments  # noqa: E402
-from tests.conftest import serve_fake  # noqa: E402
 from tests.fakes import ProviderLimits, ReplyingProvider  # noqa: E402
+from tests.helpers import serve_fake  # noqa: E402
 
 PHONES = [f"+7999000000{n}" for n in range(1, 6)]
 SENDER, RCPT = "monitor@mon.example.com", "oncall@sms.example.com"

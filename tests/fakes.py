@@ -24,6 +24,12 @@ class Received:
     command: command_parser.Command | None  # None for an email2sms mail
 
     @property
+    def sms(self) -> command_parser.Command:
+        """The command line this mail carried (an email2sms mail has none)."""
+        assert self.command is not None, "not a command mail"
+        return self.command
+
+    @property
     def relay_id(self) -> str:
         if self.command:
             return self.command.request_id

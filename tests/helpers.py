@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.message
 import itertools
 import smtplib
 import socket
@@ -104,9 +105,10 @@ def smtplib_send(port: int, msg: EmailMessage, rcpts: list[str] | None = None) -
 
 async def states(daemon: Any) -> dict[str, str]:
     def op(conn: Any) -> dict[str, str]:
-        return dict(conn.execute("SELECT id, state FROM messages").fetchall())
+        return {i: s for i, s in conn.execute("SELECT id, state FROM messages")}
 
-    return await daemon.spool.write(op)
+    found: dict[str, str] = await daemon.spool.write(op)
+    return found
 
 
 async def row(relay: Any) -> dict[str, Any]:
@@ -152,19 +154,19 @@ class Clock:
 
 async def until(relay: Daemon, clock: Clock, at: float) -> None:
     """Move simulated time to `at` and let the planner run once at that time."""
-    assert relay.holder is not None
+    assert relay.storm_runner is not None
     clock.now = max(clock.now, at)
-    ticks = relay.holder.ticks
-    relay.holder.wake()
-    await wait_for(lambda: relay.holder is not None and relay.holder.ticks > ticks)
+    ticks = relay.storm_runner.ticks
+    relay.storm_runner.wake()
+    await wait_for(lambda: relay.storm_runner is not None and relay.storm_runner.ticks > ticks)
 
 
 async def drain(relay: Daemon, clock: Clock, limit: int = 500) -> None:
     """Run simulated time forward until nothing is held or waiting in a dedup window."""
-    assert relay.holder is not None
+    assert relay.storm_runner is not None
     for _ in range(limit):
         await until(relay, clock, clock.now)
-        nxt = relay.holder._next
+        nxt = relay.storm_runner.next_tick
         if nxt is None:
             return
         await until(relay, clock, nxt)
@@ -275,3 +277,10 @@ async def wait_settled(relay: Daemon, timeout: float = 10.0) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"relay did not settle within {timeout}s")
         await asyncio.sleep(0.05)
+
+
+def body_text(msg: email.message.Message) -> str:
+    """A single-part mail's body, transfer-decoded and decoded from its declared charset."""
+    payload = msg.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(msg.get_content_charset() or "ascii")

@@ -20,7 +20,7 @@ import pytest
 from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
 from tests.helpers import ROUTES, wait_settled
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 AM_ROUTES = (

@@ -234,7 +234,7 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "OK" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("listen: {port: 99999}\nrouts: []\n")
-    assert cli.main(["check", "-c", str(bad)]) == Exit.CONFIG == 78
+    assert cli.main(["check", "-c", str(bad)]) == Exit.CONFIG and int(Exit.CONFIG) == 78
     err = capsys.readouterr().err
     assert "listen.port (line 1): 99999 is out of range" in err
     assert "routs (line 2): unknown key (did you mean 'routes'?)" in err

@@ -16,7 +16,7 @@ from relay.config import load as config
 from relay.errors import Exit, RelayError
 from relay.formatters import command
 from relay.parsers import command as command_parser
-from tests.helpers import CORPUS, NOW, counter
+from tests.helpers import CORPUS, NOW, body_text, counter
 
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
 MAILS = sorted(CORPUS.glob("*.eml"))
@@ -79,7 +79,7 @@ def test_corpus_provider_mail_parses_back(path: Path) -> None:
         assert msg["To"] == "send@send.smscentre.com"
         assert msg["From"] == "replies@relay.example.com"
         assert msg["Content-Transfer-Encoding"] == "base64"
-        body = msg.get_payload(decode=True).decode(msg.get_content_charset())
+        body = body_text(msg)
         parsed = command_parser.parse(body)
         assert parsed.login == "testlogin"
         assert parsed.password == SECRET

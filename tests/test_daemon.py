@@ -28,8 +28,8 @@ async def test_smtplib_to_provider(provider: tuple[FakeProvider, int], relay_fac
     assert got.command is not None
     # The spool holds the mail masked; the provider gets the real password.
     assert (got.command.login, got.command.password) == ("mylogin", PASSWORD)
-    assert [e.text for e in got.command.entries] == ["Alert\nDisk /var is full"]
-    assert got.command.entries[0].phones == ("79991234567",)
+    assert [e.text for e in got.sms.entries] == ["Alert\nDisk /var is full"]
+    assert got.sms.entries[0].phones == ("79991234567",)
     await wait_for(lambda: relay.deliverer.in_flight == set())
     assert list((await states(relay)).values()) == ["sent"]
     row = await relay.spool.write(lambda c: c.execute("SELECT message FROM messages").fetchone()[0])
@@ -49,7 +49,7 @@ async def test_aiosmtplib_client_and_connection_reuse(
     await wait_for(lambda: len(fake.received) == 20)
     # Two workers, each with one reused connection: not one connection per message.
     assert fake.sessions <= 2
-    assert sorted(e.text for r in fake.received for e in r.command.entries) == sorted(
+    assert sorted(e.text for r in fake.received for e in r.sms.entries) == sorted(
         f"Alert\nevent {n}" for n in range(20)
     )
 
@@ -104,7 +104,7 @@ async def test_provider_down_then_up(relay_factory: Any) -> None:
     relay = await relay_factory(port)
     for n in range(5):
         await asyncio.to_thread(smtplib_send, relay.port, message(f"during outage {n}"))
-    await wait_for(lambda: relay.deliverer._paused_until > 0)
+    await wait_for(lambda: relay.deliverer.paused_until > 0)
     server = await asyncio.get_running_loop().create_server(fake.factory, "127.0.0.1", port)
     try:
         await wait_for(lambda: len(fake.received) == 5, timeout=20)
@@ -139,9 +139,8 @@ async def test_provider_permanent_failure(provider: tuple[FakeProvider, int], re
     await asyncio.to_thread(smtplib_send, relay.port, message())
 
     async def failed() -> list[Any]:
-        return await relay.spool.write(
-            lambda c: c.execute("SELECT state, attempts, error_code, last_error FROM messages").fetchall()
-        )
+        sql = "SELECT state, attempts, error_code, last_error FROM messages"
+        return list(await relay.spool.write(lambda c: c.execute(sql).fetchall()))
 
     for _ in range(200):
         rows = await failed()
@@ -220,12 +219,13 @@ async def test_unexpected_error_in_a_send_is_retried_not_fatal(
     provider: tuple[FakeProvider, int], relay_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from relay.delivery.smtp import SmtpTransport
+    from relay.delivery.transport import Accepted
 
     fake, port = provider
     real_send = SmtpTransport.send
     calls = []
 
-    async def flaky(self: SmtpTransport, *args: Any) -> str:
+    async def flaky(self: SmtpTransport, *args: Any) -> Accepted:
         calls.append(args[0])
         if len(calls) == 1:
             raise RuntimeError("a bug in a sender")  # stands in for any fault of ours

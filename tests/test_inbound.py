@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from relay.config.schema import ParsingConfig
-from relay.model import BodySource
+from relay.model import BodySource, InboundMail
 from relay.parsers import charsets, cleanup, inbound
 
 S = ParsingConfig()
 
 
-def parse(raw: bytes, settings: ParsingConfig = S) -> inbound.InboundMail:
+def parse(raw: bytes, settings: ParsingConfig = S) -> InboundMail:
     return inbound.parse(raw, settings=settings)
 
 

@@ -25,7 +25,7 @@ from relay.parsers import command as command_parser
 from relay.spool import alerts as stormstore
 from relay.spool import schema as spool_schema
 from relay.spool.sqlite import connect
-from tests.helpers import BASE_CONFIG, PASSWORD, make_config, render
+from tests.helpers import BASE_CONFIG, PASSWORD, body_text, make_config, render
 
 CFG = make_config()
 # Arbitrary text, weighted towards the characters that matter to the command syntax.
@@ -33,7 +33,7 @@ SYNTAX = [":", "::", ",", ";", "\n", "\r", "\r\n", "\x85", "\u2028", "\u2029", "
           "[text]", "[/TEXT]", "~~~", "\n~~~\n", "\\n", "__CALL__: ", "__HLR__",
           "login:psw:1:0,0:0,0,X,0:79990000000:hi", "=?utf-8?q?x?=", "Bcc: evil@example.com"]  # fmt: skip
 ANY_TEXT = st.lists(
-    st.one_of(st.sampled_from(SYNTAX), st.text(st.characters(exclude_categories=("Cs",)), max_size=30)),
+    st.one_of(st.sampled_from(SYNTAX), st.text(st.characters(exclude_categories=["Cs"]), max_size=30)),
     max_size=12,
 ).map("".join)
 PHONE = st.from_regex(r"\+?[1-9][0-9]{9,13}", fullmatch=True)
@@ -55,7 +55,7 @@ def check_provider_mail(request: SmsRequest, message: bytes, phones: list[str]) 
     msg = email.message_from_bytes(message)
     assert msg.keys() == HEADERS  # exactly these headers: nothing injected
     assert not msg.is_multipart()
-    body = msg.get_payload(decode=True).decode(msg.get_content_charset())
+    body = body_text(msg)
     parsed = command_parser.parse(body)
     assert (parsed.login, parsed.password, parsed.request_id) == (
         "mylogin",
@@ -171,7 +171,7 @@ def test_storm_digests_cannot_be_injected(tmp_path_factory: Any, mails: list[tup
         message = provider.unmask(row.message, STORM_CFG.provider)
         msg = email.message_from_bytes(message)
         assert msg.keys() == HEADERS
-        text = msg.get_payload(decode=True).decode(msg.get_content_charset())
+        text = body_text(msg)
         parsed = command_parser.parse(text)
         assert (parsed.login, parsed.password, parsed.request_id) == ("mylogin", PASSWORD, row.id)
         assert parsed.options.sender == "ALERTS" and parsed.options.test == "1"

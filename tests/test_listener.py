@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from relay import pipeline
 from relay.errors import SpoolError
-from relay.smtp import handler as listener
 from tests.fakes import FakeProvider, wait_for
 from tests.helpers import Raw, message, smtplib_send, states
 
@@ -66,7 +66,7 @@ async def test_too_many_recipients(provider: tuple[FakeProvider, int], relay_fac
     refused = await asyncio.to_thread(smtplib_send, relay.port, message(), rcpts)
     assert refused == {r: (452, b"4.5.3 too many recipients") for r in rcpts[5:]}
     await wait_for(lambda: len(fake.received) == 1)
-    assert len(fake.received[0].command.entries[0].phones) == 5
+    assert len(fake.received[0].sms.entries[0].phones) == 5
 
 
 async def test_oversized_mail(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
@@ -101,7 +101,7 @@ async def test_empty_mail_and_8bit_junk(provider: tuple[FakeProvider, int], rela
     assert reply.startswith("250 2.0.0 queued as ")
     await raw.close()
     await wait_for(lambda: len(fake.received) == 1)
-    assert fake.received[0].command.entries[0].text.endswith("Авария")
+    assert fake.received[0].sms.entries[0].text.endswith("Авария")
 
 
 async def test_smuggling_bare_lf_dot_is_content(
@@ -120,8 +120,8 @@ async def test_smuggling_bare_lf_dot_is_content(
     await raw.close()
     await wait_for(lambda: len(fake.received) == 1)
     (got,) = fake.received
-    assert got.command.entries[0].phones == ("79991234567",)  # the smuggled number got nothing
-    assert "smuggled" in got.command.entries[0].text
+    assert got.sms.entries[0].phones == ("79991234567",)  # the smuggled number got nothing
+    assert "smuggled" in got.sms.entries[0].text
     assert b"\n" not in got.raw.replace(b"\r\n", b"")  # no bare LF forwarded
     assert len(await states(relay)) == 1
 
@@ -134,7 +134,7 @@ async def test_long_line_and_bare_lf_content(provider: tuple[FakeProvider, int],
     assert (await raw.cmd(body)).startswith("250 2.0.0")
     await raw.close()
     await wait_for(lambda: len(fake.received) == 1)
-    assert len(fake.received[0].command.entries[0].text) <= 1000
+    assert len(fake.received[0].sms.entries[0].text) <= 1000
 
 
 async def test_disconnect_mid_data_queues_nothing(
@@ -173,7 +173,7 @@ async def test_internal_error_is_451_without_details(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire /var/secret/path")
 
-    monkeypatch.setattr(listener.pipeline, "render", boom)
+    monkeypatch.setattr(pipeline, "render", boom)  # the module the handler calls
     with pytest.raises(smtplib.SMTPDataError) as info:
         await asyncio.to_thread(smtplib_send, relay.port, message())
     assert info.value.smtp_code == 451

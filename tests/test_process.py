@@ -16,10 +16,10 @@ import aiosmtplib
 import pytest
 
 from relay.cli import main as cli
-from tests.fakes import FakeProvider, wait_for
+from tests.fakes import FakeProvider, Received, wait_for
 from tests.helpers import PASSWORD, relay_config_text
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 class RelayProcess:
@@ -85,8 +85,8 @@ async def relay_process(tmp_path: Path, provider: tuple[FakeProvider, int]) -> A
             await rp.proc.wait()
 
 
-def marker(received: Any) -> str:
-    return received.command.entries[0].text.split("\n")[-1]
+def marker(received: Received) -> str:
+    return str(received.sms.entries[0].text.split("\n")[-1])
 
 
 async def test_sigkill_under_load_loses_nothing(

@@ -19,7 +19,7 @@ from relay.daemon.main import Daemon
 from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
 from tests.helpers import STORM_ROUTES, Clock, drain, smtplib_send, until
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 CORPUS = Path(__file__).parent / "corpus"
 T0 = 1_795_348_800.0  # 2026-11-22 12:00 UTC
 

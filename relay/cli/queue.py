@@ -50,7 +50,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace) -> SpoolAdmin:
     cfg = load(args.config)
     if not cfg.spool.path.exists():
-        raise SystemExit(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)")
+        print(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)", file=sys.stderr)
+        raise SystemExit(Exit.FAILURE)
     _become_owner(cfg.spool.path)
     return SpoolAdmin.open(cfg.spool.path)
 

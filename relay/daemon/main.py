@@ -77,13 +77,15 @@ class Daemon:
             concurrency=d.concurrency,
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
         )
-        self.holder = StormRunner(self.spool, lambda: self.cfg, self.hostname, self.deliverer, clock=clock)
+        self.storm_runner = StormRunner(
+            self.spool, lambda: self.cfg, self.hostname, self.deliverer, clock=clock
+        )
         intake = ReplyIntake(
             self.spool, metrics=self.metrics, pause=self.deliverer.pause, on_failed=on_failed, dnsfunc=dnsfunc
         )
         self.handler = Handler(
             cfg, self.spool, self.deliverer, metrics=self.metrics, intake=intake, hostname=self.hostname,
-            sessions=Sessions(cfg.listen.max_connections), clock=clock, on_alert_due=self.holder.due,
+            sessions=Sessions(cfg.listen.max_connections), clock=clock, on_alert_due=self.storm_runner.due,
         )  # fmt: skip
         self.health = Health(self.spool, lambda: self.cfg, lambda: self.deliverer.pause_reason)
         self.server: asyncio.Server | None = None
@@ -104,7 +106,7 @@ class Daemon:
         recovered = await self.spool.open()
         if recovered:
             log.warning("event=recovered rows=%d note='left sending by a crash; queued again'", recovered)
-        self.holder.start()
+        self.storm_runner.start()
         self.server = await asyncio.get_running_loop().create_server(
             self.handler.factory, self.cfg.listen.host, self.cfg.listen.port
         )
@@ -212,7 +214,7 @@ class Daemon:
             log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
             return
         self.cfg = new
-        self.holder.wake()  # storm settings may have changed
+        self.storm_runner.wake()  # storm settings may have changed
         if self.deliverer.pause_reason:
             # SIGHUP is how an operator says "the password / the balance is fixed".
             asyncio.get_running_loop().create_task(self.resume())
@@ -235,7 +237,7 @@ class Daemon:
         if self.server:
             self.server.close()
         await self.handler.sessions.drain(loop.time() + timeout)
-        await self.holder.stop()  # what it holds stays in the spool for the next start
+        await self.storm_runner.stop()  # what it holds stays in the spool for the next start
         await self.deliverer.stop(timeout)
         if self.sweeper is not None:
             self.sweeper.cancel()

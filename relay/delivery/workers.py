@@ -46,6 +46,7 @@ class Deliverer:
         concurrency: int = 2,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        idle_poll: float = IDLE_POLL,
     ) -> None:
         self.spool = spool
         self.make_transport = make_transport
@@ -56,6 +57,7 @@ class Deliverer:
         self.concurrency = concurrency
         self.policy = policy or RetryPolicy()
         self.clock = clock
+        self.idle_poll = idle_poll
         self._wake = asyncio.Event()
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
@@ -161,6 +163,9 @@ class Deliverer:
 
     async def _work_once(self, transport: Transport) -> None:
         """Take due rows (handed over, or claimed from the spool) and deliver them."""
+        # Cleared before looking for work, never after: a take() or wake() that comes while
+        # we look (during the claim or next_due awaits) must cut the nap below short.
+        self._wake.clear()
         await self._sync_control()
         now = self.clock()
         if now < self._paused_until:
@@ -172,7 +177,8 @@ class Deliverer:
         if not rows:
             due = await self.spool.next_due()
             # Another process (`queue retry`) may queue rows without waking us: look again soon.
-            await self._sleep(IDLE_POLL if due is None else min(IDLE_POLL, max(0.0, due - self.clock())))
+            poll = self.idle_poll
+            await self._sleep(poll if due is None else min(poll, max(0.0, due - self.clock())))
             return
         for i, row in enumerate(rows):
             if self._stopping or self.clock() < self._paused_until:
@@ -188,7 +194,6 @@ class Deliverer:
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        self._wake.clear()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
@@ -216,7 +221,7 @@ class Deliverer:
                 raise
             self._pause = 0.0
             await self.spool.finish(row.id, State.SENT, last_error="", error_code=None)
-            self.metrics.requests.labels("sent").inc()
+            self.metrics.requests.labels(State.SENT.value).inc()
             self.metrics.parts_sent.inc(row.parts * max(1, len(row.phones)))
             self.metrics.accept_to_provider.observe(max(0.0, self.clock() - row.created))
             log.info(
@@ -237,13 +242,13 @@ class Deliverer:
         if not exc.temporary:
             await self.spool.finish(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
             log.error("event=failed id=%s route=%s error=%r", row.id, row.route, exc.text)
-            self.metrics.requests.labels("failed").inc()
+            self.metrics.requests.labels(State.FAILED.value).inc()
             self.on_failed(row.id)
             return
         if self.clock() - row.created > self.policy.max_age:
             await self.spool.finish(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
             log.error("event=expired id=%s attempts=%d error=%r", row.id, row.attempts, exc.text)
-            self.metrics.requests.labels("expired").inc()
+            self.metrics.requests.labels(State.EXPIRED.value).inc()
             self.on_failed(row.id)
             return
         delay = self.policy.delay(row.attempts)

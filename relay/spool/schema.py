@@ -69,7 +69,7 @@ CREATE INDEX IF NOT EXISTS replies_relay_id ON replies (relay_id);
 -- Queue-wide switches shared with `smsc-relay queue resume`: key -> value.
 CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
--- Alert-storm control (relay/stormstore.py): held alerts, dedup windows, sends per phone.
+-- Alert-storm control (spool/alerts.py): held alerts, dedup windows, sends per phone.
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,            -- the relay id the client's 250 named
     route TEXT NOT NULL,

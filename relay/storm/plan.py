@@ -14,8 +14,9 @@ budget, and only when every phone of the group may receive an SMS under the prov
   most `burst` (< 50) SMS with short gaps, then a pause of more than 2 minutes, and at least
   `min_gap` seconds between any two SMS.
 
-Everything here is data in, data out, with the time passed in; relay/stormstore.py keeps the
-state in the spool and relay/holder.py runs the planner.
+Everything here is data in, data out, with the time passed in (the limits themselves are in
+pacing.py); relay/spool/alerts.py keeps the state in the spool and relay/daemon/storm_runner.py
+runs the planner.
 """
 
 from __future__ import annotations
