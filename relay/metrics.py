@@ -30,6 +30,10 @@ class Metrics:
             "smsc_relay_storm_alerts", "Alerts of storm-controlled routes by what became of them at intake"
             " (held, repeat, cancelled)", ["state"], registry=r,
         )  # fmt: skip
+        self.protected = Counter(
+            "smsc_relay_phone_protected", "Requests the provider's per-phone limits held back (held) or"
+            " counted instead of sending (repeat)", ["action"], registry=r,
+        )  # fmt: skip
         self.queue = Gauge("smsc_relay_queue", "Spooled provider requests by state", ["state"], registry=r)
         self.paused = Gauge(
             "smsc_relay_delivery_paused", "1 while a provider error pauses delivery", registry=r

@@ -32,6 +32,7 @@ class State(enum.Enum):
     EXPIRED = "expired"
     UNCONFIRMED = "unconfirmed"  # sent with test=1, but no provider reply in time: may not have gone out
     DUPLICATE = "duplicate"  # the provider refused it as a repeat within a minute (error 9)
+    REPEAT = "repeat"  # not sent: the same text went to these phones within the provider's minute
 
 
 class ReplyKind(enum.Enum):
@@ -136,6 +137,23 @@ class InboundMail:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertSummary:
+    """What a monitoring mail says, as an on-call engineer needs it (relay/parsers/monitoring.py)."""
+
+    recogniser: str  # which sender's format: nagios, zabbix, alertmanager, ...
+    head: str  # state, host, service or problem: kept whole when the text must be cut
+    detail: str  # the key detail (check output, measured value, summary): cut first
+    host: str
+    identity: str  # the same for every mail about this alert: no state, times, values or ids
+    recovery: bool  # the alert is over
+    dropped: tuple[str, ...] = ()  # what the summary leaves out, for `render`
+
+    @property
+    def text(self) -> str:
+        return f"{self.head}: {self.detail}" if self.detail else self.head
+
+
+@dataclass(frozen=True, slots=True)
 class Options:
     """The provider's optional fields: `<time>,<tz>:<translit>,<format>,<sender>,<test>`."""
 
@@ -203,3 +221,4 @@ class ProviderMail:
     # True when the password in `message` is the configured one: the spool then keeps only
     # `masked`, and delivery puts the (current) configured credentials in at send time.
     keeps_config_secret: bool = False
+    entries: tuple[Entry, ...] = ()  # who gets which text (empty for email2sms: the account decides)

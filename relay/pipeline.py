@@ -18,7 +18,7 @@ from relay.errors import ContentError, TooBigError
 from relay.formatters import provider
 from relay.model import Entry, InboundMail, ProviderMail, RouteMode, SmsRequest
 from relay.parsers import inbound
-from relay.routing import merge, resolve
+from relay.routing import Target, merge, resolve
 from relay.storm.plan import Alert, Digest, build_digest, new_alert
 
 _NEVER = re.compile("(?!)")
@@ -30,6 +30,19 @@ class Rendered:
     requests: tuple[SmsRequest, ...]
     provider_mails: tuple[ProviderMail, ...]
     alerts: tuple[Alert, ...] = ()  # for routes with storm control: held, not sent as they come
+    notes: tuple[str, ...] = ()  # what `render` and the log say: summary taken, text cut
+
+
+def notes_of(targets: Sequence[Target]) -> tuple[str, ...]:
+    notes: list[str] = []
+    for t in targets:
+        if t.summary is not None:
+            dropped = ", ".join(t.summary.dropped)
+            notes.append(f"route {t.route.name}: {t.summary.recogniser} summary (left out: {dropped})")
+        if t.cut:
+            budget = f"{t.route.max_parts} part(s)" if t.route.max_parts else "the provider's 1000 characters"
+            notes.append(f"route {t.route.name}: text cut to fit {budget}")
+    return tuple(dict.fromkeys(notes))
 
 
 def render(
@@ -50,7 +63,17 @@ def render(
     requests = merge([t for t in targets if t.route.storm is None], new_id) + passthrough
     # One alert per recipient of a storm route: they are merged later, with other mails' alerts.
     alerts = tuple(
-        new_alert(new_id(), t.route.name, t.phones, t.text, t.route.storm, now.timestamp(), rcpt=t.rcpt)
+        new_alert(
+            new_id(),
+            t.route.name,
+            t.phones,
+            t.text,
+            t.route.storm,
+            now.timestamp(),
+            rcpt=t.rcpt,
+            source=t.source,
+            summary=t.summary,
+        )
         for t in targets
         if t.route.storm is not None
     )
@@ -60,7 +83,7 @@ def render(
         provider.build(r, config.provider, hostname=hostname, now=now, with_secret=with_secret)
         for r in requests
     )
-    return Rendered(mail, tuple(requests), mails, alerts)
+    return Rendered(mail, tuple(requests), mails, alerts, notes_of(targets))
 
 
 def digest_request(relay_id: str, name: str, route: Route | None, digests: Sequence[Digest]) -> SmsRequest:

@@ -16,8 +16,9 @@ from relay import fields
 from relay.config.schema import Route
 from relay.errors import AddressError, ContentError, LoopError, NoRouteError
 from relay.formatters import command, segments
-from relay.model import BodySource, Entry, InboundMail, Options, RouteMode, Secret, SmsRequest
+from relay.model import AlertSummary, BodySource, Entry, InboundMail, Options, RouteMode, Secret, SmsRequest
 from relay.parsers import command as command_parser
+from relay.parsers import monitoring
 from relay.parsers.cleanup import squeeze
 
 MAX_HOPS = 50  # Received: headers before we call it a loop (Postfix's hopcount_limit)
@@ -32,7 +33,10 @@ class Target:
     rcpt: str
     route: Route
     phones: tuple[str, ...]
-    text: str
+    text: str  # what the phones get
+    source: str = ""  # the text before summary and cut: what alert_key / recovery patterns read
+    summary: AlertSummary | None = None  # the route used the recogniser's summary
+    cut: bool = False  # the text was cut to fit the route's parts or the provider's 1000 characters
 
 
 def find_route(
@@ -88,6 +92,7 @@ def resolve(
         raise LoopError(f"{mail.received_count} Received: headers; routing loop detected")
     targets: list[Target] = []
     passthrough: list[SmsRequest] = []
+    recognised = monitoring.recognise(mail)
     for rcpt in dict.fromkeys(mail.rcpt_tos):
         route = find_route(routes, rcpt, mail.mail_from, mail.subject, mail.header_from)
         if route is None:
@@ -97,7 +102,7 @@ def resolve(
                 passthrough.append(_passthrough(mail, route, rcpt, new_id))
             continue
         phones = _phones(route, aliases, rcpt)
-        targets.append(Target(rcpt, route, phones, _text(route, mail, rcpt)))
+        targets.append(_target(route, mail, rcpt, phones, recognised if route.summary else None))
     return targets, passthrough
 
 
@@ -118,32 +123,64 @@ def _phones(route: Route, aliases: Mapping[str, tuple[str, ...]], rcpt: str) -> 
     raise NoRouteError(rcpt)
 
 
-def _text(route: Route, mail: InboundMail, rcpt: str) -> str:
+def _target(
+    route: Route, mail: InboundMail, rcpt: str, phones: tuple[str, ...], summary: AlertSummary | None
+) -> Target:
     if route.message_type in ("ping", "hlr"):
-        return ""  # these requests carry no text; the prefix is the whole message
+        return Target(rcpt, route, phones, "")  # no text: the prefix is the whole message
+    # An explicit [text] block is exactly what the sender wants sent, without the subject.
+    subject = "" if mail.body_source is BodySource.TEXT_BLOCK else mail.subject
+    full = _default_text(subject, mail.text)
+    if mail.body_source is BodySource.TEXT_BLOCK:
+        summary = None
     if route.template is None:
-        # An explicit [text] block is exactly what the sender wants sent, without the subject.
-        subject = "" if mail.body_source is BodySource.TEXT_BLOCK else mail.subject
-        text = _default_text(subject, mail.text)
+        text = summary.text if summary else full
     else:
         values = {
             "subject": mail.subject,
             "text": mail.text,
             "from": mail.header_from or mail.mail_from,
             "to": rcpt,
+            "summary": summary.text if summary else full,
         }
         text = squeeze(route.template.format_map(values))
+        summary = summary if "{summary}" in route.template else None
     if not text:
         raise ContentError("nothing usable to send: the mail has no text and no subject")
     text = _neutralize(segments.fold_to_gsm(text))
     overhead = len(route.prefix) + (len(command.COMMENT_SEPARATOR + route.comment) if route.comment else 0)
-    return segments.fit(
-        text,
-        max_chars=command.MAX_MES - overhead,
-        max_parts=route.max_parts,
-        marker=route.marker,
-        translit=route.translit,
-    )
+    limit = command.MAX_MES - overhead
+    if summary is not None and route.template is None:
+        fitted = _fit_summary(summary, route, limit)
+    else:
+        fitted = segments.fit(text, max_chars=limit, max_parts=route.max_parts, marker=route.marker,
+                              translit=route.translit)  # fmt: skip
+    return Target(rcpt, route, phones, fitted, source=full, summary=summary, cut=fitted != text)
+
+
+def _fit_summary(summary: AlertSummary, route: Route, limit: int) -> str:
+    """Cut the detail first: the head (state, host, what is wrong) stays whole if it fits at all."""
+    head = _neutralize(segments.fold_to_gsm(summary.head))
+    detail = _neutralize(segments.fold_to_gsm(summary.detail))
+
+    def fits(text: str) -> bool:
+        if len(text) > limit:
+            return False
+        return not route.max_parts or segments.count(text, translit=route.translit).parts <= route.max_parts
+
+    whole = f"{head}: {detail}" if detail else head
+    if fits(whole):
+        return whole
+    room = limit - len(head) - 2
+    for _ in range(100):  # bounded: each round gives the detail 10 characters less
+        if room < len(route.marker) + 10 or not detail:
+            break
+        cut = segments.fit(detail, max_chars=room, marker=route.marker)
+        if fits(f"{head}: {cut}"):
+            return f"{head}: {cut}"
+        room -= 10
+    return segments.fit(head, max_chars=limit, max_parts=route.max_parts, marker=route.marker,
+                        translit=route.translit)  # fmt: skip
 
 
 def _default_text(subject: str, text: str) -> str:

@@ -131,12 +131,14 @@ STORM_ROUTES = (
     phones: ["+79990000001", "+79990000002"]
     max_parts: 4
     storm:
+      first_hold: 20  # no leading edge: these tests look inside a hold
       recovery: '^Resolved'
       alert_key: 'Original problem ID: (?P<key>\d+)'
   - name: nagios
     match: {recipient: '^nagios@sms\.example\.com$'}
     phones: ["+79990000002", "+79990000003"]
     storm:
+      first_hold: 20
       recovery: 'RECOVERY'
       alert_key: 'Alert: (?P<key>\S+) is'
       max_parts: 4

@@ -56,8 +56,14 @@ def test_render_shows_a_held_alert_of_a_storm_route(capsys: pytest.CaptureFixtur
     assert cli.main(["render", "-c", example, "--to", "alerts@sms.example.com", "--json", eml]) == 0
     (item,) = json.loads(capsys.readouterr().out)
     assert item["route"] == "monitoring" and item["phones"] == ["+79990000001", "+79990000002"]
-    assert item["held"].startswith("held 20 s to merge with other alerts; repeats counted for 300 s")
-    assert item["text"].startswith("Problem: High CPU utilization (over 90% for 5m)\nProblem started at")
+    assert item["held"].startswith(
+        "held 3 s after a quiet spell, 20 s in a storm to merge with other alerts; repeats counted for 300 s"
+    )
+    assert (
+        item["text"]
+        == "PROBLEM app-03: High CPU utilization (over 90% for 5m): Warning, Current utilization: 97.2 %"
+    )
+    assert "route monitoring: zabbix summary" in " ".join(item["notes"])
     assert "mylogin:***:" in item["command"] and "ALERTS" in item["command"]
     assert cli.main(["render", "-c", example, "--to", "alerts@sms.example.com", eml]) == 0
-    assert "storm:    held 20 s" in capsys.readouterr().out
+    assert "storm:    held 3 s after a quiet spell" in capsys.readouterr().out

@@ -121,4 +121,5 @@ def test_render_cli_text_output_masks_password(capsys: pytest.CaptureFixture[str
     assert SECRET not in out
     assert "testlogin:***:" in out
     assert "route 'by-number' (command)" in out
-    assert "parts:    2 (GSM-7" in out
+    assert "parts:    1 (GSM-7" in out
+    assert "note:     route by-number: zabbix summary (left out: subject" in out

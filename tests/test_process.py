@@ -112,7 +112,9 @@ async def test_sigkill_under_load_loses_nothing(
                     await smtp.connect()
                 attempts[f"m{n}"] += 1
                 msg = f"Subject: load\r\nFrom: load@example.com\r\n\r\nm{n}\r\n"
-                await smtp.sendmail("load@example.com", ["79991234567@sms.example.com"], msg)
+                # a phone per message: the provider's flood rule would (rightly) hold one phone's
+                rcpt = f"7999{1_000_000 + n:07d}@sms.example.com"
+                await smtp.sendmail("load@example.com", [rcpt], msg)
                 accepted.add(f"m{n}")
                 pending.pop(0)
             except (aiosmtplib.SMTPException, OSError):
@@ -173,9 +175,11 @@ async def test_sighup_reloads_and_refuses_broken_config(
     fake, _ = provider
     relay = await relay_process()
 
-    async def send(rcpt: str) -> None:
+    sent = iter(range(100))
+
+    async def send(rcpt: str) -> None:  # a new text each time: the same one would be a repeat
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=relay.port) as smtp:
-            await smtp.sendmail("a@example.com", [rcpt], "Subject: x\r\n\r\nhi")
+            await smtp.sendmail("a@example.com", [rcpt], f"Subject: x\r\n\r\nhi #{next(sent)}")
 
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
         await send("new@sms.example.com")

@@ -90,13 +90,23 @@ def test_a_closed_window_with_repeats_gives_one_followup() -> None:
     assert storm.plan(T0 + 300, [], [quiet], {}, lambda _: S, counter()).digests == ()
 
 
-def test_alerts_are_held_then_merged_newest_first() -> None:
+def test_an_idle_phone_gets_the_first_alert_at_once_the_rest_merge_oldest_first() -> None:
     held = [alert(f"alert {n} on host{n}", T0 + n, id=f"a{n}") for n in range(3)]
-    early = storm.plan(T0 + 19, held, [], {}, lambda _: S, counter())
-    assert early.digests == () and early.next_wake == T0 + 20  # the oldest's hold ends
-    (d,) = storm.plan(T0 + 20, held, [], {}, lambda _: S, counter()).digests
-    assert d.text == "3 alerts:\nalert 2 on host2\nalert 1 on host1\nalert 0 on host0"
-    assert d.alerts == ("a2", "a1", "a0") and d.left == 0
+    # The leading edge: the phone got nothing for min_gap + hold, so only first_hold applies.
+    early = storm.plan(T0 + 2, held, [], {}, lambda _: S, counter())
+    assert early.digests == () and early.next_wake == T0 + S.first_hold
+    (d,) = storm.plan(T0 + 3, held, [], {}, lambda _: S, counter()).digests
+    assert d.text == "3 alerts:\nalert 0 on host0\nalert 1 on host1\nalert 2 on host2"
+    assert d.alerts == ("a0", "a1", "a2") and d.left == 0
+
+
+def test_a_phone_in_the_middle_of_a_storm_waits_for_the_hold_and_min_gap() -> None:
+    busy = {"+79990000001": [Send(T0 - 10, "earlier")]}
+    held = [alert(f"alert {n} on host{n}", T0 + n, id=f"a{n}") for n in range(3)]
+    early = storm.plan(T0 + 3, held, [], busy, lambda _: S, counter())
+    assert early.digests == () and early.next_wake == T0 + S.hold  # the oldest's hold ends
+    (d,) = storm.plan(T0 + S.hold, held, [], busy, lambda _: S, counter()).digests
+    assert d.alerts == ("a0", "a1", "a2")
 
 
 def test_a_lone_alert_keeps_its_lines_a_digest_has_one_line_per_alert() -> None:
@@ -104,14 +114,14 @@ def test_a_lone_alert_keeps_its_lines_a_digest_has_one_line_per_alert() -> None:
     assert storm.build_digest("r", ("+7999",), [one], S).text == "Problem: disk full\nHost: db1"
     two = alert("Problem: load\nHost: db2", T0 + 1, id="a2")
     text = storm.build_digest("r", ("+7999",), [one, two], S).text
-    assert text == "2 alerts:\nProblem: load Host: db2\nProblem: disk full Host: db1"
+    assert text == "2 alerts:\nProblem: disk full Host: db1\nProblem: load Host: db2"
 
 
 def test_a_digest_keeps_to_max_parts_and_counts_the_rest() -> None:
     held = [alert(f"alert {n}: " + "x" * 60, T0 + n, id=f"a{n:02}") for n in range(30)]
     (d,) = storm.plan(T0 + 60, held, [], {}, lambda _: S, counter()).digests
     assert segments.count(d.text).parts <= S.max_parts
-    assert d.text.startswith("30 alerts:\nalert 29: ")
+    assert d.text.startswith("30 alerts:\nalert 0: ")
     assert d.text.endswith(f"(+{d.left} more)") and d.left == 30 - len(d.alerts)
     single = storm.build_digest("r", ("+7999",), [alert("y" * 2000)], S)
     assert segments.count(single.text).parts <= S.max_parts and single.text.endswith("...")
@@ -139,7 +149,7 @@ def test_urgent_has_no_hold_and_no_min_gap_but_keeps_the_flood_rule() -> None:
 
 def test_the_same_text_never_goes_to_a_phone_twice_within_the_minute() -> None:
     s = StormSettings(hold=0, min_gap=0)
-    mark = storm.text_digest("disk full")
+    mark = pacing.text_digest("disk full")
     history = {"+79990000001": [Send(T0 - 10, mark)]}
     plan = storm.plan(T0, [alert("disk full", s=s)], [], history, lambda _: s, counter())
     assert plan.digests == () and plan.next_wake == T0 - 10 + 60 + pacing.SAFETY
@@ -283,12 +293,12 @@ def test_store_holds_merges_and_lists_per_phone_group(tmp_path: Path) -> None:
     assert store.admit("oncall", "alert cpu high on app1", T0) == "held"
     assert store.admit("oncall", "alert cpu high on app1", T0 + 1) == "repeat"
     assert store.admit("db", "replication lag 30 s", T0 + 2) == "held"
-    assert store.tick(T0 + 5).rows == []
-    t = store.tick(T0 + 22)
+    assert store.tick(T0 + 2).rows == []  # first_hold: a flap may still cancel it
+    t = store.tick(T0 + 5)  # the leading edge: idle phones get the first alert at once
     # +79990000002 is in both groups: db's digest waits for min_gap after oncall's
     assert sent_entries(t) == [(("+79990000001", "+79990000002"), "alert cpu high on app1")]
-    assert t.next_wake == T0 + 52
-    t = store.tick(T0 + 52)
+    assert t.next_wake == T0 + 35
+    t = store.tick(T0 + 35)
     assert sent_entries(t) == [(("+79990000002", "+79990000003"), "replication lag 30 s")]
     assert store.states() == {"sent": 2, "repeat": 1}
     # The window closes at +300 with one repeat: a follow-up, paced and merged like the rest.
@@ -307,11 +317,11 @@ def test_store_different_texts_for_different_phones_go_in_one_list_request(tmp_p
     t = store.tick(T0 + 12)
     (row,) = t.rows
     assert sent_entries(t) == [
-        (("+79990000011",), "2 alerts:\nload high\ndisk full on db1"),
+        (("+79990000011",), "2 alerts:\ndisk full on db1\nload high"),
         (("+79990000012",), "disk full on db2"),
     ]
     assert commands(t)[0].list_form and row.texts == [
-        "2 alerts:\nload high\ndisk full on db1",
+        "2 alerts:\ndisk full on db1\nload high",
         "disk full on db2",
     ]
 
@@ -372,7 +382,7 @@ def test_store_urgent_flood_is_paced_below_the_providers_limit(tmp_path: Path) -
 
     for n in range(80):
         clock[0] = T0 + n
-        store.admit("urgent", f"urgent alert number {n}", clock[0])
+        store.admit("urgent", f"urgent alert on host{n:02}", clock[0])  # 80 hosts: 80 alerts
         tick()
     for _ in range(100):
         wake = tick()
@@ -381,7 +391,7 @@ def test_store_urgent_flood_is_paced_below_the_providers_limit(tmp_path: Path) -
         clock[0] = max(clock[0], wake)
     assert len(sent) < 50 and store.states() == {"sent": 80}
     for n in range(80):
-        assert any(f"urgent alert number {n}\n" in t + "\n" for t in sent), n
+        assert any(f"urgent alert on host{n:02}\n" in t + "\n" for t in sent), n
 
 
 def test_store_alerts_of_a_route_removed_by_a_reload_still_go_out(tmp_path: Path) -> None:

@@ -74,7 +74,12 @@ def _held(cfg: Config, route_name: str) -> str:
     """How storm control holds a route's alerts, in words."""
     s = next(r.storm for r in cfg.routes if r.name == route_name)
     assert s is not None
-    hold = "no hold (urgent)" if s.urgent else f"held {s.hold:.0f} s to merge with other alerts"
+    hold = (
+        "no hold (urgent)"
+        if s.urgent
+        else f"held {min(s.first_hold, s.hold):.0f} s after a quiet spell, {s.hold:.0f} s in a storm to merge"
+        " with other alerts"
+    )
     gap = f"at least {s.min_gap:.0f} s between SMS to a phone"
     return f"{hold}; repeats counted for {s.dedup_window:.0f} s; {gap}"
 
@@ -96,6 +101,7 @@ def _as_json(result: pipeline.Rendered, m: ProviderMail) -> dict[str, Any]:
         "message": m.masked,
         "body_source": result.mail.body_source.value,
         "warnings": list(result.mail.warnings),
+        "notes": list(result.notes),
     }
 
 
@@ -108,6 +114,8 @@ def _print_text(
     print(f"body:     {mail.body_source.value}" + (f" ({mail.charset})" if mail.charset else ""))
     for warning in mail.warnings:
         print(f"warning:  {warning}")
+    for note in result.notes:
+        print(f"note:     {note}")
     for m in (*result.provider_mails, *held):
         print()
         print(f"== request {m.relay_id}: route {m.route!r} ({m.mode.value}) -> {m.rcpt_to}")

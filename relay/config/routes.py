@@ -22,6 +22,8 @@ from relay.errors import Problem
 from relay.model import Options, RouteMode
 from relay.storm.pacing import FLOOD_LIMIT, REPEAT_WINDOW
 
+SUMMARY = ("auto", "off")  # route.summary: use a monitoring sender's summary, or the whole text
+
 
 def read_routes(
     top: Reader, aliases: dict[str, tuple[str, ...]], provider: ProviderConfig
@@ -80,6 +82,7 @@ def _route(
         max_parts=r.integer("max_parts", default(Route, "max_parts"), 0, MAX_PARTS_LIMIT),
         marker=r.value("truncation_marker", str, default(Route, "marker")),
         keep_credentials=r.choice("credentials", "config", ("config", "keep")) == "keep",
+        summary=_summary(r),
     )
     route = _storm(r, route)
     _cross_check(r, route, provider)
@@ -113,6 +116,7 @@ def _storm(parent: Reader, route: Route) -> Route:
     settings = StormSettings(
         dedup_window=float(window),
         hold=float(r.integer("hold", int(d.hold), 0, 3600)),
+        first_hold=float(r.integer("first_hold", int(d.first_hold), 0, 3600)),
         urgent=r.value("urgent", bool, False),
         min_gap=float(r.integer("min_gap", int(d.min_gap), 0, 3600)),
         burst=r.integer("burst", d.burst, 1, FLOOD_LIMIT - 1),
@@ -143,6 +147,19 @@ def _storm(parent: Reader, route: Route) -> Route:
             options = dataclasses.replace(options, time=f"{quiet[1]}-{quiet[0]}")
     r.finish()
     return dataclasses.replace(route, storm=settings, options=options)
+
+
+def _summary(r: Reader) -> bool:
+    """`summary: auto | off` (YAML reads a bare off/on as a boolean: the same thing)."""
+    raw = r.raw("summary")
+    if raw is None:
+        return bool(default(Route, "summary"))
+    if isinstance(raw, bool):
+        return raw
+    if raw not in SUMMARY:
+        r.problem("summary", f"{raw!r} is not one of {', '.join(SUMMARY)}")
+        return bool(default(Route, "summary"))
+    return bool(raw == "auto")
 
 
 def _quiet_hours(r: Reader) -> tuple[int, int] | None:

@@ -51,7 +51,8 @@ class StormSettings:
     """A route's `storm:` section (config/relay.example.yaml documents each key)."""
 
     dedup_window: float = 300.0
-    hold: float = 20.0
+    hold: float = 20.0  # an alert to phones busy with a storm waits this long for others to join it
+    first_hold: float = 3.0  # an alert to phones idle for min_gap + hold: a flap can still cancel it
     urgent: bool = False
     min_gap: float = 30.0
     burst: int = 40
@@ -74,7 +75,7 @@ PREFIXES = {
     "ping": "__PING__",  # no text: the prefix is the whole message
     "hlr": "__HLR__",
 }
-TEMPLATE_FIELDS = frozenset({"subject", "text", "from", "to"})
+TEMPLATE_FIELDS = frozenset({"subject", "text", "from", "to", "summary"})
 MAX_PARTS_LIMIT = 15  # 1000 characters of UCS-2 are 15 parts of 67
 
 
@@ -94,6 +95,7 @@ class Route:
     marker: str = "..."
     keep_credentials: bool = False  # passthrough: keep the login/password the mail carries
     storm: StormSettings | None = None  # alert-storm control (relay/storm/); None: send each mail
+    summary: bool = True  # `summary: auto`: a monitoring mail a recogniser knows becomes its summary
 
     @property
     def prefix(self) -> str:
@@ -143,6 +145,7 @@ class ProviderConfig:
     pause_interval: float = 3600.0  # errors 2/3 (login, funds) pause delivery this long, or until resumed
     block_backoff: float = 600.0  # error 4 (IP blocked for a while) holds the whole queue this long
     dkim: DkimKey | None = None  # sign provider mail
+    phone_limits: bool = True  # every route: no same text to a phone within a minute, no 50th short-gap SMS
     verify_replies: bool = False  # apply a reply only if DKIM-signed by one of reply_dkim_domains
     reply_dkim_domains: tuple[str, ...] = REPLY_DKIM_DOMAINS
 

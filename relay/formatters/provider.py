@@ -58,6 +58,7 @@ def build(
         segments=_largest(texts, request.translit),
         rcpt_tos=request.rcpt_tos,
         keeps_config_secret=request.mode is not RouteMode.EMAIL2SMS and request.credentials is None,
+        entries=request.entries if request.mode is not RouteMode.EMAIL2SMS else (),
     )
 
 

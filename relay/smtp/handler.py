@@ -19,7 +19,7 @@ from relay.config.schema import Config
 from relay.errors import RelayError
 from relay.ids import new_id
 from relay.metrics import Metrics
-from relay.model import AlertState
+from relay.model import AlertState, State
 from relay.routing import check_recipient
 from relay.smtp.auth import Authenticator
 from relay.smtp.intake import ReplyIntake
@@ -186,6 +186,8 @@ class Handler:
                 rendered = pipeline.render(raw, **args)  # type: ignore[arg-type]
             for warning in rendered.mail.warnings:
                 log.warning("event=decode_warning peer=%s warning=%r", session.peer, warning)
+            for note in rendered.notes:
+                log.info("event=render_note peer=%s note=%r", session.peer, note)
             # A client that hangs up now cancels this handler; the write must still finish
             # whole (committed or not), so it runs shielded.
             claimed = self.delivery.can_take(len(rendered.provider_mails))
@@ -196,6 +198,7 @@ class Handler:
                 inbound_id=rendered.mail.message_id,
                 claimed=claimed,
                 storm=storm,
+                protect=cfg.provider.phone_limits,
             )
             enqueued = await asyncio.shield(write)
         except RelayError as exc:
@@ -203,21 +206,41 @@ class Handler:
                 "event=rejected peer=%s from=%s reply=%r", session.peer, envelope.mail_from, str(exc.reply)
             )
             return str(exc.reply)
-        ids = [m.relay_id for m in rendered.provider_mails]
         for m in rendered.provider_mails:
             log.info(
                 "event=queued id=%s route=%s mode=%s phones=%d parts=%d from=%s",
                 m.relay_id, m.route, m.mode.value, len(m.phones), m.segments.parts, envelope.mail_from,
             )  # fmt: skip
         self.metrics.received.inc()
-        if enqueued.rows:
+        going = [r for r in enqueued.rows if r.state in (State.SENDING, State.QUEUED)]
+        if going:
             if claimed:
-                self.delivery.take(enqueued.rows)
+                self.delivery.take([r for r in going if r.state is State.SENDING])
             else:
                 self.delivery.wake()
-        said = ["queued as " + " ".join(ids)] if ids else []
+        said = ["queued as " + " ".join(r.id for r in going)] if going else []
+        said += self._report_protected(enqueued.rows)
         said += self._report_alerts(enqueued.admitted)
         return str(replies.S250_ACCEPTED.with_text("; ".join(said)))
+
+    def _report_protected(self, rows: list[Row]) -> list[str]:
+        """Rows the provider's per-phone limits held back or counted: logged, counted, said."""
+        said = []
+        for r in rows:
+            if r.state is State.REPEAT:
+                action, words = "repeat", f"not sent, a repeat: {r.id} ({r.last_error})"
+            elif r.state is State.DEFERRED:
+                until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r.next_attempt))
+                action, words = "held", f"held until {until} to protect the phone: {r.id} ({r.last_error})"
+            else:
+                continue
+            self.metrics.protected.labels(action).inc()
+            log.warning(
+                "event=phone_protected id=%s route=%s action=%s until=%.0f reason=%r",
+                r.id, r.route, action, r.next_attempt, r.last_error,
+            )  # fmt: skip
+            said.append(words)
+        return said
 
     def _report_alerts(self, admitted: tuple[Admission, ...]) -> list[str]:
         """Log and count admitted alerts, wake the planner for held ones; the reply's words."""

@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from relay.config.schema import Config, StormSettings
 from relay.formatters import provider
-from relay.model import AlertKind, AlertState, State
+from relay.model import AlertKind, AlertState, ProviderMail, State
 from relay.pipeline import digest_request
 from relay.spool.messages import Row, insert, new_rows
+from relay.storm import pacing
 from relay.storm import plan as storm
-from relay.storm.pacing import Send
+from relay.storm.pacing import FLOOD_GAP, FLOOD_LIMIT, Send
 from relay.storm.plan import Admission, Alert, Window
 
 HELD = AlertState.HELD.value
@@ -211,3 +212,46 @@ def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
         "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE state != ? AND updated < ? LIMIT ?)",
         (HELD, older_than, limit),
     ).rowcount
+
+
+def phone_history(conn: sqlite3.Connection, phones: Sequence[str], now: float) -> dict[str, list[Send]]:
+    """What these phones were sent (or will be, queued) recently, oldest first: as far back as
+    the provider's flood rule can reach (a run of short gaps)."""
+    found: dict[str, list[Send]] = {}
+    since = now - FLOOD_LIMIT * FLOOD_GAP
+    for phone in dict.fromkeys(phones):
+        found[phone] = [
+            Send(at, digest)
+            for at, digest in conn.execute(
+                "SELECT at, digest FROM phone_sends WHERE phone = ? AND at > ? ORDER BY at", (phone, since)
+            )
+        ]
+    return found
+
+
+def protect(
+    conn: sqlite3.Connection, rows: list[Row], mails: Sequence[ProviderMail], now: float
+) -> list[Row]:
+    """Every route keeps the provider's limits (storm routes plan theirs): a request whose text
+    every phone got within the minute becomes a `repeat`; one that would be a phone's 50th
+    short-gap SMS waits (deferred) until allowed. What goes, goes into the phones' history."""
+    out = []
+    for row, mail in zip(rows, mails, strict=True):
+        phones = [p for e in mail.entries for p in e.phones]
+        if not phones:
+            out.append(row)
+            continue
+        history = phone_history(conn, phones, now)
+        verdict = pacing.protect(mail.entries, history, now)
+        if verdict.repeat:
+            out.append(replace(row, state=State.REPEAT, attempts=0, last_error=verdict.reason))
+            continue
+        at = max(now, verdict.not_before)
+        conn.executemany(
+            "INSERT INTO phone_sends (phone, at, digest) VALUES (?, ?, ?)",
+            [(p, at, pacing.text_digest(e.text)) for e in mail.entries for p in e.phones],
+        )
+        if verdict.not_before:
+            row = replace(row, state=State.DEFERRED, attempts=0, next_attempt=at, last_error=verdict.reason)
+        out.append(row)
+    return out

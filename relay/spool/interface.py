@@ -58,11 +58,15 @@ class Spool(Protocol):
         inbound_id: str,
         claimed: bool = False,
         storm: StormAdmit | None = None,
+        protect: bool = False,
     ) -> Enqueued:
         """Store new provider mails (and a mail's storm alerts) durably, all or none.
 
         `claimed`: the rows go in as `sending` (attempt 1), owned by a delivery worker that is
-        handed them in memory, which saves a claim transaction per message."""
+        handed them in memory, which saves a claim transaction per message. `protect`: keep
+        the provider's per-phone limits, counted across all routes (spool/alerts.protect): a
+        row may come back as a `repeat`, or `deferred` until a phone may get it; only rows
+        that came back `sending` are the caller's to hand over."""
 
     async def claim(self, limit: int, now: float) -> list[Row]:
         """Due rows, moved to `sending`: no two workers get one row; none while paused."""

@@ -16,7 +16,10 @@ from relay.model import Encoding, ProviderMail, RouteMode, State
 from relay.spool.schema import WAITING
 
 # States a message does not leave by itself: what retention may delete.
-FINISHED = (State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED)
+FINISHED = (
+    State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED,
+    State.REPEAT,
+)  # fmt: skip
 # Columns `finish` may set besides the state.
 FINISH_COLUMNS = frozenset({"next_attempt", "last_error", "error_code", "sms_count", "attempts"})
 

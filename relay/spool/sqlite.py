@@ -104,6 +104,7 @@ class SqliteSpool:
         inbound_id: str,
         claimed: bool = False,
         storm: StormAdmit | None = None,
+        protect: bool = False,
     ) -> Enqueued:
         now = self.clock()
         state, attempts = (State.SENDING, 1) if claimed else (State.QUEUED, 0)
@@ -112,14 +113,15 @@ class SqliteSpool:
         )
 
         def op(conn: sqlite3.Connection) -> Enqueued:
-            messages.insert(conn, rows)
+            final = alerts.protect(conn, rows, mails, now) if protect else rows
+            messages.insert(conn, final)
             if storm is None or not storm.alerts:
-                return Enqueued(rows)
+                return Enqueued(final)
             admitted = alerts.admit(
                 conn, storm.alerts, settings=storm.settings, now=storm.now, mail_from=mail_from,
                 inbound_id=inbound_id,
             )  # fmt: skip
-            return Enqueued(rows, tuple(admitted))
+            return Enqueued(final, tuple(admitted))
 
         return await self.writer.write(op)
 

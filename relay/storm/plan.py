@@ -27,8 +27,9 @@ from dataclasses import dataclass, field, replace
 
 from relay.config.schema import StormSettings
 from relay.formatters import segments
-from relay.model import AlertKind, AlertState
-from relay.storm.pacing import REPEAT_WINDOW, SAFETY, Send, next_allowed, quiet_until
+from relay.model import AlertKind, AlertState, AlertSummary
+from relay.parsers.monitoring import fingerprint
+from relay.storm.pacing import REPEAT_WINDOW, SAFETY, Send, next_allowed, quiet_until, text_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,24 +95,25 @@ class Plan:
     sends: Mapping[str, tuple[Send, ...]] = field(default_factory=dict)  # new sends per phone
 
 
-def text_digest(text: str) -> str:
-    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:32]
-
-
 def dedup_key(route: str, phones: Sequence[str], text: str) -> str:
     joined = "\0".join([route, ",".join(sorted(phones)), " ".join(text.split())])
     return hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
-def classify(text: str, settings: StormSettings) -> tuple[AlertKind, str]:
-    """(kind, key): is this a recovery, and which alert is it about."""
-    recovers = settings.recovery is not None and settings.recovery.search(text) is not None
+def classify(
+    text: str, settings: StormSettings, summary: AlertSummary | None = None
+) -> tuple[AlertKind, str]:
+    """(kind, key): is this a recovery, and which alert is it about. The route's `recovery` and
+    `alert_key` patterns decide where they are set; otherwise a recogniser's summary does."""
+    if settings.recovery is not None:
+        recovers = settings.recovery.search(text) is not None
+    else:
+        recovers = summary is not None and summary.recovery
     kind = AlertKind.RECOVERY if recovers else AlertKind.PROBLEM
-    key = ""
+    key = summary.identity if summary is not None else ""
     if settings.alert_key:
         m = settings.alert_key.search(text)
-        if m:
-            key = " ".join((m.groupdict().get("key") or m.group(0)).split()).lower()
+        key = " ".join((m.groupdict().get("key") or m.group(0)).split()).lower() if m else ""
     return kind, key
 
 
@@ -123,12 +125,20 @@ def new_alert(
     settings: StormSettings,
     now: float,
     rcpt: str = "",
+    *,
+    source: str = "",
+    summary: AlertSummary | None = None,
 ) -> Alert:
-    kind, key = classify(text, settings)
-    hold = 0.0 if settings.urgent else settings.hold
+    """`text` is what the phones get; `source` (default `text`) what the route's patterns read.
+    Two alerts are the same alert (a repeat) when their identity is: the recogniser's, the
+    alert_key's, or else the text with its volatile values masked."""
+    kind, key = classify(source or text, settings, summary)
+    identity = key or fingerprint(source or text)
+    first_hold = 0.0 if settings.urgent else min(settings.first_hold, settings.hold)
     return Alert(
         id=alert_id, route=route, phones=phones, text=text, kind=kind, key=key,
-        dedup=dedup_key(route, phones, text), urgent=settings.urgent, received=now, due=now + hold, rcpt=rcpt,
+        dedup=dedup_key(route, phones, f"{kind.value} {identity}"), urgent=settings.urgent, received=now,
+        due=now + first_hold, rcpt=rcpt,
     )  # fmt: skip
 
 
@@ -145,7 +155,13 @@ def _admit(
     alert: Alert, window: Window | None, held_problems: Sequence[Alert], settings: StormSettings, now: float
 ) -> Admission:
     if alert.kind is AlertKind.RECOVERY and alert.key:
-        flapped = tuple(a.id for a in held_problems if a.key == alert.key and a.kind is AlertKind.PROBLEM)
+        # A flap: the problem recovered within its hold. One held longer only because the phones
+        # were busy is news, and so is its recovery: both are named.
+        flapped = tuple(
+            a.id
+            for a in held_problems
+            if a.key == alert.key and a.kind is AlertKind.PROBLEM and a.received + settings.hold >= now
+        )
         if flapped:
             return Admission(
                 AlertState.CANCELLED, alert, cancels=flapped,
@@ -206,7 +222,11 @@ def plan(
     for (route, phones), alerts in sorted(groups.items(), key=lambda kv: min(a.due for a in kv[1])):
         s = settings(route)
         urgent = any(a.urgent for a in alerts)
-        ready = min(a.due for a in alerts)
+        ready = min(a.due for a in alerts)  # the leading edge: phones idle for a while
+        since = now - s.min_gap - s.hold
+        if not urgent and any(x.at > since for p in phones for x in sent.get(p, ())):
+            # In the middle of a storm: wait for others to join, then one digest.
+            ready = min(a.received + (0.0 if a.kind is AlertKind.FOLLOWUP else s.hold) for a in alerts)
         quiet = quiet_until(max(now, ready), s)
         if quiet is not None and not urgent:
             ready = quiet
@@ -239,16 +259,17 @@ def plan(
 
 
 def build_digest(route: str, phones: tuple[str, ...], alerts: Sequence[Alert], s: StormSettings) -> Digest:
-    """The newest alerts first, one line each, as many as fit in `max_parts`, with a count of the
-    rest. A lone alert keeps its text as it is, line breaks and all."""
-    newest = sorted(alerts, key=lambda a: (a.received, a.id), reverse=True)
-    lines = [" ".join(a.text.split()) for a in newest]
-    if len(newest) == 1:
-        lines = [newest[0].text]
+    """The oldest alerts first (every alert is named before any is named twice), one line each,
+    as many as fit in `max_parts`, with a count of the rest, which stay held for the next one. A
+    lone alert keeps its text as it is, line breaks and all."""
+    ordered = sorted(alerts, key=lambda a: (a.received, a.id))
+    lines = [" ".join(a.text.split()) for a in ordered]
+    if len(ordered) == 1:
+        lines = [ordered[0].text]
 
     def text_of(count: int) -> str:
-        rest = len(newest) - count
-        head = f"{len(newest)} alerts:\n" if len(newest) > 1 else ""
+        rest = len(ordered) - count
+        head = f"{len(ordered)} alerts:\n" if len(ordered) > 1 else ""
         tail = f"\n(+{rest} more)" if rest else ""
         return head + "\n".join(lines[:count]) + tail
 
@@ -256,12 +277,12 @@ def build_digest(route: str, phones: tuple[str, ...], alerts: Sequence[Alert], s
         return segments.count(text, translit=s.translit).parts <= s.max_parts and len(text) <= 1000
 
     count = 1
-    while count < len(newest) and fits(text_of(count + 1)):
+    while count < len(ordered) and fits(text_of(count + 1)):
         count += 1
     text = text_of(count)
-    if not fits(text):  # the newest alert alone is over the budget: cut it, keep the count
-        head = f"{len(newest)} alerts:\n" if len(newest) > 1 else ""
-        tail = f"\n(+{len(newest) - 1} more)" if len(newest) > 1 else ""
+    if not fits(text):  # the oldest alert alone is over the budget: cut it, keep the count
+        head = f"{len(ordered)} alerts:\n" if len(ordered) > 1 else ""
+        tail = f"\n(+{len(ordered) - 1} more)" if len(ordered) > 1 else ""
         limit = 1000 - len(head) - len(tail)
         body = lines[0]
         for _ in range(200):  # bounded: each round cuts 10 more characters
@@ -270,4 +291,4 @@ def build_digest(route: str, phones: tuple[str, ...], alerts: Sequence[Alert], s
                 break
             limit = min(limit, len(body)) - 10
         text = head + body + tail
-    return Digest(route, phones, text, tuple(a.id for a in newest[:count]), len(newest) - count)
+    return Digest(route, phones, text, tuple(a.id for a in ordered[:count]), len(ordered) - count)
