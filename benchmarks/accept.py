@@ -53,6 +53,9 @@ def blast(port: int, sessions: int, messages: int) -> float:
     return messages / (time.perf_counter() - start)
 
 
+PHONE_LIMITS: bool | None = None  # --phone-limits: on, off, or the relay's default (key left out)
+
+
 def one_run(kind: str, sessions: int, messages: int, tree: Path | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         port, upstream = free_port(), free_port()
@@ -61,8 +64,12 @@ def one_run(kind: str, sessions: int, messages: int, tree: Path | None = None) -
             procs.append(start_bare(port, lean=kind == "lean"))
         else:
             procs.append(start_smtp_sink(upstream))  # the provider: delivery runs meanwhile
-            cfg = relay_config(Path(tmp), port, upstream)
-            procs.append(start_relay(cfg, port) if tree is None else start_relay(cfg, port, tree))
+            if tree is None:
+                procs.append(
+                    start_relay(relay_config(Path(tmp), port, upstream, phone_limits=PHONE_LIMITS), port)
+                )
+            else:
+                procs.append(start_relay(relay_config(Path(tmp), port, upstream), port, tree))
         try:
             return blast(port, sessions, messages)
         finally:
@@ -155,7 +162,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--against", type=Path, help="another checkout's relay to compare with (A/B)")
     parser.add_argument("--sessions", type=int, action="append", help="with --against (default 1, 10)")
+    parser.add_argument(
+        "--phone-limits",
+        choices=["on", "off"],
+        help="this checkout's provider.phone_limits (default: its default)",
+    )
     args = parser.parse_args()
+    global PHONE_LIMITS
+    PHONE_LIMITS = None if args.phone_limits is None else args.phone_limits == "on"
     if args.against:
         result = against(args.against, args.sessions or [1, 10], args.messages, args.runs)
         if args.json:

@@ -43,7 +43,10 @@ def postfix_tool(name: str) -> list[str]:
     return ["env", f"LD_LIBRARY_PATH={POSTFIX / 'usr/lib/postfix'}", str(binary)]
 
 
-def relay_config(tmp: Path, port: int, upstream_port: int, outbox: bool = False) -> Path:
+def relay_config(
+    tmp: Path, port: int, upstream_port: int, outbox: bool = False, phone_limits: bool | None = None
+) -> Path:
+    """`phone_limits` None: the key is left out (a relay that predates it must read the file)."""
     cfg = tmp / "relay.yaml"
     cfg.write_text(f"""
 listen: {{host: 127.0.0.1, port: {port}, max_connections: 1000}}
@@ -54,6 +57,7 @@ provider:
   password: bench-password
   reply_address: replies@relay.example.com
   {"outbox: " + str(tmp / "outbox") if outbox else ""}
+  {"" if phone_limits is None else f"phone_limits: {str(phone_limits).lower()}"}
 spool: {{path: {tmp / "spool.db"}}}
 delivery: {{concurrency: 2, min_backoff: 60, max_backoff: 600}}
 routes:

@@ -182,3 +182,23 @@ def test_a_summary_is_never_longer_than_its_mail_and_keeps_the_host(
     assert isinstance(summary, AlertSummary)
     assert len(summary.text) <= len(f"{m.subject}\n{m.text}")
     assert host in summary.head
+
+
+SENDERS = ["nagios_host_problem", "nagios_service_recovery", "icinga2_service", "zabbix_problem", "zabbix_koi8r",
+           "alertmanager_default_html", "grafana_alert", "cron_backup", "smartd", "ups_apcupsd", "nas_synology_html"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(SENDERS), lines=st.lists(LINE, max_size=6), cut=st.integers(0, 400))
+def test_no_variant_of_a_senders_mail_gets_a_longer_summary_or_loses_its_host(
+    name: str, lines: list[str], cut: int
+) -> None:
+    """Each sender's real mail, with arbitrary lines added and its text cut anywhere."""
+    m = parse(name)
+    text = (m.text[:cut] + "\n" + "\n".join(lines)).strip()
+    variant = InboundMail(m.mail_from, m.rcpt_tos, m.subject, text, m.body_source, text, m.header_from)
+    summary = monitoring.recognise(variant)
+    if summary is None:
+        return
+    assert len(summary.text) <= len(f"{variant.subject}\n{variant.text}")
+    assert summary.host in summary.head

@@ -220,12 +220,13 @@ def phone_history(conn: sqlite3.Connection, phones: Sequence[str], now: float) -
     found: dict[str, list[Send]] = {}
     since = now - FLOOD_LIMIT * FLOOD_GAP
     for phone in dict.fromkeys(phones):
-        found[phone] = [
-            Send(at, digest)
-            for at, digest in conn.execute(
-                "SELECT at, digest FROM phone_sends WHERE phone = ? AND at > ? ORDER BY at", (phone, since)
-            )
-        ]
+        # The newest sends are all the rules read: a run longer than the flood limit is no
+        # longer, and a phone never gets many more than that within the minute.
+        newest = conn.execute(
+            "SELECT at, digest FROM phone_sends WHERE phone = ? AND at > ? ORDER BY at DESC LIMIT ?",
+            (phone, since, 2 * FLOOD_LIMIT),
+        ).fetchall()
+        found[phone] = [Send(at, digest) for at, digest in reversed(newest)]
     return found
 
 

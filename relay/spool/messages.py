@@ -84,13 +84,13 @@ def insert(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
     conn.executemany(
         "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
         " texts, parts, encoding, upstream_from, upstream_to, message, masked, attempts, created,"
-        " updated, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " updated, next_attempt, last_error) VALUES (" + ", ".join("?" * 20) + ")",
         [
             (
                 r.id, r.state.value, r.mode.value, r.route, r.mail_from, json.dumps(r.rcpt_tos), r.inbound_id,
                 json.dumps(r.phones), json.dumps(r.texts, ensure_ascii=False), r.parts, r.encoding.value,
                 r.upstream_from, r.upstream_to, r.message, int(r.masked), r.attempts, r.created, r.updated,
-                r.next_attempt,
+                r.next_attempt, r.last_error,
             )
             for r in rows
         ],
