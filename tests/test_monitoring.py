@@ -202,3 +202,13 @@ def test_no_variant_of_a_senders_mail_gets_a_longer_summary_or_loses_its_host(
         return
     assert len(summary.text) <= len(f"{variant.subject}\n{variant.text}")
     assert summary.host in summary.head
+
+
+def test_zabbix_update_template() -> None:
+    text = ("Admin (Zabbix Administrator) acknowledged problem at 2026.11.22 03:10:00.\nlooking into it\n\n"
+            "Current problem status is PROBLEM, age is 10m, acknowledged: Yes.")  # fmt: skip
+    summary = monitoring.recognise(mail("Updated problem in 10m: High CPU utilization", text))
+    assert summary is not None and summary.recogniser == "zabbix" and not summary.recovery
+    assert summary.text == (
+        "UPDATE High CPU utilization: Admin (Zabbix Administrator) acknowledged problem at 2026.11.22 03:10:00."
+    )

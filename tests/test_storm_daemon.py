@@ -8,6 +8,7 @@ import asyncio
 import email
 import email.policy
 import json
+import re
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,59 @@ async def test_corpus_storm(replying_relay: Any, problem: str, recovery: str, rc
         else:
             assert problems and not recoveries, n
     assert len(fake.received) <= 25, len(fake.received)  # against 200 mails sent one-to-one
+
+
+DEFAULT_STORM_ROUTES = (
+    STORM_ROUTES
+    + r"""  - name: defaults
+    match: {recipient: '^defaults@sms\.example\.com$'}
+    phones: ["+79990000021", "+79990000022"]
+    storm: true
+"""
+)
+
+
+def volatile(name: str, host: str, n: int) -> EmailMessage:
+    """A corpus mail for `host`, as its n-th repeat: new time, value and event id each time."""
+    msg = variant(name, 3)
+    body = msg.get_content().replace("app-03", host).replace("web03", host)
+    body = re.sub(r"\d\d:\d\d:\d\d", f"03:{n % 60:02}:{(7 * n) % 60:02}", body)
+    body = re.sub(r"97\.2 %", f"{90 + n % 9}.{n % 10} %", body)
+    body = re.sub(r"Original problem ID: \d+", f"Original problem ID: {1000 + n}", body)
+    subject = str(msg["Subject"]).replace("app-03", host).replace("web03", host)
+    del msg["Subject"]
+    msg["Subject"] = subject
+    msg.set_content(body)
+    return msg
+
+
+async def test_a_storm_with_volatile_fields_on_default_settings_names_every_host(replying_relay: Any) -> None:
+    """No patterns: the recognisers give identity. 6 hosts share the Zabbix CPU trigger and 4
+    Nagios hosts are down; 120 mails whose times, values and event ids all differ."""
+    clock = Clock(T0)
+    limits = ProviderLimits(clock=clock)
+    fake, relay = await replying_relay(
+        ReplyingProvider(answer=limits.answer), routes=DEFAULT_STORM_ROUTES, clock=clock
+    )
+    hosts = [("zabbix_problem.eml", f"app-{n:02}") for n in range(6)]
+    hosts += [("nagios_host_problem.eml", f"web{n:02}") for n in range(4)]
+    for i in range(120):
+        name, host = hosts[i % len(hosts)]
+        clock.now = T0 + i * 0.5
+        await asyncio.to_thread(
+            smtplib_send, relay.port, to(volatile(name, host, i), "defaults@sms.example.com")
+        )
+        if i % 10 == 0:
+            await until(relay, clock, clock.now)
+    await drain(relay, clock)
+    await wait_for(lambda: not fake.tasks)
+    assert limits.rejections == []
+    texts = sms_texts(fake)
+    lines = [a for t in texts for a in alerts_in(t)]
+    for _, host in hosts:
+        named = [x for x in lines if f" {host}" in x and not x.startswith("Repeated")]
+        assert len(named) == 1, (host, named)  # every alert named, and named once
+    repeats = [x for x in lines if x.startswith("Repeated")]
+    assert len(repeats) == len(hosts)  # the other 110 mails were counted, not sent
+    # the first digest: the oldest first, as many as fit, the rest named in the next ones
+    assert texts[0].startswith("10 alerts:\nPROBLEM app-00: High CPU utilization") and "(+" in texts[0]
