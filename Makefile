@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/relay.example.yaml
 SRC    := relay tests benchmarks
 
-.PHONY: setup run test lint check-config bench clean install check-unit
+.PHONY: setup run test test-deps lint check-config bench clean install check-unit
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -25,7 +25,11 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# Debian packages the tests need: installed when root, else the command to type (no test skips).
+test-deps:
+	./scripts/test-deps.sh
+
+test: test-deps lint
 	$(BIN)/smsc-relay check -c $(CONFIG)
 	$(BIN)/pytest --cov --cov-report=term
 

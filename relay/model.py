@@ -33,6 +33,7 @@ class State(enum.Enum):
     UNCONFIRMED = "unconfirmed"  # sent with test=1, but no provider reply in time: may not have gone out
     DUPLICATE = "duplicate"  # the provider refused it as a repeat within a minute (error 9)
     REPEAT = "repeat"  # not sent: the same text went to these phones within the provider's minute
+    DRY_RUN = "dry-run"  # written to the outbox (provider.outbox): never sent, no reply to wait for
 
 
 class ReplyKind(enum.Enum):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,6 @@ async def test_aiosmtplib_client_and_connection_reuse(
     )
 
 
-@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is installed by .ci/run")
 async def test_swaks_client(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
     fake, port = provider
     relay = await relay_factory(port)
@@ -83,6 +81,11 @@ async def test_outbox_dry_run(provider: tuple[FakeProvider, int], relay_factory:
     assert "mylogin:***:" in txt and PASSWORD not in txt
     assert PASSWORD.encode() not in eml.read_bytes()
     assert fake.received == []  # nothing left the machine
+    # No provider reply can come for it: not `sent` (which waits for one), and no sweep may
+    # report it `unconfirmed` (a false "the SMS may not have gone out").
+    await wait_for(lambda: relay.deliverer.in_flight == set())
+    assert list((await states(relay)).values()) == ["dry-run"]
+    assert await relay.spool.sweep_unconfirmed(0) == 0
 
 
 async def test_email2sms_route(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
@@ -238,3 +241,21 @@ async def test_unexpected_error_in_a_send_is_retried_not_fatal(
     await asyncio.to_thread(smtplib_send, relay.port, message("second"))
     await wait_for(lambda: len(fake.received) == 2, timeout=15)  # the worker lives on
     assert calls[0] == calls[1]
+
+
+async def test_sighup_leaves_dry_run_without_a_restart(
+    provider: tuple[FakeProvider, int], relay_factory: Any, tmp_path: Path
+) -> None:
+    fake, port = provider
+    outbox = tmp_path / "outbox"
+    relay = await relay_factory(port, outbox=outbox)
+    await asyncio.to_thread(smtplib_send, relay.port, message("dry"))
+    await wait_for(lambda: len(list(outbox.glob("*.eml"))) == 1)
+    # install.md: remove `outbox:`, then SIGHUP (what ExecReload sends)
+    config = relay.config_path.read_text()
+    relay.config_path.write_text(config.replace(f"outbox: {outbox}", "outbox: null"))
+    relay.reload()
+    await asyncio.to_thread(smtplib_send, relay.port, message("live"))
+    await wait_for(lambda: len(fake.received) == 1)
+    assert fake.received[0].sms.entries[0].text == "Alert\nlive"
+    assert len(list(outbox.glob("*.eml"))) == 1  # nothing more went to the outbox

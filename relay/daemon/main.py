@@ -202,18 +202,34 @@ class Daemon:
             log.error("event=reload_refused problems=%d detail=%r", len(exc.problems), str(exc))
             return
         old = self.cfg
-        if (new.listen.host, new.listen.port, new.spool.path) != (
-            old.listen.host,
-            old.listen.port,
-            old.spool.path,
-        ):
-            log.warning("event=reload_partial note='listen address and spool path change only on restart'")
+        fixed = [
+            name
+            for name, before, after in (
+                ("listen.host", old.listen.host, new.listen.host),
+                ("listen.port", old.listen.port, new.listen.port),
+                ("spool", old.spool, new.spool),
+                ("delivery.concurrency", old.delivery.concurrency, new.delivery.concurrency),
+                ("metrics", old.metrics, new.metrics),
+            )
+            if before != after
+        ]
+        if fixed:
+            log.warning(
+                "event=reload_partial needs_restart=%s note='they change on restart; the rest applies now'",
+                ",".join(fixed),
+            )
         try:
             self.handler.reconfigure(new)
         except (OSError, ssl.SSLError) as exc:
             log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
             return
         self.cfg = new
+        if _transport_settings(old) != _transport_settings(new):
+            # Outbox on or off, provider hosts, port, timeouts, TLS: new connections from now on.
+            self.deliverer.renew_transports()
+            p = new.provider
+            mode = f"dry-run outbox={p.outbox}" if p.outbox else "provider=" + ",".join(p.hosts)
+            log.warning("event=transport_changed %s", mode)
         self.storm_runner.wake()  # storm settings may have changed
         if self.deliverer.pause_reason:
             # SIGHUP is how an operator says "the password / the balance is fixed".
@@ -245,6 +261,11 @@ class Daemon:
         await self.spool.close()
         self.systemd.close()
         log.info("event=stopped")
+
+
+def _transport_settings(cfg: Config) -> tuple[object, ...]:
+    p, d = cfg.provider, cfg.delivery
+    return (p.outbox, p.hosts, p.port, d.timeout, d.starttls)
 
 
 def _ignore(relay_id: str) -> None:

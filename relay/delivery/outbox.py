@@ -26,7 +26,7 @@ class OutboxTransport:
             await asyncio.to_thread(self._write, mail.relay_id, mail.mail_from, mail.rcpt_to, mail.message)
         except OSError as exc:
             raise UpstreamUnavailable(f"outbox {self.directory}: {exc.strerror}") from exc
-        return Accepted(f"2.0.0 written to outbox as {mail.relay_id}.eml")
+        return Accepted(f"2.0.0 written to outbox as {mail.relay_id}.eml", dry_run=True)
 
     def _write(self, relay_id: str, mail_from: str, rcpt_to: str, message: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

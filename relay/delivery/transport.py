@@ -27,6 +27,7 @@ class Accepted:
     """The upstream took the mail."""
 
     reply: str  # its words, for the log ("2.0.0 Ok: queued as ...")
+    dry_run: bool = False  # nothing went to the provider (the outbox): no reply will ever come
 
 
 class Transport(Protocol):

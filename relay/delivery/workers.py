@@ -69,6 +69,7 @@ class Deliverer:
         self._ready: collections.deque[Row] = collections.deque()
         self.pause_reason = ""  # set while a provider error holds the whole queue
         self._control_checked = 0.0
+        self._generation = 0  # bumped by renew_transports(): workers then make new ones
 
     @property
     def paused_until(self) -> float:
@@ -106,6 +107,12 @@ class Deliverer:
             self.pause(until, control.get("pause_reason", ""))
         elif until <= now and self.pause_reason:
             self.resume()
+
+    def renew_transports(self) -> None:
+        """The provider settings changed (SIGHUP): each worker closes its transport before its
+        next message and makes a new one from the settings in force."""
+        self._generation += 1
+        self.wake()
 
     def can_take(self, count: int) -> bool:
         """Whether new rows may be inserted as claimed and handed over with `take()`."""
@@ -145,9 +152,13 @@ class Deliverer:
             log.warning("event=delivery_stop_timeout unfinished=%d", len(pending))
 
     async def _worker(self, index: int) -> None:
-        transport = self.make_transport()
+        transport, generation = self.make_transport(), self._generation
         try:
             while not self._stopping:
+                if generation != self._generation:
+                    with contextlib.suppress(Exception):
+                        await transport.close()
+                    transport, generation = self.make_transport(), self._generation
                 try:
                     await self._work_once(transport)
                 except asyncio.CancelledError:
@@ -220,8 +231,11 @@ class Deliverer:
                 await asyncio.shield(self.spool.finish(row.id, State.QUEUED))
                 raise
             self._pause = 0.0
-            await self.spool.finish(row.id, State.SENT, last_error="", error_code=None)
-            self.metrics.requests.labels(State.SENT.value).inc()
+            # A dry run's mail never reaches the provider: it must not wait for (and be reported
+            # `unconfirmed` without) a reply that cannot come.
+            done = State.DRY_RUN if accepted.dry_run else State.SENT
+            await self.spool.finish(row.id, done, last_error="", error_code=None)
+            self.metrics.requests.labels(done.value).inc()
             self.metrics.parts_sent.inc(row.parts * max(1, len(row.phones)))
             self.metrics.accept_to_provider.observe(max(0.0, self.clock() - row.created))
             log.info(

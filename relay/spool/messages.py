@@ -18,7 +18,7 @@ from relay.spool.schema import WAITING
 # States a message does not leave by itself: what retention may delete.
 FINISHED = (
     State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED,
-    State.REPEAT,
+    State.REPEAT, State.DRY_RUN,
 )  # fmt: skip
 # Columns `finish` may set besides the state.
 FINISH_COLUMNS = frozenset({"next_attempt", "last_error", "error_code", "sms_count", "attempts"})
