@@ -21,6 +21,8 @@ fi
 [ -x "$PREFIX/bin/python" ] || "$PYTHON" -m venv "$PREFIX"
 "$PREFIX/bin/python" -m pip install --quiet --upgrade pip
 "$PREFIX/bin/python" -m pip install --quiet .
+# The command the docs type, on root's and every user's PATH.
+ln -sfn "$PREFIX/bin/smsc-relay" /usr/local/bin/smsc-relay
 install -d -m 0755 "$PREFIX/share/doc"
 install -m 0644 docs/install.md README.md "$PREFIX/share/doc/"
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import relay
 from relay.cli import main as cli
 from relay.errors import Exit
+from relay.spool.admin import SpoolAdmin
 from tests.helpers import CORPUS
 
 CONFIG = str(CORPUS / "relay.yaml")
@@ -67,3 +69,53 @@ def test_render_shows_a_held_alert_of_a_storm_route(capsys: pytest.CaptureFixtur
     assert "mylogin:***:" in item["command"] and "ALERTS" in item["command"]
     assert cli.main(["render", "-c", example, "--to", "alerts@sms.example.com", eml]) == 0
     assert "storm:    held 3 s after a quiet spell" in capsys.readouterr().out
+
+
+def _spool_config(tmp_path: Path, password: str = 'password: "T0p-s3cret,pw"') -> Path:
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text(
+        f"provider: {{login: mylogin, {password}, reply_address: replies@relay.example.com}}\n"
+        f"spool: {{path: {tmp_path / 'spool.db'}}}\n"
+        "routes:\n  - match: {recipient: '^(?P<phones>[0-9]{11})@sms\\.example\\.com$'}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "where",
+    [["-c", "{cfg}", "queue", "list"], ["queue", "-c", "{cfg}", "list"], ["queue", "list", "-c", "{cfg}"]],
+)
+def test_config_option_before_or_after_the_command(
+    where: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _spool_config(tmp_path)
+    spool = SpoolAdmin.open(tmp_path / "spool.db")  # an empty spool, as a relay leaves it
+    spool.close()
+    assert cli.main([a.format(cfg=cfg) for a in where] + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_config_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMSC_RELAY_CONFIG", str(_spool_config(tmp_path)))
+    assert cli.main(["check"]) == 0
+    assert str(tmp_path / "relay.yaml") in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"smsc-relay {relay.__version__}"
+
+
+def test_queue_and_stats_need_no_password_check_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "credentials" / "password"
+    cfg = _spool_config(tmp_path, f"password_file: {missing}")
+    SpoolAdmin.open(tmp_path / "spool.db").close()
+    assert cli.main(["stats", "--json", "-c", str(cfg)]) == 0  # what the service user may run
+    assert json.loads(capsys.readouterr().out)["total"] == 0
+    assert cli.main(["check", "-c", str(cfg)]) == Exit.CONFIG
+    assert f"cannot read {missing}" in capsys.readouterr().err

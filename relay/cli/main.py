@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
+from relay import __version__
 from relay.cli import keys, queue, render
 from relay.config.load import load
 from relay.errors import ConfigError, Exit
 
 DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
+CONFIG_ENV = "SMSC_RELAY_CONFIG"  # the config file when no -c is given
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None:
+        args.config = os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return Exit.USAGE
@@ -31,10 +36,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsc-relay", description="E-mail to SMS relay for SMS Centre.")
+    parser.add_argument("--version", action="version", version=f"smsc-relay {__version__}")
+    config_help = f"config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})"
+    # -c works before the command, after it, or after `queue ACTION`: the last one given wins
+    # (SUPPRESS: a sub-parser that did not see it leaves the value alone).
+    parser.add_argument("-c", "--config", default=None, help=config_help)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
-    )
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(metavar="COMMAND")
 
     p = sub.add_parser("serve", parents=[common], help="run the relay in the foreground (logs to stderr)")

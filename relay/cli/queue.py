@@ -48,7 +48,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> SpoolAdmin:
-    cfg = load(args.config)
+    # Reading the queue needs no provider password: the service user (or a group member who
+    # may read relay.yaml but not the credential) can run these.
+    cfg = load(args.config, secrets=False)
     if not cfg.spool.path.exists():
         print(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)", file=sys.stderr)
         raise SystemExit(Exit.FAILURE)

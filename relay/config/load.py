@@ -41,14 +41,16 @@ from relay.config.yamlsrc import load as load_yaml
 from relay.errors import ConfigError, Problem
 
 
-def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a config file; raises ConfigError listing every problem."""
+def load(path: str | Path, env: Mapping[str, str] | None = None, *, secrets: bool = True) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem. `secrets`
+    False: the provider password is not read (commands that only read the spool)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("(file)", None, f"cannot read {path}: {exc}")], str(path)) from None
-    return parse(text, base_dir=path.parent, env=os.environ if env is None else env, source=str(path))
+    env = os.environ if env is None else env
+    return parse(text, base_dir=path.parent, env=env, source=str(path), secrets=secrets)
 
 
 def parse(
@@ -57,6 +59,7 @@ def parse(
     base_dir: Path = Path("."),
     env: Mapping[str, str] | None = None,
     source: str = "config",
+    secrets: bool = True,
 ) -> Config:
     try:
         data = load_yaml(text)
@@ -65,7 +68,7 @@ def parse(
     problems: list[Problem] = []
     top = Reader(problems, data, "", 1)
     listen = _listen(top.child("listen"), base_dir)
-    provider = _provider(top.child("provider"), base_dir, env or {})
+    provider = _provider(top.child("provider"), base_dir, env or {}, secrets)
     spool = _spool(top.child("spool"), base_dir)
     parsing = _parsing(top.child("parsing"))
     delivery = _delivery(top.child("delivery"))
@@ -180,10 +183,10 @@ def _delivery(r: Reader) -> DeliveryConfig:
     return result
 
 
-def _provider(r: Reader, base_dir: Path, env: Mapping[str, str]) -> ProviderConfig:
+def _provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bool = True) -> ProviderConfig:
     hosts = tuple(str(h) for h, _, _ in r.items("host")) or (DEFAULT_PROVIDER_HOST,)
     login = r.checked("login", lambda v: fields.login(values.expand(v, env)), "")
-    password = values.password(r, base_dir, env)
+    password = values.password(r, base_dir, env) if secrets else values.skip_password(r)
     charset = r.value("charset", str, DEFAULT_CHARSET).lower()
     try:
         "test".encode(charset)

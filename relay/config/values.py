@@ -16,6 +16,13 @@ from relay.model import Secret
 _ENV_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
+def skip_password(r: Reader) -> Secret:
+    """The password keys, marked read but not read: a command that needs no secret."""
+    r.raw("password")
+    r.raw("password_file")
+    return Secret("")
+
+
 def password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
     if r.has("password") and r.has("password_file"):
         r.problem("password", "give password or password_file, not both")
@@ -25,7 +32,7 @@ def password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
         try:
             raw = file.read_text(encoding="utf-8").strip() if file else ""
         except OSError as exc:
-            r.problem("password_file", f"cannot read: {exc.__class__.__name__}: {exc.strerror}")
+            r.problem("password_file", f"cannot read {file}: {exc.__class__.__name__}: {exc.strerror}")
             return Secret("")
         except UnicodeDecodeError:
             r.problem("password_file", "cannot read: not UTF-8 text")
