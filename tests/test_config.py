@@ -249,3 +249,25 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "routs (line 2): unknown key (did you mean 'routes'?)" in err
     assert cli.main(["check", "-c", str(tmp_path / "missing.yaml")]) == 78
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_check_warns_about_each_example_value_left_in_a_live_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = tmp_path / "live.yaml"
+    text = EXAMPLE.read_text().replace("  outbox: ../var/outbox", "  outbox: null")
+    live.write_text(text.replace("../var/", str(tmp_path) + "/"))
+    assert cli.main(["check", "-c", str(live)]) == 0  # valid: warnings only
+    err = capsys.readouterr().err
+    for key in ("provider.login", "provider.password", "provider.reply_address", "routes[1].phones",
+                "routes[1].sender", "aliases.oncall"):  # fmt: skip
+        assert f"warning: {key}: " in err, key
+    assert "example value(s) in a live config" in err
+    assert cli.main(["check", "-c", str(EXAMPLE)]) == 0  # the dry run as shipped: one note
+    err = capsys.readouterr().err
+    assert "fine for a dry run" in err and "warning:" not in err
+
+
+def test_a_non_ascii_reply_address_is_refused_by_check() -> None:
+    with pytest.raises(ConfigError, match=r"provider.reply_address.*must be plain ASCII"):
+        make_config(BASE_CONFIG.replace("replies@relay.example.com", "ответы@пример.рф"))

@@ -210,7 +210,8 @@ async def test_every_provider_error_code(replying: tuple[ReplyingProvider, Any],
     )
     await asyncio.to_thread(smtplib_send, relay.port, message())
     r = await wait_state(relay, CODES[code])
-    assert (r["error_code"], r["last_error"]) == (code, f"provider ERROR {code}: description {code}")
+    hint = " (if the route sets a sender name, is it registered with the account?)" if code == 6 else ""
+    assert (r["error_code"], r["last_error"]) == (code, f"provider ERROR {code}: description {code}{hint}")
     paused = relay.deliverer.pause_reason
     assert bool(paused) == (code in (2, 3, 4))
 

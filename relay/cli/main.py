@@ -11,6 +11,7 @@ from pathlib import Path
 from relay import __version__
 from relay.cli import keys, queue, render
 from relay.config.load import load
+from relay.config.placeholders import placeholders
 from relay.errors import ConfigError, Exit
 
 DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
@@ -64,6 +65,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(cfg.routes)} route(s); provider {', '.join(cfg.provider.hosts)}"
         f"{'; dry-run outbox ' + str(cfg.provider.outbox) if cfg.provider.outbox else ''})"
     )
+    found = placeholders(cfg)
+    if found and cfg.provider.outbox is not None:
+        print(
+            f"note: {len(found)} example value(s) left; fine for a dry run, not for going live",
+            file=sys.stderr,
+        )
+    elif found:
+        for warning in found:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(
+            f"warning: {len(found)} example value(s) in a live config (no provider.outbox)", file=sys.stderr
+        )
     return Exit.OK
 
 

@@ -193,8 +193,8 @@ def _provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bool =
     except LookupError:
         r.problem("charset", f"unknown charset {charset!r}")
         charset = DEFAULT_CHARSET
-    reply_address = r.checked("reply_address", values.address, "")
-    address = r.checked("address", values.address, DEFAULT_PROVIDER_ADDRESS)
+    reply_address = r.checked("reply_address", values.ascii_address, "")
+    address = r.checked("address", values.ascii_address, DEFAULT_PROVIDER_ADDRESS)
     if not reply_address and not r.has("reply_address"):
         # The provider answers parameter errors even with test=0: without it they are lost.
         r.problem("reply_address", "is required: the provider's replies and error reports go there")

@@ -74,6 +74,16 @@ def address(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid e-mail address: {exc}") from None
 
 
+def ascii_address(value: str) -> str:
+    """An address the relay writes into provider mail: the gateway takes ASCII only."""
+    checked = address(value)
+    if not checked.isascii():
+        raise ValueError(
+            f"{value!r} must be plain ASCII: the provider's gateway takes no internationalized address"
+        )
+    return checked
+
+
 def expand(value: str, env: Mapping[str, str]) -> str:
     """Replace ${NAME} and ${NAME:-default} with environment values."""
 

@@ -15,6 +15,7 @@ from relay import provider_errors
 from relay.model import ProviderReply, ReplyKind, ReplyOutcome, State
 from relay.provider_errors import Action, Rule
 
+SENDER_REFUSED = 6  # "message denied": most often a sender name the account has not registered
 # A reply may answer a row in these states; `sending` too, since the provider can answer
 # before delivery has recorded the upstream's 250.
 ANSWERABLE = (State.SENDING, State.SENT, State.UNCONFIRMED)
@@ -64,6 +65,8 @@ def apply_reply(conn: sqlite3.Connection, reply: ProviderReply, now: float) -> A
     assert reply.code is not None
     rule = provider_errors.rule(reply.code)
     text = f"provider ERROR {reply.code}: {reply.description or rule.meaning}"
+    if reply.code == SENDER_REFUSED:
+        text += " (if the route sets a sender name, is it registered with the account?)"
     outcome = _ON_ERROR[rule.action]
     assert outcome.state is not None
     conn.execute(
