@@ -173,3 +173,11 @@ def test_clean_can_be_switched_off_and_boilerplate() -> None:
     )
     pattern = re.compile("^Sent from my .*$", re.MULTILINE | re.IGNORECASE)
     assert cleanup.clean("msg\nSent from my phone", boilerplate=[pattern]) == "msg"
+
+
+def test_format_flowed_is_unwrapped() -> None:
+    raw = ("Subject: x\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n"
+           "Пожар в здании \r\nна ул. Ленина, 5\r\n\r\n-- \r\nBot\r\n").encode()  # fmt: skip
+    assert parse(raw).text.startswith("Пожар в здании на ул. Ленина, 5")
+    delsp = b"Subject: x\r\nContent-Type: text/plain; format=flowed; delsp=yes\r\n\r\nsplit wo \r\nrd\r\n"
+    assert parse(delsp).text == "split word"

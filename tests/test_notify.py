@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.policy
 import smtplib
 import time
 from collections.abc import AsyncIterator
@@ -128,3 +129,26 @@ async def test_a_failed_storm_digest_tells_each_sender_of_its_alerts(
         text = n.raw.decode()
         assert n.mail_from == "<>" and "provider ERROR 7: invalid phone" in text
         assert "Final-Recipient: rfc822; zabbix@sms.example.com" in text
+
+
+def test_a_cyrillic_reason_is_encoded_not_written_raw() -> None:
+    from datetime import UTC, datetime
+
+    from relay.delivery.notices import build
+    from relay.model import Encoding, RouteMode, State
+    from relay.spool.messages import Row
+
+    reason = "provider ERROR 7: неверный формат номера телефона"
+    row = Row(
+        id="r1", state=State.FAILED, mode=RouteMode.COMMAND, route="number", mail_from="cron@db1.example.com",
+        rcpt_tos=["79991234567@sms.example.com"], inbound_id="<i>", phones=["79991234567"], texts=["x"], parts=1,
+        encoding=Encoding.GSM7, upstream_from="r@x", upstream_to="send@send.smscentre.com", message=b"", masked=True,
+        attempts=1, created=0, updated=0, next_attempt=0, last_error=reason, error_code=7, sms_count=None,
+    )  # fmt: skip
+    raw = build(row, reporting_host="relay.test", sender="smsc-relay@relay.test", now=datetime.now(UTC))
+    assert raw.isascii() and b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(msg["Subject"]) == f"SMS not sent: {reason}"
+    assert msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "delivery-status"
+    text = next(p for p in msg.walk() if p.get_content_type() == "text/plain")
+    assert reason in text.get_content()

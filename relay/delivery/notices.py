@@ -11,6 +11,8 @@ import asyncio
 import dataclasses
 import logging
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
@@ -23,36 +25,61 @@ log = logging.getLogger("relay.notify")
 
 
 def build(row: Row, *, reporting_host: str, sender: str, now: datetime) -> bytes:
-    """The notice for one failed request (pure: no I/O), as CRLF bytes.
-
-    Built from a fixed template: every value is one line (collapsed white space), so a reason
-    that came from the network cannot add a header or a part.
-    """
+    """The notice for one failed request (pure: no I/O), as CRLF bytes, built with the stdlib
+    `email` package under policy.SMTP: a reason from the network (Cyrillic provider texts
+    included) is encoded, never written raw, and every value is one line, so it cannot add a
+    header or a part."""
 
     def one_line(value: str) -> str:
         return " ".join(value.split())
 
     reason = one_line(row.last_error or row.state.value)
     recipients = [one_line(r) for r in row.rcpt_tos]
-    boundary = f"dsn-{row.id}"
-    human = (
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = one_line(sender)
+    msg["To"] = one_line(row.mail_from)
+    msg["Subject"] = ("SMS not sent: " + reason)[:200]
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=reporting_host)
+    msg["Auto-Submitted"] = "auto-replied"  # RFC 3834: no mail system answers it
+    msg.set_content(
         f"Your message to {', '.join(recipients)} could not be sent as an SMS.\n\n"
         f"Reason: {reason}\nState: {row.state.value} after {row.attempts} attempt(s)\n"
-        f"Relay id: {row.id} (give it to the relay's operator)\n"
+        f"Relay id: {row.id} (give it to the relay's operator)\n",
+        cte="quoted-printable",
     )
-    status = f"Reporting-MTA: dns; {reporting_host}\nX-Smsc-Relay-Id: {row.id}\n" + "".join(
-        f"\nFinal-Recipient: rfc822; {r}\nAction: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; {reason}\n"
-        for r in recipients
+    status = EmailMessage(policy=policy.SMTP)
+    status["Content-Type"] = "message/delivery-status"
+    groups: list[Message | str] = [
+        _fields({"Reporting-MTA": f"dns; {reporting_host}", "X-Smsc-Relay-Id": row.id})
+    ]
+    status.set_payload(
+        groups
+        + [
+            _fields(
+                {
+                    "Final-Recipient": f"rfc822; {r}",
+                    "Action": "failed",
+                    "Status": "5.0.0",
+                    "Diagnostic-Code": f"smtp; {reason}",
+                }
+            )
+            for r in recipients
+        ]
     )
-    text = (
-        f"From: {one_line(sender)}\nTo: {one_line(row.mail_from)}\n"
-        f"Subject: {('SMS not sent: ' + reason)[:200]}\nDate: {format_datetime(now)}\n"
-        f"Message-ID: {make_msgid(domain=reporting_host)}\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n"
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\n\n'
-        f"--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{human}\n"
-        f"--{boundary}\nContent-Type: message/delivery-status\n\n{status}\n--{boundary}--\n"
-    )
-    return text.replace("\n", "\r\n").encode("utf-8")
+    msg.make_mixed()
+    msg.attach(status)
+    msg.set_type("multipart/report")  # RFC 3464
+    msg.set_param("report-type", "delivery-status")
+    return msg.as_bytes()
+
+
+def _fields(values: dict[str, str]) -> Message:
+    """One group of delivery-status fields."""
+    block = Message(policy=policy.SMTP)
+    for name, value in values.items():
+        block[name] = value
+    return block
 
 
 def should_notify(row: Row, reply_address: str) -> bool:

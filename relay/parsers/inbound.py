@@ -112,10 +112,31 @@ def _bodies(msg: Message, s: ParsingConfig, warnings: list[str]) -> tuple[str | 
             warnings.append(decoded.warning)
         if ctype == "text/plain":
             plain, charset = decoded.text, decoded.charset
+            if (_param(part, "format") or "").lower() == "flowed":
+                plain = unflow(plain, delsp=(_param(part, "delsp") or "").lower() == "yes")
         else:
             html = _html_to_text(decoded.text)
             charset = charset or decoded.charset
     return plain, html, charset
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """RFC 3676 format=flowed: a line ending in a space continues on the next one (with
+    DelSp=yes that space is only the soft break); "-- " is a signature line, never flowed."""
+    out: list[str] = []
+    carry = ""
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if line.startswith(" "):
+            line = line[1:]  # space-stuffing
+        if line.endswith(" ") and line != "-- ":
+            carry += line[:-1] if delsp else line
+            continue
+        out.append(carry + line)
+        carry = ""
+    if carry:
+        out.append(carry)
+    return "\n".join(out)
 
 
 def _leaves(msg: Message) -> Iterator[Message]:
