@@ -31,6 +31,7 @@ class Rendered:
     provider_mails: tuple[ProviderMail, ...]
     alerts: tuple[Alert, ...] = ()  # for routes with storm control: held, not sent as they come
     notes: tuple[str, ...] = ()  # what `render` and the log say: summary taken, text cut
+    warnings: tuple[str, ...] = ()  # the same, but a human should look (logged as WARNING)
 
 
 def notes_of(targets: Sequence[Target]) -> tuple[str, ...]:
@@ -83,7 +84,8 @@ def render(
         provider.build(r, config.provider, hostname=hostname, now=now, with_secret=with_secret)
         for r in requests
     )
-    return Rendered(mail, tuple(requests), mails, alerts, notes_of(targets))
+    warnings = tuple(dict.fromkeys(w for t in targets for w in t.warnings))
+    return Rendered(mail, tuple(requests), mails, alerts, notes_of(targets), warnings)
 
 
 def digest_request(relay_id: str, name: str, route: Route | None, digests: Sequence[Digest]) -> SmsRequest:

@@ -37,6 +37,7 @@ class Target:
     source: str = ""  # the text before summary and cut: what alert_key / recovery patterns read
     summary: AlertSummary | None = None  # the route used the recogniser's summary
     cut: bool = False  # the text was cut to fit the route's parts or the provider's 1000 characters
+    warnings: tuple[str, ...] = ()  # for the log (WARNING) and `render`
 
 
 def find_route(
@@ -131,6 +132,17 @@ def _target(
     # An explicit [text] block is exactly what the sender wants sent, without the subject.
     subject = "" if mail.body_source is BodySource.TEXT_BLOCK else mail.subject
     full = _default_text(subject, mail.text)
+    warnings: tuple[str, ...] = ()
+    foreign = _foreign_command(mail)
+    if foreign is not None:
+        # An old app that talked to the provider directly: its login and password must never
+        # become SMS text (a phone would show them, the provider's history keep them).
+        full = "\n".join(e.text for e in foreign.entries)
+        summary = None
+        warnings = (
+            f"route {route.name}: the mail is a provider command line with its own login and password:"
+            " only its message text is sent (mode: passthrough relays such mail as it is meant)",
+        )
     if mail.body_source is BodySource.TEXT_BLOCK:
         summary = None
     if route.template is None:
@@ -155,7 +167,21 @@ def _target(
     else:
         fitted = segments.fit(text, max_chars=limit, max_parts=route.max_parts, marker=route.marker,
                               translit=route.translit)  # fmt: skip
-    return Target(rcpt, route, phones, fitted, source=full, summary=summary, cut=fitted != text)
+    return Target(
+        rcpt, route, phones, fitted, source=full, summary=summary, cut=fitted != text, warnings=warnings
+    )
+
+
+def _foreign_command(mail: InboundMail) -> command_parser.Command | None:
+    """The provider command line a mail's body is, if it is one (`login:psw:id:...:phones:mes`)."""
+    body = mail.body or mail.text
+    if body.split("\n", 1)[0].count(":") < 6:
+        return None  # the common case, without trying to parse
+    try:
+        found = command_parser.parse(body)
+    except ContentError:
+        return None
+    return found if found.password else None
 
 
 def _fit_summary(summary: AlertSummary, route: Route, limit: int) -> str:

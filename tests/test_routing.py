@@ -172,3 +172,16 @@ def test_max_parts_cuts_with_marker() -> None:
     (pm,) = render(mail("word " * 100), ["79991234567@sms.example.com"], cfg).provider_mails
     assert pm.segments.parts == 1
     assert pm.texts[0].endswith(" [cut]")
+
+
+def test_a_provider_command_line_sent_to_a_phone_route_never_becomes_sms_text() -> None:
+    """An old app that talked to the provider directly, pointed at an ordinary route."""
+    raw = "Subject: sms\r\n\r\nalex:123::::79991234567:Тестовое сообщение\r\n".encode()
+    rendered = render(raw, ["79990000005@sms.example.com"])
+    (pm,) = rendered.provider_mails
+    assert pm.texts == ("Тестовое сообщение",) and pm.phones == ("79990000005",)
+    readable = mime.readable(pm.masked.encode("ascii"))  # the provider mail, decoded
+    assert "alex:" not in readable and ":123:" not in readable and "mylogin:***:" in readable
+    assert any("provider command line with its own login and password" in w for w in rendered.warnings)
+    plain = render(b"Subject: x\r\n\r\nnote: a: b: c: d: e: f\r\n", ["79990000005@sms.example.com"])
+    assert plain.warnings == () and "note: a: b" in plain.provider_mails[0].texts[0]

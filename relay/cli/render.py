@@ -100,7 +100,7 @@ def _as_json(result: pipeline.Rendered, m: ProviderMail) -> dict[str, Any]:
         "command": mime.readable(m.masked.encode("ascii")).split("\n\n", 1)[1].rstrip("\n"),
         "message": m.masked,
         "body_source": result.mail.body_source.value,
-        "warnings": list(result.mail.warnings),
+        "warnings": [*result.mail.warnings, *result.warnings],
         "notes": list(result.notes),
     }
 
@@ -113,6 +113,8 @@ def _print_text(
     print(f"subject:  {mail.subject!r}")
     print(f"body:     {mail.body_source.value}" + (f" ({mail.charset})" if mail.charset else ""))
     for warning in mail.warnings:
+        print(f"warning:  {warning}")
+    for warning in result.warnings:
         print(f"warning:  {warning}")
     for note in result.notes:
         print(f"note:     {note}")

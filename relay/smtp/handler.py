@@ -186,6 +186,8 @@ class Handler:
                 rendered = pipeline.render(raw, **args)  # type: ignore[arg-type]
             for warning in rendered.mail.warnings:
                 log.warning("event=decode_warning peer=%s warning=%r", session.peer, warning)
+            for warning in rendered.warnings:
+                log.warning("event=render_warning peer=%s warning=%r", session.peer, warning)
             for note in rendered.notes:
                 log.info("event=render_note peer=%s note=%r", session.peer, note)
             # A client that hangs up now cancels this handler; the write must still finish
