@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -119,3 +120,24 @@ def test_queue_and_stats_need_no_password_check_names_the_file(
     assert json.loads(capsys.readouterr().out)["total"] == 0
     assert cli.main(["check", "-c", str(cfg)]) == Exit.CONFIG
     assert f"cannot read {missing}" in capsys.readouterr().err
+
+
+def test_queue_list_columns_hold_the_longest_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.model import State
+    from relay.spool import messages
+    from tests.helpers import make_config, render
+
+    cfg = _spool_config(tmp_path)
+    admin = SpoolAdmin.open(tmp_path / "spool.db")
+    mails = render(b"Subject: x\r\n\r\ny", ["79991234567@sms.example.com"], make_config()).provider_mails
+    for state in (State.UNCONFIRMED, State.SENT):
+        rows = messages.new_rows(mails, mail_from="a@b", inbound_id="", state=state, attempts=1, now=1.0)
+        messages.insert(admin.conn, [dataclasses.replace(r, id=f"id-{state.value}") for r in rows])
+    admin.close()
+    assert cli.main(["queue", "list", "-c", str(cfg)]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    starts = {line[25:].split()[0]: line.index(line[25:].split()[1], 25) for line in lines}
+    assert set(starts) == {"unconfirmed", "sent"} and len(set(starts.values())) == 1  # one column
+    assert header.index("ATT") <= min(starts.values())

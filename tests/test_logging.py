@@ -37,6 +37,21 @@ def test_phone_numbers_masked_at_info_not_at_debug(log_output: io.StringIO) -> N
     assert lines[1].endswith("event=detail rcpt=79991234567@sms.example.com")
 
 
+def test_an_upstream_queue_id_is_not_masked_as_a_phone(log_output: io.StringIO) -> None:
+    logging.getLogger("relay.test").info("event=sent upstream=%r", "2.0.0 Ok: queued as 6150123436")
+    assert log_output.getvalue().rstrip().endswith("upstream='2.0.0 Ok: queued as 6150123436'")
+
+
+def test_peers_are_host_and_port() -> None:
+    from aiosmtpd.smtp import Session
+
+    from relay.smtp.session import peer_of
+
+    v4, v6 = Session(None), Session(None)  # type: ignore[arg-type]
+    v4.peer, v6.peer = ("127.0.0.1", 37642), ("::1", 2525, 0, 0)
+    assert (peer_of(v4), peer_of(v6), peer_of(None)) == ("127.0.0.1:37642", "[::1]:2525", "-")
+
+
 def test_journald_priorities(monkeypatch: pytest.MonkeyPatch) -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)

@@ -226,7 +226,11 @@ async def test_queue_and_stats_commands(
     for key in ("id", "created", "updated"):
         assert key in item
     code, out = await asyncio.to_thread(run, "queue", "show", item["id"])
-    assert code == 0 and "mylogin:***:" not in out and PASSWORD not in out  # base64, masked
+    assert code == 0 and PASSWORD not in out
+    # For a person: the command decoded with the password masked, texts indented, no reprs.
+    assert "mylogin:***:" in out and "provider mail (password shown as ***):" in out
+    assert "\ntext:\n    x\n    first\n" in out and "['" not in out and "{'" not in out
+    assert "phones:       79991234567\n" in out
     code, out = await asyncio.to_thread(run, "stats", "--json")
     assert json.loads(out)["states"]["failed"] == 1
     code, out = await asyncio.to_thread(run, "queue", "retry", item["id"])

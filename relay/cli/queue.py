@@ -12,6 +12,7 @@ from typing import Any
 
 from relay.config.load import load
 from relay.errors import Exit
+from relay.formatters import mime
 from relay.model import AlertState, State
 from relay.spool.admin import SpoolAdmin
 from relay.spool.messages import Row
@@ -107,10 +108,13 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([as_json(r) for r in rows], ensure_ascii=False, indent=2))
         return Exit.OK
-    print(f"{'ID':<24} {'STATE':<9} {'ATT':>3} {'CREATED':<20} {'ROUTE':<12} PHONES / LAST ERROR")
+    width = max([len("STATE")] + [len(s.value) for s in State])  # `unconfirmed` fits
+    print(f"{'ID':<24} {'STATE':<{width}} {'ATT':>3} {'CREATED':<20} {'ROUTE':<12} PHONES / LAST ERROR")
     for r in rows:
         tail = ",".join(r.phones) or r.mode.value
-        print(f"{r.id:<24} {r.state.value:<9} {r.attempts:>3} {_iso(r.created):<20} {r.route:<12} {tail}")
+        print(
+            f"{r.id:<24} {r.state.value:<{width}} {r.attempts:>3} {_iso(r.created):<20} {r.route:<12} {tail}"
+        )
         if r.last_error:
             print(f"{'':<24} {r.last_error}")
     return Exit.OK
@@ -146,7 +150,7 @@ def cmd_queue_one(args: argparse.Namespace) -> int:
             {"received": _iso(float(r["received"])), "line": r["line"], "outcome": r["outcome"]}  # type: ignore[arg-type]
             for r in spool.replies(args.id)
         ]
-        print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(data))
+        print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(row, data))
         return Exit.OK
     if args.action == "retry":
         if row.state in (State.SENDING, State.QUEUED):
@@ -163,9 +167,27 @@ def cmd_queue_one(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
-def _show(data: dict[str, Any]) -> str:
-    lines = [f"{k + ':':<14}{v}" for k, v in data.items() if k != "message"]
-    return "\n".join(lines) + "\n\n" + str(data.get("message", ""))
+def _show(row: Row, data: dict[str, Any]) -> str:
+    """`queue show` for a person: one value a line, texts indented, replies as a table, the
+    provider mail decoded (password shown as ***)."""
+    plain = {k: v for k, v in data.items() if k not in ("message", "text", "provider_replies")}
+    lines = []
+    for key, value in plain.items():
+        shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
+        lines.append(f"{key + ':':<14}{'-' if shown in (None, '') else shown}")
+    lines.append("text:")
+    lines += ["    " + line for t in row.texts for line in t.split("\n")]
+    replies = data["provider_replies"]
+    lines.append("provider replies:" + ("" if replies else " none"))
+    if replies:
+        lines.append(f"    {'RECEIVED':<20} {'OUTCOME':<28} LINE")
+        lines += [f"    {r['received']:<20} {r['outcome']:<28} {r['line']}" for r in replies]
+    if row.masked:
+        lines.append("provider mail (password shown as ***):")
+        lines += ["    " + line for line in mime.readable(row.message).rstrip("\n").split("\n")]
+    else:
+        lines.append("provider mail: (kept credentials: not shown)")
+    return "\n".join(lines)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -181,9 +203,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return Exit.OK
+    width = max(len(s) for s in counts) + 1
     for state, n in counts.items():
-        print(f"{state:<10} {n}")
-    print(f"{'total':<10} {data['total']}")
+        print(f"{state:<{width}} {n}")
+    print(f"{'total':<{width}} {data['total']}")
     if oldest is not None:
         print(f"oldest pending: {data['oldest_pending_age_s']} s")
     if stats.alerts:  # storm-controlled routes: what became of their alerts

@@ -83,7 +83,7 @@ class Deliverer:
         self.pause_reason = reason
         log.error(
             "event=delivery_paused until=%s reason=%r",
-            time.strftime("%H:%M:%S", time.localtime(until)),
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)),
             reason,
         )
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from relay.smtp.session import peer_of
+
 log = logging.getLogger("relay.listener")
 
 # scrypt parameters: ~50 ms per check on a small server, 16 MiB of memory.
@@ -67,6 +69,6 @@ class Authenticator:
             "event=auth user=%s ok=%s peer=%s",
             user,
             ok,
-            session.peer,
+            peer_of(session),
         )
         return AuthResult(success=ok, handled=False)

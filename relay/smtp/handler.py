@@ -23,7 +23,7 @@ from relay.model import AlertState, State
 from relay.routing import check_recipient
 from relay.smtp.auth import Authenticator
 from relay.smtp.intake import ReplyIntake
-from relay.smtp.session import RelaySMTP, Sessions, tls_context
+from relay.smtp.session import RelaySMTP, Sessions, peer_of, tls_context
 from relay.spool.interface import Spool, StormAdmit
 from relay.spool.messages import Row
 from relay.storm.plan import Admission
@@ -130,7 +130,7 @@ class Handler:
             return str(replies.S530_AUTH_REQUIRED)
         # As an MTA would: trusted networks, or a client that authenticated.
         if not (session.authenticated or self._allowed(session)):
-            log.warning("event=rejected reason=client_not_allowed peer=%s rcpt=%s", session.peer, address)
+            log.warning("event=rejected reason=client_not_allowed peer=%s rcpt=%s", peer_of(session), address)
             self.metrics.rejected.labels("client_not_allowed").inc()
             return str(replies.S554_NOT_ALLOWED)
         if len(envelope.rcpt_tos) >= cfg.listen.max_recipients:
@@ -139,7 +139,7 @@ class Handler:
         try:
             check_recipient(cfg.routes, cfg.aliases, address, envelope.mail_from or "")
         except RelayError as exc:
-            log.info("event=rejected reason=rcpt peer=%s reply=%r", session.peer, str(exc.reply))
+            log.info("event=rejected reason=rcpt peer=%s reply=%r", peer_of(session), str(exc.reply))
             self.metrics.rejected.labels(_reason(exc)).inc()
             return str(exc.reply)
         envelope.rcpt_tos.append(address)
@@ -185,11 +185,11 @@ class Handler:
             else:
                 rendered = pipeline.render(raw, **args)  # type: ignore[arg-type]
             for warning in rendered.mail.warnings:
-                log.warning("event=decode_warning peer=%s warning=%r", session.peer, warning)
+                log.warning("event=decode_warning peer=%s warning=%r", peer_of(session), warning)
             for warning in rendered.warnings:
-                log.warning("event=render_warning peer=%s warning=%r", session.peer, warning)
+                log.warning("event=render_warning peer=%s warning=%r", peer_of(session), warning)
             for note in rendered.notes:
-                log.info("event=render_note peer=%s note=%r", session.peer, note)
+                log.info("event=render_note peer=%s note=%r", peer_of(session), note)
             # A client that hangs up now cancels this handler; the write must still finish
             # whole (committed or not), so it runs shielded.
             claimed = self.delivery.can_take(len(rendered.provider_mails))
@@ -205,7 +205,10 @@ class Handler:
             enqueued = await asyncio.shield(write)
         except RelayError as exc:
             log.warning(
-                "event=rejected peer=%s from=%s reply=%r", session.peer, envelope.mail_from, str(exc.reply)
+                "event=rejected peer=%s from=%s reply=%r",
+                peer_of(session),
+                envelope.mail_from,
+                str(exc.reply),
             )
             return str(exc.reply)
         for m in rendered.provider_mails:

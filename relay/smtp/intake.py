@@ -63,7 +63,8 @@ class ReplyIntake:
             log.log(
                 logging.INFO if quiet else logging.WARNING,
                 "event=provider_reply id=%s kind=%s code=%s outcome=%r line=%r",
-                result.relay_id or "-", result.kind.value, result.code, applied.text, result.line,
+                result.relay_id or "-", result.kind.value, "-" if result.code is None else result.code,
+                applied.text, result.line,
             )  # fmt: skip
             if outcome.state is not None:
                 self.metrics.requests.labels(outcome.state.value).inc()

@@ -181,6 +181,15 @@ class LeanSMTP(SMTP):
         return addr, rest
 
 
+def peer_of(session: Session | None) -> str:
+    """A client's address for the log: 127.0.0.1:37642, [::1]:37642."""
+    peer = session.peer if session is not None else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer or "-")
+
+
 def tls_context(listen: ListenConfig) -> ssl.SSLContext | None:
     """The STARTTLS context for listen.tls, or None when TLS is not configured."""
     if not (listen.tls_cert and listen.tls_key):
