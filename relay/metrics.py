@@ -6,7 +6,9 @@ spool when scraped. relay/daemon/http.py serves them.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from relay import __version__
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -38,6 +40,13 @@ class Metrics:
         self.paused = Gauge(
             "smsc_relay_delivery_paused", "1 while a provider error pauses delivery", registry=r
         )
+        self.oldest_waiting = Gauge(
+            "smsc_relay_oldest_waiting_seconds",
+            "Age of the oldest message not yet with the provider (queued, deferred, sending); 0: none",
+            registry=r,
+        )
+        self.build_info = Info("smsc_relay_build", "The running relay's version", registry=r)
+        self.build_info.info({"version": __version__})
         self.accept_to_provider = Histogram(
             "smsc_relay_accept_to_provider_seconds", "From the client's 250 to the provider's 250",
             buckets=LATENCY_BUCKETS, registry=r,

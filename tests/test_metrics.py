@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from relay import __version__ as relay_version
 from tests.fakes import wait_for
-from tests.helpers import message, smtplib_send, wait_state
+from tests.helpers import closed_port, message, smtplib_send, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,7 +44,11 @@ async def test_scrape_after_end_to_end_run(replying_relay: Any) -> None:
     await wait_for(lambda: len(fake.received) == 2)
     for _ in range(200):
         status, text = await get(port, "/metrics")
-        if 'smsc_relay_requests_total{state="failed"} 1.0' in text:
+        # the counter moves when the reply is applied, the queue gauge at the next scrape
+        if (
+            'smsc_relay_requests_total{state="failed"} 1.0' in text
+            and 'smsc_relay_queue{state="failed"} 1.0' in text
+        ):
             break
         await asyncio.sleep(0.02)
     assert status == 200
@@ -59,11 +64,24 @@ async def test_scrape_after_end_to_end_run(replying_relay: Any) -> None:
     assert value(text, "smsc_relay_accept_to_provider_seconds_count") == 2
     assert value(text, "smsc_relay_provider_to_confirmation_seconds_count") == 1
     assert value(text, "smsc_relay_delivery_paused") == 0
+    assert value(text, "smsc_relay_oldest_waiting_seconds") == 0  # nothing waits
+    assert f'smsc_relay_build_info{{version="{relay_version}"}} 1.0' in text
     assert (await get(port, "/nope"))[0] == 404
 
 
+async def test_oldest_waiting_age_grows_while_the_provider_is_down(relay_factory: Any) -> None:
+    with closed_port() as down:
+        relay = await relay_factory(down, extra="metrics: {listen: '127.0.0.1:0'}\n")
+        port = relay.metrics_server.sockets[0].getsockname()[1]
+        await asyncio.to_thread(smtplib_send, relay.port, message())
+        await wait_for(lambda: relay.deliverer.paused_until > 0)  # the attempt failed: it waits
+        await relay.spool.write(lambda c: c.execute("UPDATE messages SET created = created - 600"))
+        _, text = await get(port, "/metrics")
+        assert 600 <= value(text, "smsc_relay_oldest_waiting_seconds") < 700
+
+
 async def test_health_fails_when_paused_or_spool_unwritable(relay_factory: Any) -> None:
-    relay = await relay_factory(9, extra="metrics: {listen: '127.0.0.1:0'}\n")
+    relay = await relay_factory(1, extra="metrics: {listen: '127.0.0.1:0'}\n")  # never reached
     port = relay.metrics_server.sockets[0].getsockname()[1]
     assert await get(port, "/health") == (200, "ok\n")
     relay.deliverer.pause(time.time() + 60, "provider ERROR 3: insufficient funds")

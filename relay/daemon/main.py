@@ -126,10 +126,12 @@ class Daemon:
         self.heartbeat = asyncio.create_task(self._heartbeat(), name="sd-heartbeat")
 
     async def _refresh(self) -> None:
-        counts = await self.spool.counts()
+        oldest = await self.spool.oldest_waiting()
+        counts = await self.spool.counts()  # last: the gauges then match the counters served with them
         for state in State:
             self.metrics.queue.labels(state.value).set(counts.get(state, 0))
         self.metrics.paused.set(1 if self.deliverer.pause_reason else 0)
+        self.metrics.oldest_waiting.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     async def status(self) -> str:
         """One line for `systemctl status`: where we listen and what waits."""

@@ -143,6 +143,9 @@ class SqliteSpool:
     async def counts(self) -> dict[State, int]:
         return await self.writer.read(messages.counts)
 
+    async def oldest_waiting(self) -> float | None:
+        return await self.writer.read(messages.oldest_pending)
+
     async def count_waiting(self) -> int:
         return await self.writer.read(messages.count_waiting)
 
