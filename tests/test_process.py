@@ -16,6 +16,7 @@ import aiosmtplib
 import pytest
 
 from relay.cli import main as cli
+from relay.errors import Exit
 from tests.fakes import FakeProvider, Received, wait_for
 from tests.helpers import PASSWORD, relay_config_text
 
@@ -259,3 +260,19 @@ def test_queue_commands_run_as_root_act_as_the_spool_owner(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split(" ", 2)[:2] == [str(nobody.pw_uid), str(nobody.pw_gid)]
     assert done.stdout.strip().endswith("[]")  # no supplementary groups (root's) kept
+
+
+async def test_send_test_goes_through_spool_and_delivery_and_prints_the_outcome(
+    replying_relay: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, _relay = await replying_relay()
+    config = str(tmp_path / "relay.yaml")
+    code = await asyncio.to_thread(
+        cli.main, ["send-test", "+79990001122", "relay check: hello", "-c", config]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ": queued for +79990001122" in out and ": confirmed, 1 SMS" in out
+    (got,) = fake.received
+    assert got.sms.entries[0].phones == ("+79990001122",) and got.sms.entries[0].text == "relay check: hello"
+    assert await asyncio.to_thread(cli.main, ["send-test", "12", "x", "-c", config]) == Exit.USAGE

@@ -1,4 +1,4 @@
-"""Command line: serve | check | render | queue | stats | dkim-keygen | passwd (DESIGN.md section 6)."""
+"""Command line: serve | check | render | queue | stats | send-test | dkim-keygen | passwd (DESIGN.md 6)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from relay import __version__
-from relay.cli import keys, queue, render
+from relay.cli import keys, queue, render, sendtest
 from relay.config.load import load
 from relay.config.placeholders import placeholders
 from relay.errors import ConfigError, Exit
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     render.add_command(sub, common)
     queue.add_commands(sub, common)
+    sendtest.add_command(sub, common)
     keys.add_commands(sub)
     return parser
 

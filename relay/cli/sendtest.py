@@ -1,0 +1,100 @@
+"""`smsc-relay send-test PHONE TEXT`: one SMS through the normal spool and delivery, and its outcome.
+
+The request goes into the spool as any accepted mail's does (the provider's per-phone limits
+included); the running relay claims it within seconds, sends it, and records what the provider
+said. This command waits for that and prints each state it sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from relay import fields
+from relay.cli.queue import _become_owner
+from relay.config.load import load
+from relay.errors import Exit, RelayError
+from relay.formatters import provider
+from relay.ids import new_id
+from relay.model import Entry, RouteMode, SmsRequest, State
+from relay.spool import alerts, messages
+from relay.spool.admin import SpoolAdmin
+
+DONE_OK = (State.CONFIRMED, State.DRY_RUN)
+DONE_BAD = (State.FAILED, State.EXPIRED, State.DUPLICATE, State.REPEAT, State.UNCONFIRMED)
+
+
+def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "send-test", parents=[common], help="send one SMS through the running relay; print the outcome"
+    )
+    p.add_argument("phone", help="international format, e.g. +79991234567")
+    p.add_argument("text", help="the SMS text")
+    p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the outcome (default 120)")
+    p.set_defaults(func=cmd_send_test)
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    cfg = load(args.config)
+    try:
+        phone = fields.phone(args.phone)
+    except ValueError as exc:
+        print(f"smsc-relay: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    request = SmsRequest(
+        relay_id=new_id(), mode=RouteMode.COMMAND, route="send-test", rcpt_tos=(),
+        entries=(Entry((phone,), args.text),),
+    )  # fmt: skip
+    try:
+        mail = provider.build(
+            request, cfg.provider, hostname=cfg.listen.hostname or socket.getfqdn(), now=datetime.now(UTC),
+            with_secret=False,
+        )  # fmt: skip
+    except RelayError as exc:
+        print(f"smsc-relay: {exc.reason}", file=sys.stderr)
+        return Exit.DATAERR
+    if not cfg.spool.path.exists():
+        print(f"smsc-relay: no spool at {cfg.spool.path}: start the relay first", file=sys.stderr)
+        return Exit.FAILURE
+    _become_owner(cfg.spool.path)
+    spool = SpoolAdmin.open(cfg.spool.path)
+    now = time.time()
+    rows = messages.new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=now)
+    spool.conn.execute("BEGIN IMMEDIATE")
+    if cfg.provider.phone_limits:
+        rows = alerts.protect(spool.conn, rows, [mail], now)
+    messages.insert(spool.conn, rows)
+    spool.conn.execute("COMMIT")
+    print(f"{request.relay_id}: queued for {phone} (the running relay sends it within seconds)")
+    # With test=1 the provider's reply says whether it went out; with test=0, `sent` is the end.
+    waits_for_reply = cfg.provider.test and cfg.provider.outbox is None
+    return _wait(spool, request.relay_id, args.wait, sent_is_final=not waits_for_reply)
+
+
+def _wait(spool: SpoolAdmin, relay_id: str, seconds: float, *, sent_is_final: bool) -> int:
+    deadline, seen = time.monotonic() + seconds, None
+    while True:
+        row = spool.get(relay_id)
+        if row is None:
+            print(f"{relay_id}: dropped from the spool", file=sys.stderr)
+            return Exit.FAILURE
+        if row.state != seen:
+            seen = row.state
+            detail = f" ({row.last_error})" if row.last_error else ""
+            count = f", {row.sms_count} SMS" if row.sms_count is not None else ""
+            print(f"{relay_id}: {row.state.value}{count}{detail}", flush=True)
+        if row.state in DONE_OK or (sent_is_final and row.state is State.SENT):
+            return Exit.OK
+        if row.state in DONE_BAD:
+            return Exit.FAILURE
+        if time.monotonic() > deadline:
+            print(
+                f"{relay_id}: still {row.state.value} after {seconds:.0f} s: is the relay running?",
+                file=sys.stderr,
+            )
+            return Exit.TEMPFAIL
+        time.sleep(0.5)
