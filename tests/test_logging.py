@@ -48,7 +48,7 @@ def test_peers_are_host_and_port() -> None:
     from relay.smtp.session import peer_of
 
     v4, v6 = Session(None), Session(None)  # type: ignore[arg-type]
-    v4.peer, v6.peer = ("127.0.0.1", 37642), ("::1", 2525, 0, 0)
+    v4.peer, v6.peer = ("127.0.0.1", 37642), ("::1", 2525, 0, 0)  # type: ignore[assignment]  # aiosmtpd types peer as str; sockets give tuples
     assert (peer_of(v4), peer_of(v6), peer_of(None)) == ("127.0.0.1:37642", "[::1]:2525", "-")
 
 
