@@ -17,6 +17,11 @@ echo "== built $(basename "$wheel")"
 "$work/venv/bin/pip" install --quiet "$wheel"
 version=$("$work/venv/bin/smsc-relay" --version)
 echo "== installed: $version"
+# and as pipx installs it, into an application venv of its own with the command on PATH
+"$work/build-env/bin/pip" install --quiet pipx
+PIPX_HOME="$work/pipx" PIPX_BIN_DIR="$work/pipx-bin" "$work/build-env/bin/pipx" install --quiet "$wheel" >/dev/null
+[[ "$("$work/pipx-bin/smsc-relay" --version)" == "$version" ]]
+echo "== pipx install works"
 [[ "$version" == "smsc-relay $("$work/venv/bin/python" -c 'import relay; print(relay.__version__)')" ]]
 cd "$work"  # not the checkout: the installed package, not the source tree, is what runs
 out=$("$work/venv/bin/smsc-relay" render -c "$OLDPWD/config/relay.example.yaml" \

@@ -54,7 +54,7 @@ route:
 receivers:
   - name: sms
     email_configs:
-      - to: 'oncall-am@sms.example.com'
+      - to: '{rcpt}'
         send_resolved: true
 """
 
@@ -73,8 +73,8 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[Any]:
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[Any] = []
 
-    async def start(relay_port: int) -> str:
-        (tmp_path / "am.yml").write_text(AM_CONFIG.format(relay_port=relay_port))
+    async def start(relay_port: int, rcpt: str = "oncall-am@sms.example.com") -> str:
+        (tmp_path / "am.yml").write_text(AM_CONFIG.format(relay_port=relay_port, rcpt=rcpt))
         port = free_port()
         log = open(tmp_path / "alertmanager.log", "wb")  # noqa: SIM115
         logs.append(log)
@@ -153,3 +153,24 @@ async def test_alertmanager_storm_becomes_few_sms(replying_relay: Any, alertmana
     assert limits.rejections == []
     held = received.get_sample_value("smsc_relay_storm_alerts_total", {"state": "held"})
     assert held is not None and held >= 5
+
+
+SUMMARY_ROUTES = (
+    ROUTES
+    + r"""  - name: summary
+    match: {recipient: '^summary-am@sms\.example\.com$'}
+    phones: ["+79990000005"]
+"""
+)
+
+
+async def test_alertmanagers_own_default_mail_is_summarised(replying_relay: Any, alertmanager: Any) -> None:
+    """The real Alertmanager's default e-mail (HTML) through the recogniser, on a plain route."""
+    fake, relay = await replying_relay(ReplyingProvider(), routes=SUMMARY_ROUTES)
+    url = await alertmanager(relay.port, rcpt="summary-am@sms.example.com")
+    await asyncio.to_thread(post_alerts, url, [alert("DiskFull", f"node{i}:9100") for i in range(3)])
+    await wait_for(lambda: len(fake.received) >= 1, timeout=30, interval=0.1)
+    text = fake.received[0].sms.entries[0].text
+    # state, alert name, the summaries; no "View in Alertmanager", no label dump, no links
+    assert re.match(r"FIRING(:\d+)? DiskFull(\s\S+)?: DiskFull on node\d:9100", text), text
+    assert "View in Alertmanager" not in text and "alertname" not in text and "http" not in text
