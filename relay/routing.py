@@ -222,6 +222,9 @@ def _neutralize(text: str) -> str:
     """Client text must not act as provider syntax: a leading __CALL__ would place a voice
     call, and a line of ~~~ would turn the rest of the alert into an unsent comment."""
     text = _LEADING_PREFIX.sub("", text)
+    # The provider reads `\n` as a line break in the list form: a literal backslash-n (Windows
+    # paths, JSON logs) gets a space now, before the text is cut, so its length is final.
+    text = text.replace("\\n", "\\ n")
     return _COMMENT_LINE.sub("~ ~ ~", text)
 
 

@@ -271,3 +271,9 @@ def test_check_warns_about_each_example_value_left_in_a_live_config(
 def test_a_non_ascii_reply_address_is_refused_by_check() -> None:
     with pytest.raises(ConfigError, match=r"provider.reply_address.*must be plain ASCII"):
         make_config(BASE_CONFIG.replace("replies@relay.example.com", "ответы@пример.рф"))
+
+
+@pytest.mark.parametrize("value", ["[x]", "{a: b}", "true"])
+def test_a_password_that_is_not_a_string_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"provider.password.*expected a string"):
+        make_config(BASE_CONFIG.replace(f'password: "{PASSWORD}"', f"password: {value}"))

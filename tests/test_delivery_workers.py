@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
 from pathlib import Path
+from typing import Any
 
+from relay.config.schema import SpoolConfig
+from relay.daemon.health import Health
 from relay.delivery.outbox import OutboxTransport
+from relay.delivery.retry import RetryPolicy
+from relay.delivery.smtp import SmtpTransport
 from relay.delivery.workers import Deliverer
+from relay.errors import SpoolError
 from relay.metrics import Metrics
+from relay.model import State
 from relay.spool.messages import Row
 from relay.spool.sqlite import SqliteSpool
-from tests.fakes import wait_for
-from tests.helpers import make_config, render
+from tests.fakes import FakeProvider, wait_for
+from tests.helpers import make_config, render, serve_fake
 
 
 class HandOverWhileLooking(SqliteSpool):
@@ -48,3 +58,99 @@ async def test_a_row_handed_over_while_a_worker_looks_is_not_left_for_the_idle_p
     finally:
         await deliverer.stop(5)
         await spool.close()
+
+
+class FailsToRecord(SqliteSpool):
+    """A spool that refuses delivery's outcomes while `broken`, as a full disk does."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.broken = True
+
+    async def finish(self, relay_id: str, state: State, *, durable: bool = False, **values: Any) -> None:
+        if self.broken:
+            raise SpoolError("spool unavailable, message not accepted; try again later")
+        await super().finish(relay_id, state, durable=durable, **values)
+
+
+async def test_a_spool_failure_after_sending_strands_no_row_and_sends_none_twice(tmp_path: Path) -> None:
+    spool = FailsToRecord(tmp_path / "spool.db")
+    await spool.open()
+    cfg = make_config()
+    rendered = [
+        render(f"Subject: x\r\n\r\nalert {n}".encode(), [f"7999{1_000_000 + n:07d}@sms.example.com"], cfg)
+        for n in range(12)
+    ]
+    mails = [dataclasses.replace(r.provider_mails[0], relay_id=f"m{n}") for n, r in enumerate(rendered)]
+    rows = [
+        r
+        for m in mails
+        for r in (await spool.enqueue([m], mail_from="a@b", inbound_id="", claimed=True)).rows
+    ]
+    outbox = tmp_path / "outbox"
+    deliverer = Deliverer(
+        spool, lambda: OutboxTransport(outbox), lambda m: m, metrics=Metrics(), concurrency=1
+    )
+    here = dataclasses.replace(cfg, spool=SpoolConfig(tmp_path / "spool.db"))
+    health = Health(spool, lambda: here, lambda: "", lambda: deliverer.unwritten)
+    deliverer.take(rows)
+    deliverer.start()
+    try:
+        await wait_for(lambda: deliverer.unwritten == 8, timeout=10)  # a batch sent, none recorded
+        assert "delivery outcome(s) waiting to be recorded" in await health.check()
+        spool.broken = False  # the disk has room again
+
+        async def states() -> set[State]:
+            return {r.state for r in [await spool.get(m.relay_id) for m in mails] if r}
+
+        for _ in range(400):  # bounded: FAULT_NAP (5 s) and a few seconds of writing
+            if await states() == {State.DRY_RUN}:
+                break
+            await asyncio.sleep(0.05)
+        assert await states() == {State.DRY_RUN}  # every row recorded, none left `sending`
+        assert len(list(outbox.glob("*.eml"))) == 12  # each written once: nothing sent twice
+        assert deliverer.unwritten == 0 and await health.check() == ""
+    finally:
+        await deliverer.stop(5)
+        await spool.close()
+
+
+async def test_two_workers_failing_at_once_grow_the_pause_once(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    rendered = [
+        render(f"Subject: x\r\n\r\nalert {n}".encode(), ["79991234567@sms.example.com"]) for n in range(2)
+    ]
+    mails = [dataclasses.replace(r.provider_mails[0], relay_id=f"m{n}") for n, r in enumerate(rendered)]
+    rows = [
+        r
+        for m in mails
+        for r in (await spool.enqueue([m], mail_from="a@b", inbound_id="", claimed=True)).rows
+    ]
+    # Both sessions are mid-DATA when the provider drops them: one outage, seen by two workers.
+    fake = FakeProvider(delay=0.5, drop_on_data=2)
+    server, port = await serve_fake(fake)
+    deliverer = Deliverer(
+        spool, lambda: SmtpTransport(("127.0.0.1",), port, timeout=5, starttls="auto"), lambda m: m,
+        metrics=Metrics(), concurrency=2, policy=RetryPolicy(min_backoff=60, max_backoff=600), batch=1,
+    )  # fmt: skip
+    deliverer.take(rows[:1])
+    deliverer.take(rows[1:])
+    deliverer.start()
+    try:
+
+        async def deferred() -> bool:
+            found = [await spool.get(m.relay_id) for m in mails]
+            return all(r is not None and r.state is State.DEFERRED for r in found)
+
+        for _ in range(300):
+            if await deferred():
+                break
+            await asyncio.sleep(0.02)
+        assert await deferred() and fake.sessions == 2
+        # one outage: the first pause (min_backoff / 6 = 10 s), not doubled by the second worker
+        assert 0 < deliverer.paused_until - time.time() <= 10.5
+    finally:
+        await deliverer.stop(5)
+        await spool.close()
+        server.close()

@@ -157,7 +157,7 @@ def _send_raw(port: int, mail: str) -> None:
 
 
 async def test_replies_accepted_from_outside_networks_but_only_there(relay_factory: Any) -> None:
-    relay = await relay_factory(9, networks="[10.0.0.0/8]")
+    relay = await relay_factory(1, networks="[10.0.0.0/8]")  # the provider is never reached
 
     def both() -> dict[str, Any]:
         with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
@@ -245,3 +245,19 @@ async def test_retention_prunes_only_old_finished_rows(replying: tuple[ReplyingP
     left = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
     assert left == ["queued"]
     assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0]) == 1
+
+
+async def test_error_codes_are_a_fixed_set_of_metric_labels(replying: tuple[ReplyingProvider, Any]) -> None:
+    """A reply mail comes from anyone: 500 made-up codes must not become 500 metric series."""
+    _fake, relay = replying
+    body = (
+        "\r\n".join(f"ERROR = {100 + n} (made up), ID - x{n}" for n in range(500))
+        + "\r\nERROR = 7 (bad), ID - y"
+    )
+    await asyncio.to_thread(_send_raw, relay.port, f"From: noreply@smsc.ru\r\nSubject: r\r\n\r\n{body}\r\n")
+    text = relay.metrics.exposition().decode()
+    series = [line for line in text.splitlines() if line.startswith("smsc_relay_provider_errors_total{")]
+    assert sorted(series) == [
+        'smsc_relay_provider_errors_total{code="7"} 1.0',
+        'smsc_relay_provider_errors_total{code="other"} 500.0',
+    ]

@@ -185,3 +185,12 @@ def test_a_provider_command_line_sent_to_a_phone_route_never_becomes_sms_text() 
     assert any("provider command line with its own login and password" in w for w in rendered.warnings)
     plain = render(b"Subject: x\r\n\r\nnote: a: b: c: d: e: f\r\n", ["79990000005@sms.example.com"])
     assert plain.warnings == () and "note: a: b" in plain.provider_mails[0].texts[0]
+
+
+def test_a_long_text_full_of_backslash_n_is_cut_not_refused() -> None:
+    """Windows paths and JSON logs: the provider's `\\n` escape must not push a cut text past 1000."""
+    body = "".join(f"C:\\new\\name{n}.log; " for n in range(200))  # ~4,000 characters, 400 of them \n
+    rendered = render(f"Subject: log\r\n\r\n{body}\r\n".encode(), ["79990000005@sms.example.com"])
+    (pm,) = rendered.provider_mails
+    (text,) = pm.texts
+    assert len(text) <= command.MAX_MES and "\\ new" in text and "\\new" not in text

@@ -103,10 +103,20 @@ async def test_truncated_addresses_get_553_and_the_session_goes_on(
     relay = await relay_factory(provider[1])
     raw = await Raw.connect(relay.port)
     assert (await raw.cmd(b"EHLO client.test\r\n")).startswith("250")
-    for bad in (b"MAIL FROM:<\r\n", b'MAIL FROM:"\r\n', b'MAIL FROM:<"\r\n'):
+    for bad in (
+        b"MAIL FROM:<\r\n",
+        b'MAIL FROM:"\r\n',
+        b'MAIL FROM:<"\r\n',
+        b"MAIL FROM:<a\x00@x.example>\r\n",
+    ):
         assert (await raw.cmd(bad)).startswith("553 5.1.3"), bad  # stock aiosmtpd: 451 (IndexError)
     assert (await raw.cmd(b"MAIL FROM:<cron@host.test>\r\n")).startswith("250")
-    for bad in (b"RCPT TO:<\r\n", b'RCPT TO:"\r\n', b"RCPT TO:1@[\r\n"):
+    for bad in (
+        b"RCPT TO:<\r\n",
+        b'RCPT TO:"\r\n',
+        b"RCPT TO:1@[\r\n",
+        b"RCPT TO:<7999\x00@sms.example.com>\r\n",
+    ):
         assert (await raw.cmd(bad)).startswith("553 5.1.3"), bad
     assert (await raw.cmd(b"RCPT TO:<79991234567@sms.example.com>\r\n")).startswith("250")
     assert (await raw.cmd(b"DATA\r\n")).startswith("354")

@@ -38,8 +38,12 @@ def password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
             r.problem("password_file", "cannot read: not UTF-8 text")
             return Secret("")
     elif r.has("password"):
+        value = r.raw("password")
+        if isinstance(value, list | dict | bool):  # `password: [x]` would become "['x']"
+            r.problem("password", f"expected a string, got {type(value).__name__}: quote it")
+            return Secret("")
         try:
-            raw = expand(str(r.raw("password")), env)
+            raw = expand(str(value), env)
         except ValueError as exc:
             r.problem("password", str(exc))
             return Secret("")

@@ -12,10 +12,17 @@ from relay.spool.interface import Spool
 
 
 class Health:
-    def __init__(self, spool: Spool, config: Callable[[], Config], paused: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        config: Callable[[], Config],
+        paused: Callable[[], str],
+        unwritten: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.spool = spool
         self.config = config  # the config in force (SIGHUP replaces it)
         self.paused = paused  # why delivery is paused, or ""
+        self.unwritten = unwritten  # delivery outcomes the spool has not taken yet
 
     async def check(self) -> str:
         """Unhealthy when the spool cannot commit, its disk is (almost) full, or delivery is
@@ -32,6 +39,8 @@ class Health:
             await self.spool.set_control("health_checked", f"{time.time():.0f}")
         except SpoolError as exc:
             return f"spool not writable: {exc.__cause__ or exc}"
+        if self.unwritten():
+            return f"spool not writable: {self.unwritten()} delivery outcome(s) waiting to be recorded"
         paused = self.paused()
         if paused:
             return f"delivery paused: {paused}"

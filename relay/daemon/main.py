@@ -87,7 +87,12 @@ class Daemon:
             cfg, self.spool, self.deliverer, metrics=self.metrics, intake=intake, hostname=self.hostname,
             sessions=Sessions(cfg.listen.max_connections), clock=clock, on_alert_due=self.storm_runner.due,
         )  # fmt: skip
-        self.health = Health(self.spool, lambda: self.cfg, lambda: self.deliverer.pause_reason)
+        self.health = Health(
+            self.spool,
+            lambda: self.cfg,
+            lambda: self.deliverer.pause_reason,
+            lambda: self.deliverer.unwritten,
+        )
         self.server: asyncio.Server | None = None
         self.metrics_server: asyncio.Server | None = None
         self.sweeper: asyncio.Task[None] | None = None

@@ -14,12 +14,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from relay.config.schema import DkimKey, ProviderConfig
 from relay.delivery import dkim
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.transport import Outgoing, Transport
-from relay.errors import DeliveryError, UpstreamDeferred
+from relay.errors import DeliveryError, SpoolError, UpstreamDeferred
 from relay.formatters import provider as provider_fmt
 from relay.metrics import Metrics
 from relay.model import State
@@ -47,6 +48,7 @@ class Deliverer:
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
         idle_poll: float = IDLE_POLL,
+        batch: int = CLAIM_BATCH,
     ) -> None:
         self.spool = spool
         self.make_transport = make_transport
@@ -58,6 +60,7 @@ class Deliverer:
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self.idle_poll = idle_poll
+        self.batch = batch
         self._wake = asyncio.Event()
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
@@ -70,6 +73,36 @@ class Deliverer:
         self.pause_reason = ""  # set while a provider error holds the whole queue
         self._control_checked = 0.0
         self._generation = 0  # bumped by renew_transports(): workers then make new ones
+        # Outcomes the spool could not record yet (disk full, locked): kept and written again
+        # before any new work, so a row that was sent is never sent again for it, nor stranded.
+        self._unwritten: collections.deque[tuple[str, State, dict[str, Any]]] = collections.deque()
+
+    @property
+    def unwritten(self) -> int:
+        """Delivery outcomes waiting for the spool to take them (for /health)."""
+        return len(self._unwritten)
+
+    async def _record(self, relay_id: str, state: State, **values: Any) -> None:
+        """spool.finish, or, when the spool fails, kept for the next try (never lost)."""
+        try:
+            await self.spool.finish(relay_id, state, **values)
+        except SpoolError as exc:
+            self._unwritten.append((relay_id, state, values))
+            log.error("event=outcome_unwritten id=%s state=%s error=%r", relay_id, state.value, str(exc))
+
+    async def _flush_unwritten(self) -> bool:
+        """Write what the spool could not take before; False while it still cannot."""
+        while self._unwritten:
+            relay_id, state, values = self._unwritten[0]
+            try:
+                await self.spool.finish(relay_id, state, **values)
+            except SpoolError:
+                return False
+            self._unwritten.popleft()
+            log.warning(
+                "event=outcome_written id=%s state=%s note='after a spool failure'", relay_id, state.value
+            )
+        return True
 
     @property
     def paused_until(self) -> float:
@@ -148,6 +181,10 @@ class Deliverer:
         await asyncio.gather(*pending, return_exceptions=True)
         leftover, self._ready = list(self._ready), collections.deque()
         await self._unclaim(leftover)
+        if not await self._flush_unwritten():  # what is still unwritten is `sending`: queued at start
+            log.error(
+                "event=outcomes_unwritten count=%d note='queued again at the next start'", self.unwritten
+            )
         if pending:
             log.warning("event=delivery_stop_timeout unfinished=%d", len(pending))
 
@@ -177,14 +214,17 @@ class Deliverer:
         # Cleared before looking for work, never after: a take() or wake() that comes while
         # we look (during the claim or next_due awaits) must cut the nap below short.
         self._wake.clear()
+        if not await self._flush_unwritten():
+            await self._sleep(FAULT_NAP)  # the spool still fails: no new work until it recovers
+            return
         await self._sync_control()
         now = self.clock()
         if now < self._paused_until:
             # Short naps, so that `queue resume` from another process is seen promptly.
             await self._sleep(min(self._paused_until - now, 1.0))
             return
-        rows = [self._ready.popleft() for _ in range(min(CLAIM_BATCH, len(self._ready)))]
-        rows = rows or await self.spool.claim(CLAIM_BATCH, now)
+        rows = [self._ready.popleft() for _ in range(min(self.batch, len(self._ready)))]
+        rows = rows or await self.spool.claim(self.batch, now)
         if not rows:
             due = await self.spool.next_due()
             # Another process (`queue retry`) may queue rows without waking us: look again soon.
@@ -200,7 +240,7 @@ class Deliverer:
     async def _unclaim(self, rows: list[Row]) -> None:
         """Not attempted: back to the queue as they were, without counting a try."""
         for row in rows:
-            await self.spool.finish(row.id, State.QUEUED, attempts=row.attempts - 1)
+            await self._record(row.id, State.QUEUED, attempts=row.attempts - 1)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -228,13 +268,13 @@ class Deliverer:
             except asyncio.CancelledError:
                 # Stopping mid-send: the outcome is unknown, so it goes back to the queue
                 # (at-least-once; the relay id makes a duplicate visible).
-                await asyncio.shield(self.spool.finish(row.id, State.QUEUED))
+                await asyncio.shield(self._record(row.id, State.QUEUED))
                 raise
             self._pause = 0.0
             # A dry run's mail never reaches the provider: it must not wait for (and be reported
             # `unconfirmed` without) a reply that cannot come.
             done = State.DRY_RUN if accepted.dry_run else State.SENT
-            await self.spool.finish(row.id, done, last_error="", error_code=None)
+            await self._record(row.id, done, last_error="", error_code=None)
             self.metrics.requests.labels(done.value).inc()
             self.metrics.parts_sent.inc(row.parts * max(1, len(row.phones)))
             self.metrics.accept_to_provider.observe(max(0.0, self.clock() - row.created))
@@ -249,24 +289,26 @@ class Deliverer:
             self.in_flight.discard(row.id)
 
     async def _failed_attempt(self, row: Row, exc: DeliveryError) -> None:
-        if exc.connection:
+        if exc.connection and self.clock() >= self._paused_until:
+            # Only the first worker to find the upstream gone grows the pause: the others' failed
+            # attempts of the same moment are the same outage, not a longer one.
             self._pause = self.policy.upstream_pause(self._pause)
             self._paused_until = self.clock() + self._pause
             log.warning("event=upstream_unavailable pause=%.0fs error=%r", self._pause, exc.text)
         if not exc.temporary:
-            await self.spool.finish(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
+            await self._record(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
             log.error("event=failed id=%s route=%s error=%r", row.id, row.route, exc.text)
             self.metrics.requests.labels(State.FAILED.value).inc()
             self.on_failed(row.id)
             return
         if self.clock() - row.created > self.policy.max_age:
-            await self.spool.finish(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
+            await self._record(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
             log.error("event=expired id=%s attempts=%d error=%r", row.id, row.attempts, exc.text)
             self.metrics.requests.labels(State.EXPIRED.value).inc()
             self.on_failed(row.id)
             return
         delay = self.policy.delay(row.attempts)
-        await self.spool.finish(
+        await self._record(
             row.id,
             State.DEFERRED,
             next_attempt=self.clock() + delay,

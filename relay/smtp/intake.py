@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from relay import provider_errors
 from relay.config.schema import Config
 from relay.delivery import dkim
 from relay.metrics import Metrics
@@ -20,6 +21,7 @@ from relay.provider_errors import Action, Rule
 from relay.spool.interface import Spool
 
 log = logging.getLogger("relay.listener")
+KNOWN_CODES = frozenset(provider_errors.ERRORS)
 
 
 class ReplyIntake:
@@ -69,7 +71,10 @@ class ReplyIntake:
             if outcome.state is not None:
                 self.metrics.requests.labels(outcome.state.value).inc()
             if result.code is not None and not untrusted:
-                self.metrics.provider_errors.labels(str(result.code)).inc()
+                # A fixed set of labels: the documented codes, else "other" (a reply mail comes
+                # from anyone and could otherwise mint one series per line it holds).
+                label = str(result.code) if result.code in KNOWN_CODES else "other"
+                self.metrics.provider_errors.labels(label).inc()
             if outcome is ReplyOutcome.CONFIRMED and applied.since_sent is not None:
                 self.metrics.provider_to_confirmation.observe(applied.since_sent)
             if outcome in (ReplyOutcome.FAILED, ReplyOutcome.DUPLICATE):

@@ -178,6 +178,8 @@ class LeanSMTP(SMTP):
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None
+        if not addr.isprintable():  # NUL and other controls: no mail system means them
+            return None, None
         return addr, rest
 
 
