@@ -261,3 +261,38 @@ async def test_error_codes_are_a_fixed_set_of_metric_labels(replying: tuple[Repl
         'smsc_relay_provider_errors_total{code="7"} 1.0',
         'smsc_relay_provider_errors_total{code="other"} 500.0',
     ]
+
+
+def _data_to_reply_address(port: int, mail: bytes) -> tuple[int, str]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo()
+        client.mail("noreply@smsc.ru")
+        client.rcpt("replies@relay.example.com")
+        code, text = client.data(mail)
+        return code, text.decode()
+
+
+async def test_the_reply_address_refuses_what_no_reply_looks_like_before_decoding(
+    replying: tuple[ReplyingProvider, Any],
+) -> None:
+    _fake, relay = replying
+    big = b"From: x@smsc.ru\r\nSubject: r\r\n\r\n" + b"OK - 1 SMS, ID - nosuchid\r\n" * 1500  # ~40 KB
+    code, text = await asyncio.to_thread(_data_to_reply_address, relay.port, big)
+    assert (code, text.split(" ", 1)[0]) == (552, "5.3.4") and "provider replies are small" in text
+    words = (
+        b"Subject: " + b" ".join(b"=?utf-8?b?0L8=?=" for _ in range(300)) + b"\r\n\r\nOK - 1 SMS, ID - x\r\n"
+    )
+    started = asyncio.get_running_loop().time()
+    code, text = await asyncio.to_thread(_data_to_reply_address, relay.port, words)
+    assert (code, text.split(" ", 1)[0]) == (554, "5.6.0") and "encoded words" in text
+    assert asyncio.get_running_loop().time() - started < 5  # refused, not decoded
+    stored = await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+    assert stored == 0  # neither was kept
+
+
+async def test_a_stored_reply_is_bounded(replying: tuple[ReplyingProvider, Any]) -> None:
+    _fake, relay = replying
+    body = "OK - 1 SMS, ID - nosuchid\r\n" + "filler text of a long mail\r\n" * 900  # ~26 KB
+    await asyncio.to_thread(_send_raw, relay.port, f"From: noreply@smsc.ru\r\nSubject: r\r\n\r\n{body}")
+    (size,) = await relay.spool.write(lambda c: c.execute("SELECT LENGTH(raw) FROM replies").fetchone())
+    assert size <= 4096

@@ -22,7 +22,7 @@ from relay.metrics import Metrics
 from relay.model import AlertState, State
 from relay.routing import check_recipient
 from relay.smtp.auth import Authenticator
-from relay.smtp.intake import ReplyIntake
+from relay.smtp.intake import ReplyIntake, check_reply_size
 from relay.smtp.session import RelaySMTP, Sessions, peer_of, tls_context
 from relay.spool.interface import Spool, StormAdmit
 from relay.spool.messages import Row
@@ -163,9 +163,14 @@ class Handler:
         sms_rcpts = [r for r in envelope.rcpt_tos if not self._is_reply_address(r)]
         if len(sms_rcpts) < len(envelope.rcpt_tos):
             try:
+                check_reply_size(raw)
                 await asyncio.shield(self.intake.take(raw, envelope.mail_from or "", self.config))
             except RelayError as exc:
-                return str(exc.reply)
+                if not sms_rcpts:
+                    return str(exc.reply)
+                # A trusted client's mail to SMS recipients and the reply address: the SMS part
+                # goes on; what no provider reply looks like is not read as one.
+                log.warning("event=reply_refused peer=%s reply=%r", peer_of(session), str(exc.reply))
             if not sms_rcpts:
                 return str(replies.S250_ACCEPTED.with_text("reply recorded"))
             envelope.rcpt_tos = sms_rcpts

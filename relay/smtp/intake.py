@@ -14,6 +14,7 @@ from collections.abc import Callable
 from relay import provider_errors
 from relay.config.schema import Config
 from relay.delivery import dkim
+from relay.errors import ContentError, TemporaryError, TooBigError
 from relay.metrics import Metrics
 from relay.model import ReplyKind, ReplyOutcome
 from relay.parsers import reply as reply_parser
@@ -22,6 +23,29 @@ from relay.spool.interface import Spool
 
 log = logging.getLogger("relay.listener")
 KNOWN_CODES = frozenset(provider_errors.ERRORS)
+# The reply address takes mail from anyone: the provider's replies are a few lines, so what it
+# takes is bounded before anything is decoded, and what it keeps is bounded too.
+MAX_REPLY_BYTES = 32 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+MAX_ENCODED_WORDS = 50  # RFC 2047 words in the headers (the stdlib's decoding is quadratic)
+MAX_RESULTS = 1000  # result lines applied from one mail
+KEEP_RAW_BYTES = 4096  # of each reply, stored with it
+PARSE_BUDGET = 5.0  # seconds: parsing runs in a thread, never on the event loop
+
+
+def check_reply_size(raw: bytes) -> None:
+    """Refuse what no provider reply looks like, before any decoding."""
+    if len(raw) > MAX_REPLY_BYTES:
+        raise TooBigError(
+            f"provider replies are small: this mail is {len(raw)} bytes (at most {MAX_REPLY_BYTES})"
+        )
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if len(head) > MAX_HEADER_BYTES:
+        raise TooBigError(f"headers of {len(head)} bytes (at most {MAX_HEADER_BYTES} at the reply address)")
+    if head.count(b"=?") > MAX_ENCODED_WORDS:
+        raise ContentError(
+            f"more than {MAX_ENCODED_WORDS} encoded words in the headers: not a provider reply"
+        )
 
 
 class ReplyIntake:
@@ -56,9 +80,20 @@ class ReplyIntake:
             p = cfg.provider
             return p.block_backoff if rule.action is Action.BACKOFF else p.pause_interval
 
-        for result in reply_parser.parse(raw, settings=cfg.parsing):
+        try:
+            results = await asyncio.wait_for(
+                asyncio.to_thread(reply_parser.parse, raw, settings=cfg.parsing), PARSE_BUDGET
+            )
+        except TimeoutError:
+            raise TemporaryError("reply not read in time; try again later") from None
+        if len(results) > MAX_RESULTS:
+            log.warning(
+                "event=reply_truncated from=%s results=%d kept=%d", mail_from, len(results), MAX_RESULTS
+            )
+        kept = raw[:KEEP_RAW_BYTES]
+        for result in results[:MAX_RESULTS]:
             applied = await self.spool.record_reply(
-                result, mail_from=mail_from, raw=raw, untrusted=untrusted, pause_for=pause_for
+                result, mail_from=mail_from, raw=kept, untrusted=untrusted, pause_for=pause_for
             )
             outcome = applied.outcome
             quiet = result.kind is ReplyKind.OK and not outcome.changed_nothing
