@@ -27,6 +27,7 @@ class Reply:
 S250_ACCEPTED = Reply(250, "2.0.0", "queued as")
 S250_OK = Reply(250, "2.1.5", "OK")
 S421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "too many connections, try again later")
+S421_TOO_MANY_FROM_YOU = Reply(421, "4.7.0", "too many connections from your address, try again later")
 S421_SHUTTING_DOWN = Reply(421, "4.3.2", "service shutting down, try again later")
 S451_INTERNAL = Reply(451, "4.3.0", "internal error, message not accepted; try again later")
 S451_SPOOL = Reply(451, "4.3.0", "spool unavailable, message not accepted; try again later")

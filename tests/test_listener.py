@@ -231,3 +231,46 @@ async def test_many_messages_over_one_session_but_noop_loops_are_cut(
     replies = [await raw.cmd(b"NOOP\r\n") for _ in range(101)]
     assert replies[99].startswith("250") and replies[100].startswith("421 4.7.0 NOOP sent too many times")
     await raw.close()
+
+
+async def _connect_from(source: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    banner = (await asyncio.wait_for(reader.readline(), 10)).decode()
+    return reader, writer, banner
+
+
+async def test_a_flood_from_an_untrusted_address_never_locks_out_a_trusted_client(
+    provider: tuple[FakeProvider, int], relay_factory: Any
+) -> None:
+    relay = await relay_factory(provider[1], networks="[127.0.0.1/32]", max_connections=8)
+    flood = [await _connect_from("127.0.0.2", relay.port) for _ in range(6)]
+    banners = [b for _, _, b in flood]
+    assert sum(b.startswith("220") for b in banners) == 2  # the untrusted share: a quarter of 8
+    assert all(b.startswith("421 4.7.0") for b in banners if not b.startswith("220"))
+    trusted = [await _connect_from("127.0.0.1", relay.port) for _ in range(6)]
+    assert all(b.startswith("220") for _, _, b in trusted)  # the rest of the slots are theirs
+    for _, w, _ in flood + trusted:
+        w.close()
+
+
+async def test_one_address_may_not_hold_every_slot(
+    provider: tuple[FakeProvider, int], relay_factory: Any
+) -> None:
+    relay = await relay_factory(provider[1], listen_extra="  max_connections_per_address: 3\n")
+    held = [await _connect_from("127.0.0.3", relay.port) for _ in range(4)]
+    assert [b[:3] for _, _, b in held] == ["220", "220", "220", "421"]
+    assert "from your address" in held[3][2]
+    _, w, other = await _connect_from("127.0.0.4", relay.port)  # another client: room
+    assert other.startswith("220")
+    for _, writer, _ in [*held, (None, w, "")]:
+        writer.close()
+
+
+async def test_rset_counts_against_the_call_limit(
+    provider: tuple[FakeProvider, int], relay_factory: Any
+) -> None:
+    relay = await relay_factory(provider[1])
+    raw = await Raw.connect(relay.port)
+    replies = [await raw.cmd(b"RSET\r\n") for _ in range(101)]
+    assert replies[99].startswith("250") and replies[100].startswith("421 4.7.0 RSET sent too many times")
+    await raw.close()

@@ -98,6 +98,10 @@ def _listen(r: Reader, base_dir: Path) -> ListenConfig:
         max_recipients=r.integer("max_recipients", d.max_recipients, 1, 1000),
         hostname=r.value("hostname", str, d.hostname),
         max_connections=r.integer("max_connections", d.max_connections, 1, 100_000),
+        max_connections_per_address=r.integer(
+            "max_connections_per_address", d.max_connections_per_address, 1, 100_000
+        ),
+        untrusted_connections=r.integer("untrusted_connections", d.untrusted_connections, 0, 100_000),
         idle_timeout=float(r.integer("idle_timeout", int(d.idle_timeout), 1, 86400)),
         command_call_limit=r.integer("command_call_limit", d.command_call_limit, 1, 1_000_000),
         **_tls_and_auth(r, base_dir),

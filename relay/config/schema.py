@@ -120,6 +120,10 @@ class ListenConfig:
     max_recipients: int = 50
     hostname: str = ""
     max_connections: int = 100  # more get 421 4.7.0 at connect (aiosmtpd has no cap of its own)
+    max_connections_per_address: int = 20  # one client address may hold no more than this
+    # Clients outside `networks` (only the reply address is theirs) share at most this many
+    # slots, so that they can never lock the trusted ones out. 0: a quarter of max_connections.
+    untrusted_connections: int = 0
     idle_timeout: float = 300.0  # seconds a client may stay silent (RFC 5321 asks for >= 5 min)
     command_call_limit: int = 100  # then 421: a client looping on NOOP/HELP is cut off
     tls_cert: Path | None = None  # with tls_key: offer STARTTLS

@@ -85,7 +85,7 @@ class Daemon:
         )
         self.handler = Handler(
             cfg, self.spool, self.deliverer, metrics=self.metrics, intake=intake, hostname=self.hostname,
-            sessions=Sessions(cfg.listen.max_connections), clock=clock, on_alert_due=self.storm_runner.due,
+            sessions=Sessions(cfg.listen), clock=clock, on_alert_due=self.storm_runner.due,
         )  # fmt: skip
         self.health = Health(
             self.spool,

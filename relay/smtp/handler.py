@@ -4,7 +4,6 @@ place where exceptions become SMTP replies (DESIGN.md sections 5 and 7)."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import time
@@ -23,7 +22,7 @@ from relay.model import AlertState, State
 from relay.routing import check_recipient
 from relay.smtp.auth import Authenticator
 from relay.smtp.intake import ReplyIntake, check_reply_size
-from relay.smtp.session import RelaySMTP, Sessions, peer_of, tls_context
+from relay.smtp.session import RelaySMTP, Sessions, in_networks, peer_of, tls_context
 from relay.spool.interface import Spool, StormAdmit
 from relay.spool.messages import Row
 from relay.storm.plan import Admission
@@ -78,6 +77,7 @@ class Handler:
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new routes and policy for new sessions."""
         self.tls_context = tls_context(config.listen)
+        self.sessions.configure(config.listen)
         self.authenticator = Authenticator(config.listen.users)
         self.config = config
 
@@ -98,23 +98,18 @@ class Handler:
             require_starttls=cfg.require_tls,
             auth_require_tls=True,  # never a password in the clear
             authenticator=self.authenticator if cfg.users else None,
-            # aiosmtpd counts per session: capping MAIL/RCPT/DATA/RSET would cut off a client
+            # aiosmtpd counts per session: capping MAIL/RCPT/DATA would cut off a client
             # that sends many messages over one connection (an MTA in front of us does).
             command_call_limit={
                 "*": cfg.command_call_limit,
-                **dict.fromkeys(("MAIL", "RCPT", "DATA", "RSET", "QUIT"), TRANSACTION_CALLS),
+                # RSET counts: an idle client looping on it must not hold a slot for ever.
+                **dict.fromkeys(("MAIL", "RCPT", "DATA", "QUIT"), TRANSACTION_CALLS),
             },
         )
 
     def _allowed(self, session: Session) -> bool:
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
-        try:
-            address = ipaddress.ip_address(peer.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in net for net in self.config.listen.networks)
+        return in_networks(peer, self.config.listen.networks)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ipaddress
 import ssl
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
@@ -37,7 +38,7 @@ from aiosmtpd.smtp import (
 )
 
 from relay import replies
-from relay.config.schema import ListenConfig
+from relay.config.schema import ListenConfig, Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +213,14 @@ class RelaySMTP(LeanSMTP):
         self.sessions = sessions
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None and not self.sessions.admit(self):  # not a STARTTLS re-entry
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(f"{replies.S421_TOO_MANY_CONNECTIONS}\r\n".encode())
-            transport.close()
-            return
+        if self.transport is None:  # not a STARTTLS re-entry
+            peer = transport.get_extra_info("peername")
+            refused = self.sessions.admit(self, str(peer[0]) if isinstance(peer, tuple) else "")
+            if refused is not None:
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(f"{refused}\r\n".encode())
+                transport.close()
+                return
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -225,23 +229,55 @@ class RelaySMTP(LeanSMTP):
             super().connection_lost(error)
 
 
-class Sessions:
-    """Open SMTP sessions: capped, and waited for on shutdown."""
+def in_networks(host: str, networks: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in net for net in networks)
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+
+class Sessions:
+    """Open SMTP sessions: capped, and waited for on shutdown.
+
+    Three caps at connect: all sessions; the sessions of one client address; and the sessions
+    of clients outside the trusted networks, which may only mail the reply address: a flood from
+    the internet fills its own share and never the trusted clients' slots.
+    """
+
+    def __init__(self, listen: ListenConfig) -> None:
+        self.configure(listen)
         self.open: set[RelaySMTP] = set()
         self.busy: set[Session] = set()  # sessions inside handle_DATA: never cut off mid-write
         self.accepting = True
+        self._hosts: dict[RelaySMTP, tuple[str, bool]] = {}  # session -> (address, trusted)
 
-    def admit(self, protocol: RelaySMTP) -> bool:
+    def configure(self, listen: ListenConfig) -> None:
+        """The caps and networks in force (SIGHUP); open sessions keep their slots."""
+        self.limit = listen.max_connections
+        self.per_address = listen.max_connections_per_address
+        self.untrusted_limit = listen.untrusted_connections or max(1, listen.max_connections // 4)
+        self.networks = listen.networks
+
+    def admit(self, protocol: RelaySMTP, host: str = "") -> replies.Reply | None:
+        """None when admitted, else the 421 to answer."""
         if not self.accepting or len(self.open) >= self.limit:
-            return False
+            return replies.S421_TOO_MANY_CONNECTIONS
+        trusted = in_networks(host, self.networks)
+        held = [t for h, t in self._hosts.values() if h == host]
+        if len(held) >= self.per_address:
+            return replies.S421_TOO_MANY_FROM_YOU
+        if not trusted and sum(1 for _, t in self._hosts.values() if not t) >= self.untrusted_limit:
+            return replies.S421_TOO_MANY_CONNECTIONS
         self.open.add(protocol)
-        return True
+        self._hosts[protocol] = (host, trusted)
+        return None
 
     def release(self, protocol: RelaySMTP) -> None:
         self.open.discard(protocol)
+        self._hosts.pop(protocol, None)
 
     async def drain(self, deadline: float) -> None:
         """Shutdown: no new sessions; a session mid-DATA-handling finishes, the others are told
