@@ -23,7 +23,8 @@ async def test_smtplib_to_provider(provider: tuple[FakeProvider, int], relay_fac
     await wait_for(lambda: len(fake.received) == 1)
     got = fake.received[0]
     assert got.rcpt_tos == ["send@send.smscentre.com"]
-    assert got.mail_from == "replies@relay.example.com"
+    local, tag = got.mail_from.split("@")[0].split("+")  # the reply address, tagged for this message
+    assert local == "replies" and got.mail_from.endswith("@relay.example.com") and len(tag) == 16
     assert got.command is not None
     # The spool holds the mail masked; the provider gets the real password.
     assert (got.command.login, got.command.password) == ("mylogin", PASSWORD)

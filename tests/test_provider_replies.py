@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from relay import ids
 from relay.cli import main as cli
 from relay.config.schema import ParsingConfig
 from relay.model import ProviderReply, ReplyKind, State
@@ -141,7 +142,7 @@ async def test_unknown_id_and_unreadable_replies_are_kept(replying: tuple[Replyi
     _fake, relay = replying
     for body in ("OK - 1 SMS, ID - nosuchid", "Your account statement is attached."):
         mail = f"From: noreply@smsc.ru\r\nSubject: result\r\n\r\n{body}\r\n"
-        await asyncio.to_thread(_send_raw, relay.port, mail)
+        await asyncio.to_thread(_send_raw, relay.port, mail, tagged_for(relay, "nosuchid"))
     rows = await relay.spool.write(
         lambda c: c.execute("SELECT kind, relay_id, outcome FROM replies").fetchall()
     )
@@ -151,9 +152,39 @@ async def test_unknown_id_and_unreadable_replies_are_kept(replying: tuple[Replyi
     ]
 
 
-def _send_raw(port: int, mail: str) -> None:
+def tagged_for(relay: Any, relay_id: str) -> str:
+    """The reply address as the provider mail for `relay_id` went out from."""
+    return ids.tagged("replies@relay.example.com", ids.reply_tag(relay.spool.reply_key, relay_id))
+
+
+def _send_raw(port: int, mail: str, to: str = "replies@relay.example.com") -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.sendmail("noreply@smsc.ru", ["replies@relay.example.com"], mail)
+        client.sendmail("noreply@smsc.ru", [to], mail)
+
+
+async def test_a_reply_counts_only_at_the_address_tagged_for_its_message(
+    replying: tuple[ReplyingProvider, Any],
+) -> None:
+    """Ids are no secret: a forged OK naming a real id changes nothing unless it came to that
+    id's tagged return path, which only the provider mail carried."""
+    fake, relay = replying
+    fake.answer = lambda got: None  # the real provider stays silent: only forgeries come
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    sent = await wait_state(relay, "sent")
+    assert fake.received[0].mail_from == tagged_for(relay, sent["id"])  # envelope sender...
+    assert f"From: {tagged_for(relay, sent['id'])}" in fake.received[0].raw.decode()  # ...and From:
+    forged = f"From: noreply@smsc.ru\r\nSubject: r\r\n\r\nERROR = 2 (forged), ID - {sent['id']}\r\n"
+    await asyncio.to_thread(_send_raw, relay.port, forged)  # untagged
+    await asyncio.to_thread(_send_raw, relay.port, forged, tagged_for(relay, "someone-else"))
+    outcomes = await relay.spool.write(lambda c: [o for (o,) in c.execute("SELECT outcome FROM replies")])
+    assert outcomes == [
+        "kept (untrusted: no reply tag: mail to the untagged reply address)",
+        "kept (untrusted: the reply tag is not the one of that message)",
+    ]
+    assert (await row(relay))["state"] == "sent" and relay.deliverer.pause_reason == ""  # nothing paused
+    good = f"From: noreply@smsc.ru\r\nSubject: r\r\n\r\nOK - 1 SMS, ID - {sent['id']}\r\n"
+    await asyncio.to_thread(_send_raw, relay.port, good, tagged_for(relay, sent["id"]))
+    assert (await row(relay))["state"] == "confirmed"
 
 
 async def test_replies_accepted_from_outside_networks_but_only_there(relay_factory: Any) -> None:
@@ -161,7 +192,7 @@ async def test_replies_accepted_from_outside_networks_but_only_there(relay_facto
 
     def both() -> dict[str, Any]:
         with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
-            return client.sendmail("noreply@smsc.ru", ["replies@relay.example.com", "79991234567@sms.example.com"],
+            return client.sendmail("noreply@smsc.ru", [tagged_for(relay, "x1"), "79991234567@sms.example.com"],
                                    "Subject: r\r\n\r\nOK - 1 SMS, ID - x1")  # fmt: skip
 
     refused = await asyncio.to_thread(both)
@@ -247,9 +278,9 @@ async def test_retention_prunes_only_old_finished_rows(replying: tuple[ReplyingP
     assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0]) == 1
 
 
-async def test_error_codes_are_a_fixed_set_of_metric_labels(replying: tuple[ReplyingProvider, Any]) -> None:
+async def test_error_codes_are_a_fixed_set_of_metric_labels(replying_relay: Any) -> None:
     """A reply mail comes from anyone: 500 made-up codes must not become 500 metric series."""
-    _fake, relay = replying
+    _fake, relay = await replying_relay(provider_extra="  reply_tags: false\n")  # every line counts
     body = (
         "\r\n".join(f"ERROR = {100 + n} (made up), ID - x{n}" for n in range(500))
         + "\r\nERROR = 7 (bad), ID - y"

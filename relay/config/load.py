@@ -223,6 +223,7 @@ def _provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bool =
         dkim=_dkim(r.child("dkim"), base_dir),
         verify_replies=r.value("verify_replies", bool, d("verify_replies")),
         phone_limits=r.value("phone_limits", bool, d("phone_limits")),
+        reply_tags=r.value("reply_tags", bool, d("reply_tags")),
         reply_dkim_domains=tuple(str(x).lower() for x, _, _ in r.items("reply_dkim_domains"))
         or REPLY_DKIM_DOMAINS,
     )

@@ -149,6 +149,7 @@ class ProviderConfig:
     pause_interval: float = 3600.0  # errors 2/3 (login, funds) pause delivery this long, or until resumed
     block_backoff: float = 600.0  # error 4 (IP blocked for a while) holds the whole queue this long
     dkim: DkimKey | None = None  # sign provider mail
+    reply_tags: bool = True  # trust a reply only at the return path tagged for its message id
     phone_limits: bool = True  # every route: no same text to a phone within a minute, no 50th short-gap SMS
     verify_replies: bool = False  # apply a reply only if DKIM-signed by one of reply_dkim_domains
     reply_dkim_domains: tuple[str, ...] = REPLY_DKIM_DOMAINS

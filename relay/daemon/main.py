@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from relay import ids
 from relay.config.load import load
 from relay.config.schema import Config
 from relay.daemon import http
@@ -76,13 +77,15 @@ class Daemon:
             on_failed=on_failed,
             concurrency=d.concurrency,
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
+            return_path=self._return_path,
         )
         self.storm_runner = StormRunner(
             self.spool, lambda: self.cfg, self.hostname, self.deliverer, clock=clock
         )
         intake = ReplyIntake(
-            self.spool, metrics=self.metrics, pause=self.deliverer.pause, on_failed=on_failed, dnsfunc=dnsfunc
-        )
+            self.spool, metrics=self.metrics, pause=self.deliverer.pause, on_failed=on_failed,
+            dnsfunc=dnsfunc, reply_key=lambda: self.spool.reply_key,
+        )  # fmt: skip
         self.handler = Handler(
             cfg, self.spool, self.deliverer, metrics=self.metrics, intake=intake, hostname=self.hostname,
             sessions=Sessions(cfg.listen), clock=clock, on_alert_due=self.storm_runner.due,
@@ -97,6 +100,12 @@ class Daemon:
         self.metrics_server: asyncio.Server | None = None
         self.sweeper: asyncio.Task[None] | None = None
         self.heartbeat: asyncio.Task[None] | None = None
+
+    def _return_path(self, relay_id: str, address: str) -> str:
+        """The reply address tagged for this message (provider.reply_tags), from the spool's key."""
+        if not self.cfg.provider.reply_tags:
+            return address
+        return ids.tagged(address, ids.reply_tag(self.spool.reply_key, relay_id))
 
     def _new_transport(self) -> Transport:
         """One per delivery worker, from the config in force."""

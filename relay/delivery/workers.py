@@ -49,6 +49,7 @@ class Deliverer:
         clock: Callable[[], float] = time.time,
         idle_poll: float = IDLE_POLL,
         batch: int = CLAIM_BATCH,
+        return_path: Callable[[str, str], str] = lambda relay_id, address: address,
     ) -> None:
         self.spool = spool
         self.make_transport = make_transport
@@ -61,6 +62,7 @@ class Deliverer:
         self.clock = clock
         self.idle_poll = idle_poll
         self.batch = batch
+        self.return_path = return_path  # (relay id, reply address) -> the address it goes out from
         self._wake = asyncio.Event()
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
@@ -254,10 +256,13 @@ class Deliverer:
             try:
                 needs_secret = row.masked and transport.needs_credentials
                 message = self.unmask(row.message) if needs_secret else row.message
+                sender = self.return_path(row.id, row.upstream_from)
+                if sender != row.upstream_from:
+                    message = retag_from(message, row.upstream_from, sender)
                 key = self.dkim_key()
                 if key is not None:
                     message = await asyncio.to_thread(dkim.sign, key, message)  # RSA in Python: off the loop
-                accepted = await transport.send(Outgoing(row.id, row.upstream_from, row.upstream_to, message))
+                accepted = await transport.send(Outgoing(row.id, sender, row.upstream_to, message))
             except DeliveryError as exc:
                 await self._failed_attempt(row, exc)
                 return
@@ -318,6 +323,14 @@ class Deliverer:
         log.warning(
             "event=deferred id=%s attempts=%d retry_in=%.0fs error=%r", row.id, row.attempts, delay, exc.text
         )
+
+
+def retag_from(message: bytes, address: str, tagged: str) -> bytes:
+    """The provider mail with its From: (the reply address, as the relay wrote it) tagged too,
+    so a reply to either the envelope or the header comes back to the tagged address."""
+    head, sep, body = message.partition(b"\r\n\r\n")
+    old, new = f"\r\nFrom: {address}\r\n".encode(), f"\r\nFrom: {tagged}\r\n".encode()
+    return (b"\r\n" + head + b"\r\n").replace(old, new, 1)[2:-2] + sep + body
 
 
 def unmasker(get_provider: Callable[[], ProviderConfig]) -> Callable[[bytes], bytes]:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from relay import pipeline, replies
+from relay import ids, pipeline, replies
 from relay.config.schema import Config
 from relay.errors import RelayError
 from relay.ids import new_id
@@ -148,8 +148,10 @@ class Handler:
             self.sessions.busy.discard(session)
 
     def _is_reply_address(self, address: str) -> bool:
+        """The reply address, or it with a reply tag (what provider mail goes out from)."""
         reply_address = self.config.provider.reply_address
-        return bool(reply_address) and address.lower() == reply_address.lower()
+        base, _tag = ids.split_tag(address)
+        return bool(reply_address) and base.lower() == reply_address.lower()
 
     async def _data(self, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
@@ -159,7 +161,9 @@ class Handler:
         if len(sms_rcpts) < len(envelope.rcpt_tos):
             try:
                 check_reply_size(raw)
-                await asyncio.shield(self.intake.take(raw, envelope.mail_from or "", self.config))
+                tags = [ids.split_tag(r)[1] for r in envelope.rcpt_tos if self._is_reply_address(r)]
+                take = self.intake.take(raw, envelope.mail_from or "", self.config, [t for t in tags if t])
+                await asyncio.shield(take)
             except RelayError as exc:
                 if not sms_rcpts:
                     return str(exc.reply)

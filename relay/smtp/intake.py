@@ -8,15 +8,16 @@ decides whether a reply may change anything; an untrusted one is kept and logged
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from relay import provider_errors
+from relay import ids, provider_errors
 from relay.config.schema import Config
 from relay.delivery import dkim
 from relay.errors import ContentError, TemporaryError, TooBigError
 from relay.metrics import Metrics
-from relay.model import ReplyKind, ReplyOutcome
+from relay.model import ProviderReply, ReplyKind, ReplyOutcome
 from relay.parsers import reply as reply_parser
 from relay.provider_errors import Action, Rule
 from relay.spool.interface import Spool
@@ -57,15 +58,31 @@ class ReplyIntake:
         pause: Callable[[float, str], None],
         on_failed: Callable[[str], None] = lambda relay_id: None,
         dnsfunc: dkim.DnsFunc | None = None,
+        reply_key: Callable[[], bytes] = lambda: b"",
     ) -> None:
         self.spool = spool
         self.metrics = metrics
         self.pause = pause  # delivery's: a reply that stops the whole queue
         self.on_failed = on_failed  # a message failed for good: tell its sender
         self.dnsfunc = dnsfunc  # DKIM key lookups; None: real DNS (tests pass a fixed key)
+        self.reply_key = reply_key  # the reply tags' key (the spool's)
 
-    async def take(self, raw: bytes, mail_from: str, cfg: Config) -> None:
-        """Record every result in a provider reply mail and apply it to its message."""
+    def _tag_verdict(self, result: ProviderReply, tags: Sequence[str]) -> str:
+        """ "" when the reply came to the address tagged for the message it names, else why not."""
+        if result.kind is ReplyKind.UNKNOWN:
+            return ""  # unreadable: kept as such, it changes nothing anyway
+        if not tags:
+            return "no reply tag: mail to the untagged reply address"
+        if not result.relay_id:
+            return "no message id to check the reply tag against"
+        want = ids.reply_tag(self.reply_key(), result.relay_id)
+        if any(hmac.compare_digest(want, t) for t in tags):
+            return ""
+        return "the reply tag is not the one of that message"
+
+    async def take(self, raw: bytes, mail_from: str, cfg: Config, tags: Sequence[str] = ()) -> None:
+        """Record every result in a provider reply mail and apply it to its message. `tags`: the
+        reply tags of the addresses it came to."""
         untrusted = ""
         if cfg.provider.verify_replies:
             # DNS lookups and RSA in dkimpy block: never on the event loop.
@@ -92,8 +109,13 @@ class ReplyIntake:
             )
         kept = raw[:KEEP_RAW_BYTES]
         for result in results[:MAX_RESULTS]:
+            doubt = untrusted or (self._tag_verdict(result, tags) if cfg.provider.reply_tags else "")
+            if doubt and not untrusted:
+                log.warning(
+                    "event=reply_untrusted from=%s id=%s reason=%r", mail_from, result.relay_id or "-", doubt
+                )
             applied = await self.spool.record_reply(
-                result, mail_from=mail_from, raw=kept, untrusted=untrusted, pause_for=pause_for
+                result, mail_from=mail_from, raw=kept, untrusted=doubt, pause_for=pause_for
             )
             outcome = applied.outcome
             quiet = result.kind is ReplyKind.OK and not outcome.changed_nothing
@@ -105,7 +127,7 @@ class ReplyIntake:
             )  # fmt: skip
             if outcome.state is not None:
                 self.metrics.requests.labels(outcome.state.value).inc()
-            if result.code is not None and not untrusted:
+            if result.code is not None and not doubt:
                 # A fixed set of labels: the documented codes, else "other" (a reply mail comes
                 # from anyone and could otherwise mint one series per line it holds).
                 label = str(result.code) if result.code in KNOWN_CODES else "other"

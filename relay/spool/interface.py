@@ -45,6 +45,8 @@ class Spool(Protocol):
     def failing(self) -> str:
         """The last commit error until a commit succeeds again; "" when healthy."""
 
+    reply_key: bytes  # the key of the reply tags (relay/ids.py), shared by all relays of this queue
+
     async def open(self) -> int:
         """Open (creating or migrating); returns how many `sending` rows were queued again."""
 

@@ -7,6 +7,7 @@ connection's); none commits by itself.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -202,6 +203,17 @@ def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
 
 def get_control(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT key, value FROM control").fetchall())
+
+
+REPLY_KEY = "reply_tag_key"
+
+
+def reply_key(conn: sqlite3.Connection) -> bytes:
+    """The key of the reply tags (relay/ids.py), made once and kept with the queue it signs for."""
+    conn.execute(
+        "INSERT OR IGNORE INTO control (key, value) VALUES (?, ?)", (REPLY_KEY, secrets.token_hex(32))
+    )
+    return bytes.fromhex(conn.execute("SELECT value FROM control WHERE key = ?", (REPLY_KEY,)).fetchone()[0])
 
 
 def set_control(conn: sqlite3.Connection, key: str, value: str | None) -> None:

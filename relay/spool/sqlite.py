@@ -45,6 +45,7 @@ class SqliteSpool:
         self.clock = clock  # stamps rows; delivery schedules by it
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._writer: GroupCommitWriter | None = None
+        self.reply_key = b""  # the reply tags' key, read (or made) by open()
 
     @property
     def writer(self) -> GroupCommitWriter:
@@ -76,6 +77,7 @@ class SqliteSpool:
         try:
             schema.migrate(conn)
             self.path.chmod(0o600)
+            self.reply_key = messages.reply_key(conn)
             return conn, messages.requeue_sending(conn, self.clock())
         except BaseException:
             conn.close()
