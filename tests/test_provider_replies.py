@@ -327,3 +327,19 @@ async def test_a_stored_reply_is_bounded(replying: tuple[ReplyingProvider, Any])
     await asyncio.to_thread(_send_raw, relay.port, f"From: noreply@smsc.ru\r\nSubject: r\r\n\r\n{body}")
     (size,) = await relay.spool.write(lambda c: c.execute("SELECT LENGTH(raw) FROM replies").fetchone())
     assert size <= 4096
+
+
+async def test_an_ok_for_a_message_waiting_to_be_resent_confirms_it_and_cancels_the_resend(
+    relay_factory: Any,
+) -> None:
+    """The provider took the mail but the connection dropped before its 250: the relay deferred
+    it for a resend. The provider's OK then says it went out: no second SMS."""
+    with closed_port() as port:
+        relay = await relay_factory(port)
+    pm = render(b"Subject: x\r\n\r\ny", ["79991234567@sms.example.com"], make_config()).provider_mails
+    (claimed,) = (await relay.spool.enqueue(pm, mail_from="a@b", inbound_id="", claimed=True)).rows
+    await relay.spool.finish(claimed.id, State.DEFERRED, next_attempt=time.time() + 60, last_error="dropped")
+    ok = ProviderReply(ReplyKind.OK, relay_id=claimed.id, sms_count=1)
+    applied = await relay.spool.record_reply(ok, mail_from="noreply@smsc.ru", raw=b"")
+    assert applied.outcome.value == "confirmed"
+    assert (await row(relay))["state"] == "confirmed" and await relay.spool.next_due() is None

@@ -48,11 +48,18 @@ def apply_reply(conn: sqlite3.Connection, reply: ProviderReply, now: float) -> A
         return Applied(ReplyOutcome.KEPT, "unreadable")
     if not reply.relay_id:
         return Applied(ReplyOutcome.KEPT, "no id")
-    row = conn.execute("SELECT state, updated FROM messages WHERE id = ?", (reply.relay_id,)).fetchone()
+    row = conn.execute(
+        "SELECT state, updated, attempts FROM messages WHERE id = ?", (reply.relay_id,)
+    ).fetchone()
     if row is None:
         return Applied(ReplyOutcome.UNKNOWN_ID)
     state = State(row["state"])
-    if state not in ANSWERABLE:
+    # The provider took an attempt whose 250 never reached us (the connection dropped): the
+    # message waits for a resend. Its OK says it went out: confirmed, and the resend is off.
+    resend_pending = state in (State.DEFERRED, State.QUEUED) and row["attempts"] > 0
+    if reply.kind is ReplyKind.OK and resend_pending:
+        state = State.SENT
+    elif state not in ANSWERABLE:
         return Applied(ReplyOutcome.IGNORED, f"message already {state.value}")  # a repeat: idempotent
     if reply.kind is ReplyKind.OK:
         conn.execute(
@@ -60,7 +67,7 @@ def apply_reply(conn: sqlite3.Connection, reply: ProviderReply, now: float) -> A
             " WHERE id = ?",
             (State.CONFIRMED.value, reply.sms_count, now, reply.relay_id),
         )
-        since = now - row["updated"] if state is State.SENT else None
+        since = now - row["updated"] if state is State.SENT and not resend_pending else None
         return Applied(ReplyOutcome.CONFIRMED, since_sent=since)
     assert reply.code is not None
     rule = provider_errors.rule(reply.code)
