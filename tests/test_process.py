@@ -255,8 +255,8 @@ def test_queue_commands_run_as_root_act_as_the_spool_owner(tmp_path: Path) -> No
     spool = tmp_path / "spool.db"
     spool.write_bytes(b"")
     os.chown(spool, nobody.pw_uid, nobody.pw_gid)
-    code = ("import os, pathlib; from relay.cli.queue import _become_owner; "
-            f"_become_owner(pathlib.Path({str(spool)!r})); print(os.geteuid(), os.getegid(), os.getgroups())")  # fmt: skip
+    code = ("import os, pathlib; from relay.cli.queue import become_owner; "
+            f"become_owner(pathlib.Path({str(spool)!r})); print(os.geteuid(), os.getegid(), os.getgroups())")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split(" ", 2)[:2] == [str(nobody.pw_uid), str(nobody.pw_gid)]
     assert done.stdout.strip().endswith("[]")  # no supplementary groups (root's) kept

@@ -55,11 +55,11 @@ def _open(args: argparse.Namespace) -> SpoolAdmin:
     if not cfg.spool.path.exists():
         print(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)", file=sys.stderr)
         raise SystemExit(Exit.FAILURE)
-    _become_owner(cfg.spool.path)
+    become_owner(cfg.spool.path)
     return SpoolAdmin.open(cfg.spool.path)
 
 
-def _become_owner(path: Path) -> None:
+def become_owner(path: Path) -> None:
     """Run as root, act as the spool's owner: otherwise SQLite would create the -wal/-shm files
     as root when the daemon is stopped, and the service user could no longer write its spool."""
     if os.geteuid() != 0:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay import fields
-from relay.cli.queue import _become_owner
+from relay.cli.queue import become_owner
 from relay.config.load import load
 from relay.errors import Exit, RelayError
 from relay.formatters import provider
@@ -60,7 +60,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     if not cfg.spool.path.exists():
         print(f"smsc-relay: no spool at {cfg.spool.path}: start the relay first", file=sys.stderr)
         return Exit.FAILURE
-    _become_owner(cfg.spool.path)
+    become_owner(cfg.spool.path)
     spool = SpoolAdmin.open(cfg.spool.path)
     now = time.time()
     rows = messages.new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=now)

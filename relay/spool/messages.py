@@ -21,6 +21,7 @@ FINISHED = (
     State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED,
     State.REPEAT, State.DRY_RUN,
 )  # fmt: skip
+_INSERT_MARKS = ", ".join("?" * 20)  # one per column of `insert`
 # Columns `finish` may set besides the state.
 FINISH_COLUMNS = frozenset({"next_attempt", "last_error", "error_code", "sms_count", "attempts"})
 
@@ -85,7 +86,7 @@ def insert(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
     conn.executemany(
         "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
         " texts, parts, encoding, upstream_from, upstream_to, message, masked, attempts, created,"
-        " updated, next_attempt, last_error) VALUES (" + ", ".join("?" * 20) + ")",
+        f" updated, next_attempt, last_error) VALUES ({_INSERT_MARKS})",
         [
             (
                 r.id, r.state.value, r.mode.value, r.route, r.mail_from, json.dumps(r.rcpt_tos), r.inbound_id,
