@@ -87,13 +87,24 @@ class DeliveryError(RelayError):
     `connection`: the upstream is unusable now (pause every worker, don't blame the message)."""
 
     def __init__(
-        self, text: str, *, temporary: bool, code: int | None = None, connection: bool = False
+        self,
+        text: str,
+        *,
+        temporary: bool,
+        code: int | None = None,
+        connection: bool = False,
+        uncertain: bool = False,
+        retry_after: float = 0.0,
     ) -> None:
         super().__init__(text)
         self.text = text
         self.temporary = temporary
         self.code = code
         self.connection = connection
+        # The request may have reached the provider (a timeout after it was written, a 5xx):
+        # before it is sent again, ask the provider whether it has it.
+        self.uncertain = uncertain
+        self.retry_after = retry_after  # not before this many seconds (the provider's minute)
 
     @classmethod
     def from_reply(cls, text: str, code: int) -> DeliveryError:
@@ -112,13 +123,15 @@ class UpstreamRefused(DeliveryError):
 
 
 class UpstreamDeferred(DeliveryError):
-    def __init__(self, text: str, *, code: int | None = None) -> None:
-        super().__init__(text, temporary=True, code=code)
+    def __init__(
+        self, text: str, *, code: int | None = None, uncertain: bool = False, retry_after: float = 0.0
+    ) -> None:
+        super().__init__(text, temporary=True, code=code, uncertain=uncertain, retry_after=retry_after)
 
 
 class UpstreamUnavailable(DeliveryError, ConnectionError):
-    def __init__(self, text: str, *, code: int | None = None) -> None:
-        super().__init__(text, temporary=True, code=code, connection=True)
+    def __init__(self, text: str, *, code: int | None = None, uncertain: bool = False) -> None:
+        super().__init__(text, temporary=True, code=code, connection=True, uncertain=uncertain)
 
 
 class UpstreamTimeout(UpstreamUnavailable, TimeoutError):

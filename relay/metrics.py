@@ -45,6 +45,35 @@ class Metrics:
             "Age of the oldest message not yet with the provider (queued, deferred, sending); 0: none",
             registry=r,
         )
+        self.transport_sends = Counter(
+            "smsc_relay_transport_sends", "Requests the provider took, by the way they went (smtp, http)",
+            ["transport"], registry=r,
+        )  # fmt: skip
+        self.failover = Gauge(
+            "smsc_relay_failover_active", "1 while mail goes over the HTTP API because the SMTP gateway"
+            " cannot take it (provider.failover)", registry=r,
+        )  # fmt: skip
+        self.failovers = Counter(
+            "smsc_relay_failovers", "Switches between the SMTP gateway and the HTTP API, by direction",
+            ["to"], registry=r,
+        )  # fmt: skip
+        self.phone_statuses = Counter(
+            "smsc_relay_delivery_statuses", "Final delivery statuses of phones (status.php codes;"
+            " other: an undocumented one)", ["status"], registry=r,
+        )  # fmt: skip
+        self.status_polls = Counter(
+            "smsc_relay_status_requests", "status.php list requests, by result (ok, error, limit)",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.balance = Gauge(
+            "smsc_relay_provider_balance", "The provider account's balance, from the last HTTP send"
+            " (cost=3) or balance.php; NaN until known", registry=r,
+        )  # fmt: skip
+        self.balance.set(float("nan"))
+        self.balance_low = Gauge(
+            "smsc_relay_provider_balance_low", "1 while the balance is below provider.low_balance",
+            registry=r,
+        )  # fmt: skip
         self.build_info = Info("smsc_relay_build", "The running relay's version", registry=r)
         self.build_info.info({"version": __version__})
         self.accept_to_provider = Histogram(

@@ -12,6 +12,13 @@ class RouteMode(enum.Enum):
     PASSTHROUGH = "passthrough"  # the mail already holds a command line: validate and relay it
 
 
+class TransportKind(enum.Enum):
+    """How provider requests leave the relay (provider.transport)."""
+
+    SMTP = "smtp"  # a command mail to the provider's SMTP gateway
+    HTTP = "http"  # a send.php request to the provider's HTTP API
+
+
 class BodySource(enum.Enum):
     TEXT_BLOCK = "text-block"  # a [text]...[/text] block
     PLAIN = "text/plain"
@@ -34,6 +41,10 @@ class State(enum.Enum):
     DUPLICATE = "duplicate"  # the provider refused it as a repeat within a minute (error 9)
     REPEAT = "repeat"  # not sent: the same text went to these phones within the provider's minute
     DRY_RUN = "dry-run"  # written to the outbox (provider.outbox): never sent, no reply to wait for
+    # Delivery tracking (provider.track_delivery): the phones' statuses from status.php.
+    DELIVERED = "delivered"  # every phone has a delivered status
+    UNDELIVERED = "undelivered"  # some phone has a final failure status (error_code holds it)
+    STATUS_UNKNOWN = "status-unknown"  # tracked for provider.track_timeout, never a final status
 
 
 class ReplyKind(enum.Enum):
@@ -105,6 +116,19 @@ class ProviderReply:
     code: int | None = None
     description: str = ""
     line: str = ""  # the text it was read from
+    cost: str = ""  # HTTP answers (cost=3): what the request cost, and the balance left, as given
+    balance: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneStatus:
+    """One phone's delivery status of one request, as status.php gave it."""
+
+    relay_id: str
+    phone: str
+    status: int
+    err: int = 0  # the reason of a failure status (the provider's code)
+    at: float = 0.0  # when the provider last changed it (epoch seconds; 0: not given)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ The codes and meanings are the provider's (SMTP page, and the HTTP page for the 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class Action(enum.Enum):
@@ -38,3 +40,52 @@ UNKNOWN = Rule(Action.FAIL, "unknown provider error")
 
 def rule(code: int) -> Rule:
     return ERRORS.get(code, UNKNOWN)
+
+
+class PauseLengths(Protocol):
+    @property
+    def pause_interval(self) -> float: ...
+    @property
+    def block_backoff(self) -> float: ...
+
+
+def pause_length(provider: PauseLengths) -> Callable[[Rule], float]:
+    """How long an error holds the whole queue: block_backoff for 4, pause_interval for 2/3."""
+    return lambda rule: provider.block_backoff if rule.action is Action.BACKOFF else provider.pause_interval
+
+
+# ---- delivery statuses (status.php) ------------------------------------------------------
+# The provider's status codes of one SMS to one phone (http-api-notes.md). 1, 2, 4 are
+# delivered; 3 and every code from 20 on are final failures; -1 and 0 are on their way; -3 is
+# "not found", which right after sending means "not registered yet", never final by itself.
+STATUSES: dict[int, str] = {
+    -3: "not found",
+    -2: "stopped",
+    -1: "waiting to be sent",
+    0: "handed to the operator",
+    1: "delivered",
+    2: "read",
+    3: "expired",
+    4: "delivered, link clicked",
+    20: "cannot be delivered",
+    22: "invalid number",
+    23: "prohibited",
+    24: "insufficient funds",
+    25: "unavailable number",
+}
+DELIVERED = frozenset({1, 2, 4})
+NOT_FOUND = -3
+
+
+def status_final(code: int) -> bool:
+    return code in DELIVERED or code == 3 or code >= 20
+
+
+def status_failed(code: int) -> bool:
+    return code == 3 or code >= 20
+
+
+def status_meaning(code: int) -> str:
+    if code in STATUSES:
+        return STATUSES[code]
+    return "undelivered" if code >= 20 else "unknown status"

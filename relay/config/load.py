@@ -20,10 +20,12 @@ from relay.config import values
 from relay.config.reader import Reader
 from relay.config.routes import read_routes
 from relay.config.schema import (
+    DEFAULT_API_URL,
     DEFAULT_CHARSET,
     DEFAULT_PROVIDER_ADDRESS,
     DEFAULT_PROVIDER_HOST,
     DEFAULT_SPOOL,
+    MAX_API_CONCURRENCY,
     REPLY_DKIM_DOMAINS,
     Config,
     DeliveryConfig,
@@ -33,12 +35,14 @@ from relay.config.schema import (
     NotifyConfig,
     ParsingConfig,
     ProviderConfig,
+    Route,
     SpoolConfig,
     default,
 )
 from relay.config.users import load_users
 from relay.config.yamlsrc import load as load_yaml
 from relay.errors import ConfigError, Problem
+from relay.model import RouteMode, TransportKind
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None, *, secrets: bool = True) -> Config:
@@ -76,6 +80,7 @@ def parse(
     metrics = _metrics(top.child("metrics"))
     aliases = _aliases(top.child("aliases"))
     routes = read_routes(top, aliases, provider)
+    _api_checks(top, provider, delivery, routes)
     top.finish()
     if problems:
         raise ConfigError(problems, source)
@@ -165,6 +170,7 @@ def _notify(r: Reader) -> NotifyConfig | None:
         smarthost=r.value("smarthost", str, "", required=True),
         port=r.integer("port", default(NotifyConfig, "port"), 1, 65535),
         sender=r.checked("from", values.address, default(NotifyConfig, "sender")),
+        operator=r.checked("operator", values.address, default(NotifyConfig, "operator")),
     )
     r.finish()
     return result
@@ -226,9 +232,63 @@ def _provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bool =
         reply_tags=r.value("reply_tags", bool, d("reply_tags")),
         reply_dkim_domains=tuple(str(x).lower() for x, _, _ in r.items("reply_dkim_domains"))
         or REPLY_DKIM_DOMAINS,
+        transport=TransportKind(
+            r.choice("transport", d("transport").value, tuple(t.value for t in TransportKind))
+        ),
+        api_urls=_api_urls(r),
+        failover=r.value("failover", bool, d("failover")),
+        track_delivery=r.value("track_delivery", bool, d("track_delivery")),
+        track_timeout=float(r.integer("track_timeout", int(d("track_timeout")), 600, 30 * 86400)),
+        low_balance=_amount(r, "low_balance", d("low_balance")),
     )
+    if result.failover and result.transport is TransportKind.HTTP:
+        r.problem("failover", "is for transport: smtp (HTTP is then the way around the SMTP gateway)")
     r.finish()
     return result
+
+
+def _api_checks(
+    top: Reader, provider: ProviderConfig, delivery: DeliveryConfig, routes: tuple[Route, ...]
+) -> None:
+    """What needs more than one section: the HTTP API's limits against delivery and routes."""
+    http = provider.transport is TransportKind.HTTP
+    if (http or provider.failover) and delivery.concurrency > MAX_API_CONCURRENCY:
+        top.child("delivery").problem(
+            "concurrency",
+            f"at most {MAX_API_CONCURRENCY} with the HTTP API: the provider refuses 15 concurrent"
+            " requests under one login (error 9), and tracking and the balance need two",
+        )
+    if http and provider.outbox is None:
+        for route in routes:
+            if route.mode is RouteMode.EMAIL2SMS:
+                top.child("provider").problem(
+                    "transport",
+                    f"route {route.name} is email2sms, the provider's mail forwarding: it needs"
+                    " transport: smtp (or make the route mode: command)",
+                )
+
+
+def _api_urls(r: Reader) -> tuple[str, ...]:
+    """api_url then api_mirrors: https (the password is in every request), or http to a
+    loopback address only (a local proxy, a test)."""
+    urls = [r.value("api_url", str, DEFAULT_API_URL)] + [str(u) for u, _, _ in r.items("api_mirrors")]
+    result = []
+    for key, url in zip(["api_url"] + ["api_mirrors"] * (len(urls) - 1), urls, strict=True):
+        try:
+            result.append(values.api_url(url))
+        except ValueError as exc:
+            r.problem(key, str(exc))
+    return tuple(dict.fromkeys(result)) or (DEFAULT_API_URL,)
+
+
+def _amount(r: Reader, key: str, fallback: float) -> float:
+    value = r.raw(key)
+    if value is None:
+        return fallback
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        r.problem(key, f"expected an amount of money >= 0, got {value!r}")
+        return fallback
+    return float(value)
 
 
 def _dkim(r: Reader, base_dir: Path) -> DkimKey | None:

@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay.model import Options, RouteMode, Secret
+from relay.model import Options, RouteMode, Secret, TransportKind
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_PROVIDER_HOST = "send.smscentre.com"
 DEFAULT_PROVIDER_ADDRESS = "send@send.smscentre.com"
+DEFAULT_API_URL = "https://smsc.ru/sys/"
+# The provider answers error 9 to 15 concurrent requests under one login: the workers, the
+# delivery tracker and the balance check together stay below that.
+MAX_API_CONCURRENCY = 12
 DEFAULT_SPOOL = Path("/var/lib/smsc-relay/spool.db")
 # The provider's charset for command mails, and what undeclared 8-bit mail is read as (the
 # provider's SMTP page: koi8-r when the mail declares none).
@@ -153,6 +157,27 @@ class ProviderConfig:
     phone_limits: bool = True  # every route: no same text to a phone within a minute, no 50th short-gap SMS
     verify_replies: bool = False  # apply a reply only if DKIM-signed by one of reply_dkim_domains
     reply_dkim_domains: tuple[str, ...] = REPLY_DKIM_DOMAINS
+    transport: TransportKind = TransportKind.SMTP
+    api_urls: tuple[str, ...] = (DEFAULT_API_URL,)  # api_url, then api_mirrors, tried in order
+    failover: bool = False  # transport smtp: what the SMTP gateway cannot take goes over HTTP
+    track_delivery: bool = False  # poll status.php until each phone's status is final
+    track_timeout: float = 93600.0  # the SMS lifetime (at most 24 h) and a margin: then status-unknown
+    low_balance: float = 0.0  # warn below this balance; 0: never
+
+    @property
+    def uses_api(self) -> bool:
+        """Whether the relay talks to the HTTP API at all (else it never makes a request there)."""
+        return (
+            self.transport is TransportKind.HTTP
+            or self.failover
+            or self.track_delivery
+            or self.low_balance > 0
+        )
+
+    @property
+    def api_key(self) -> bool:
+        """An empty login means the password is an API key (sent as `apikey`)."""
+        return not self.login
 
     @property
     def test_flag(self) -> str:
@@ -162,7 +187,7 @@ class ProviderConfig:
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     concurrency: int = 2  # connections to the provider, each reused for many messages
-    timeout: float = 60.0  # per SMTP command to the provider
+    timeout: float = 60.0  # per SMTP command and per HTTP request to the provider
     starttls: str = "auto"  # auto: when offered; require: never send in the clear; off
     min_backoff: float = 30.0
     max_backoff: float = 3600.0
@@ -181,6 +206,7 @@ class NotifyConfig:
     smarthost: str  # where notices to original senders are handed over (a local MTA)
     port: int = 25
     sender: str = ""  # the From: of notices; the envelope sender is always <>
+    operator: str = ""  # where notices for the operator go (low balance); "": logged only
 
 
 @dataclass(frozen=True, slots=True)

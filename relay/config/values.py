@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -86,6 +87,26 @@ def ascii_address(value: str) -> str:
             f"{value!r} must be plain ASCII: the provider's gateway takes no internationalized address"
         )
     return checked
+
+
+def api_url(value: str) -> str:
+    """The base URL of the provider's HTTP API (send.php and the rest are under it)."""
+    parsed = urlsplit(value.strip())
+    loopback = parsed.hostname in ("localhost", "127.0.0.1", "::1") or (parsed.hostname or "").startswith(
+        "127."
+    )
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    if parsed.scheme == "http" and not loopback:
+        raise ValueError(
+            f"{value!r}: use https (every request carries the password); http is for loopback only"
+        )
+    if parsed.username or parsed.password or parsed.query or parsed.fragment:
+        raise ValueError(
+            f"{value!r}: no credentials, query or fragment in the URL (the password goes in the body)"
+        )
+    path = parsed.path if parsed.path.endswith("/") else parsed.path + "/"
+    return urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
 
 
 def expand(value: str, env: Mapping[str, str]) -> str:

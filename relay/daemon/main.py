@@ -23,15 +23,20 @@ from relay.daemon.health import Health
 from relay.daemon.sdnotify import SystemdNotifier
 from relay.daemon.storm_runner import StormRunner
 from relay.delivery import dkim
+from relay.delivery.balance import BalanceWatch
+from relay.delivery.failover import FailoverState, FailoverTransport
+from relay.delivery.http import ApiClient, HttpTransport
 from relay.delivery.notices import Notifier
 from relay.delivery.outbox import OutboxTransport
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.smtp import SmtpTransport
+from relay.delivery.tracker import Tracker
 from relay.delivery.transport import Transport
 from relay.delivery.workers import Deliverer, unmasker
 from relay.errors import ConfigError, Exit, SpoolError
 from relay.metrics import Metrics
-from relay.model import State
+from relay.model import State, TransportKind
+from relay.provider_errors import pause_length
 from relay.smtp.handler import Handler
 from relay.smtp.intake import ReplyIntake
 from relay.smtp.session import Sessions
@@ -68,6 +73,16 @@ class Daemon:
         )
         on_failed = self.notifier.failed if self.notifier is not None else _ignore
         d = cfg.delivery
+        # One HTTP client for the relay: the workers' sends, tracking and the balance share its
+        # pool, which stays below the provider's 15 concurrent requests (config checks that).
+        self.api = ApiClient(
+            lambda: self.cfg.provider, lambda: self.cfg.delivery.timeout, connections=d.concurrency + 2
+        )
+        self.failover = FailoverState(self.metrics)
+        self.balance = BalanceWatch(
+            self.spool, self.metrics, threshold=lambda: self.cfg.provider.low_balance,
+            notify=self.notifier.operator if self.notifier is not None else _nobody,
+        )  # fmt: skip
         self.deliverer = Deliverer(
             self.spool,
             self._new_transport,
@@ -78,6 +93,12 @@ class Daemon:
             concurrency=d.concurrency,
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
             return_path=self._return_path,
+            pause_for=lambda rule: pause_length(self.cfg.provider)(rule),
+            track_timeout=self._track_timeout,
+            on_balance=self.balance.update,
+        )
+        self.tracker = Tracker(
+            self.spool, self.api, metrics=self.metrics, on_undelivered=on_failed, clock=clock
         )
         self.storm_runner = StormRunner(
             self.spool, lambda: self.cfg, self.hostname, self.deliverer, clock=clock
@@ -107,14 +128,23 @@ class Daemon:
             return address
         return ids.tagged(address, ids.reply_tag(self.spool.reply_key, relay_id))
 
+    def _track_timeout(self) -> float | None:
+        p = self.cfg.provider
+        return p.track_timeout if p.track_delivery and p.outbox is None else None
+
     def _new_transport(self) -> Transport:
         """One per delivery worker, from the config in force."""
         p, d = self.cfg.provider, self.cfg.delivery
         if p.outbox is not None:
             return OutboxTransport(p.outbox)
-        return SmtpTransport(
+        if p.transport is TransportKind.HTTP:
+            return HttpTransport(self.api)
+        smtp = SmtpTransport(
             p.hosts, p.port, timeout=d.timeout, starttls=d.starttls, local_hostname=self.hostname
         )
+        if p.failover:
+            return FailoverTransport(smtp, HttpTransport(self.api), self.failover)
+        return smtp
 
     async def start(self) -> None:
         recovered = await self.spool.open()
@@ -130,9 +160,11 @@ class Daemon:
                 m.host, m.port, self.metrics, self._refresh, self.health.check
             )
         self.deliverer.start()
+        self.tracker.start()
+        if self.cfg.provider.uses_api and self.cfg.provider.outbox is None:
+            self.balance.start(self.api)
         self.sweeper = asyncio.create_task(self._sweep(), name="sweep")
-        p = self.cfg.provider
-        mode = f"dry-run outbox={p.outbox}" if p.outbox else "provider=" + ",".join(p.hosts)
+        mode = _mode(self.cfg)
         log.info(
             "event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, self.cfg.spool.path, mode
         )
@@ -243,9 +275,7 @@ class Daemon:
         if _transport_settings(old) != _transport_settings(new):
             # Outbox on or off, provider hosts, port, timeouts, TLS: new connections from now on.
             self.deliverer.renew_transports()
-            p = new.provider
-            mode = f"dry-run outbox={p.outbox}" if p.outbox else "provider=" + ",".join(p.hosts)
-            log.warning("event=transport_changed %s", mode)
+            log.warning("event=transport_changed %s", _mode(new))
         self.storm_runner.wake()  # storm settings may have changed
         if self.deliverer.pause_reason:
             # SIGHUP is how an operator says "the password / the balance is fixed".
@@ -271,6 +301,9 @@ class Daemon:
         await self.handler.sessions.drain(loop.time() + timeout)
         await self.storm_runner.stop()  # what it holds stays in the spool for the next start
         await self.deliverer.stop(timeout)
+        await self.tracker.stop()
+        await self.balance.stop()
+        await self.api.close()
         if self.sweeper is not None:
             self.sweeper.cancel()
             await asyncio.gather(self.sweeper, return_exceptions=True)
@@ -281,7 +314,23 @@ class Daemon:
 
 def _transport_settings(cfg: Config) -> tuple[object, ...]:
     p, d = cfg.provider, cfg.delivery
-    return (p.outbox, p.hosts, p.port, d.timeout, d.starttls)
+    return (p.outbox, p.hosts, p.port, d.timeout, d.starttls, p.transport, p.failover)
+
+
+def _mode(cfg: Config) -> str:
+    """How requests leave, for the log: the outbox, the SMTP gateway, the HTTP API."""
+    p = cfg.provider
+    if p.outbox:
+        return f"dry-run outbox={p.outbox}"
+    if p.transport is TransportKind.HTTP:
+        return "transport=http api=" + ",".join(p.api_urls)
+    failover = " failover=http api=" + ",".join(p.api_urls) if p.failover else ""
+    return "transport=smtp provider=" + ",".join(p.hosts) + failover
+
+
+def _nobody(subject: str, text: str) -> bool:
+    """No `notify:` section: the operator learns from the log and the metrics."""
+    return False
 
 
 def _ignore(relay_id: str) -> None:

@@ -18,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 import aiosmtplib
 
 from relay.config.schema import NotifyConfig
+from relay.model import State
 from relay.spool.interface import Spool
 from relay.spool.messages import Row
 
@@ -35,16 +36,19 @@ def build(row: Row, *, reporting_host: str, sender: str, now: datetime) -> bytes
 
     reason = one_line(row.last_error or row.state.value)
     recipients = [one_line(r) for r in row.rcpt_tos]
+    # Undelivered: the provider took it, a phone's operator did not deliver it (status.php).
+    undelivered = row.state is State.UNDELIVERED
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = one_line(sender)
     msg["To"] = one_line(row.mail_from)
-    msg["Subject"] = ("SMS not sent: " + reason)[:200]
+    msg["Subject"] = (("SMS not delivered: " if undelivered else "SMS not sent: ") + reason)[:200]
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = make_msgid(domain=reporting_host)
     msg["Auto-Submitted"] = "auto-replied"  # RFC 3834: no mail system answers it
     msg.set_content(
-        f"Your message to {', '.join(recipients)} could not be sent as an SMS.\n\n"
-        f"Reason: {reason}\nState: {row.state.value} after {row.attempts} attempt(s)\n"
+        f"Your message to {', '.join(recipients)} "
+        + ("was sent as an SMS but not delivered.\n\n" if undelivered else "could not be sent as an SMS.\n\n")
+        + f"Reason: {reason}\nState: {row.state.value} after {row.attempts} attempt(s)\n"
         f"Relay id: {row.id} (give it to the relay's operator)\n",
         cte="quoted-printable",
     )
@@ -115,6 +119,34 @@ class Notifier:
         # A storm digest has no one sender: tell each sender of an alert in it.
         for mail_from, rcpts in (await self.spool.alert_senders(relay_id)).items():
             await self._notice(relay_id, dataclasses.replace(row, mail_from=mail_from, rcpt_tos=rcpts))
+
+    def operator(self, subject: str, text: str) -> bool:
+        """A notice for the operator (notify.operator), fire and forget; False when none is set."""
+        if not self.config.operator:
+            return False
+        task = asyncio.create_task(self._operator(subject, text))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def _operator(self, subject: str, text: str) -> None:
+        cfg = self.config
+        msg = EmailMessage(policy=policy.SMTP)
+        msg["From"] = cfg.sender or f"smsc-relay@{self.reporting_host}"
+        msg["To"] = cfg.operator
+        msg["Subject"] = " ".join(subject.split())[:200]
+        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Message-ID"] = make_msgid(domain=self.reporting_host)
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834
+        msg.set_content(text, cte="quoted-printable")
+        try:
+            async with aiosmtplib.SMTP(hostname=cfg.smarthost, port=cfg.port, timeout=30) as smtp:
+                await smtp.sendmail("", [cfg.operator], msg.as_bytes())
+            log.info("event=operator_notified to=%s subject=%r", cfg.operator, subject)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("event=notify_failed to=%s error=%r", cfg.operator, str(exc))
+        except Exception:
+            log.exception("event=notify_failed to=%s", cfg.operator)
 
     async def _notice(self, relay_id: str, row: Row) -> None:
         if not should_notify(row, self.reply_address):

@@ -17,6 +17,7 @@ class OutboxTransport:
     (readable) in the outbox directory, written atomically."""
 
     needs_credentials = False
+    carries_mail = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

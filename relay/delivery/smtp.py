@@ -34,6 +34,7 @@ class SmtpTransport:
     """
 
     needs_credentials = True
+    carries_mail = True
 
     def __init__(
         self,

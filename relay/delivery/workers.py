@@ -13,17 +13,20 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay.config.schema import DkimKey, ProviderConfig
 from relay.delivery import dkim
+from relay.delivery.outcomes import Effects
 from relay.delivery.retry import RetryPolicy
-from relay.delivery.transport import Outgoing, Transport
+from relay.delivery.transport import Accepted, Outgoing, Transport
 from relay.errors import DeliveryError, SpoolError, UpstreamDeferred
 from relay.formatters import provider as provider_fmt
 from relay.metrics import Metrics
-from relay.model import State
+from relay.model import ReplyOutcome, RouteMode, State
+from relay.provider_errors import Rule
+from relay.spool import tracking
 from relay.spool.interface import Spool
 from relay.spool.messages import Row
 
@@ -32,6 +35,7 @@ IDLE_POLL = 5.0  # seconds
 CLAIM_BATCH = 8  # rows a worker takes at a time: fewer transactions, still spread over workers
 READY_LIMIT = 256  # fresh rows held in memory for the workers
 FAULT_NAP = 5.0  # a worker's pause after a fault of ours, so a persistent one cannot spin
+KEEP_ANSWER_BYTES = 4096  # of an HTTP answer, kept with it (as of a reply mail)
 
 
 class Deliverer:
@@ -50,6 +54,9 @@ class Deliverer:
         idle_poll: float = IDLE_POLL,
         batch: int = CLAIM_BATCH,
         return_path: Callable[[str, str], str] = lambda relay_id, address: address,
+        pause_for: Callable[[Rule], float] = lambda rule: 3600.0,
+        track_timeout: Callable[[], float | None] = lambda: None,
+        on_balance: Callable[[str], None] = lambda balance: None,
     ) -> None:
         self.spool = spool
         self.make_transport = make_transport
@@ -63,6 +70,11 @@ class Deliverer:
         self.idle_poll = idle_poll
         self.batch = batch
         self.return_path = return_path  # (relay id, reply address) -> the address it goes out from
+        self.pause_for = pause_for  # how long a provider error 2/3/4 holds the queue
+        self.track_timeout = track_timeout  # delivery tracking: how long, or None when off
+        self.on_balance = on_balance  # the balance an HTTP answer reported
+        # An HTTP answer is the provider's word at once: applied like a reply mail.
+        self.effects = Effects(metrics, pause=self.pause, on_failed=on_failed)
         self._wake = asyncio.Event()
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
@@ -77,7 +89,9 @@ class Deliverer:
         self._generation = 0  # bumped by renew_transports(): workers then make new ones
         # Outcomes the spool could not record yet (disk full, locked): kept and written again
         # before any new work, so a row that was sent is never sent again for it, nor stranded.
-        self._unwritten: collections.deque[tuple[str, State, dict[str, Any]]] = collections.deque()
+        self._unwritten: collections.deque[tuple[str, str, Callable[[], Awaitable[object]]]] = (
+            collections.deque()
+        )
 
     @property
     def unwritten(self) -> int:
@@ -86,24 +100,28 @@ class Deliverer:
 
     async def _record(self, relay_id: str, state: State, **values: Any) -> None:
         """spool.finish, or, when the spool fails, kept for the next try (never lost)."""
+        await self._keep(relay_id, state.value, lambda: self.spool.finish(relay_id, state, **values))
+
+    async def _keep(self, relay_id: str, what: str, write: Callable[[], Awaitable[object]]) -> bool:
+        """Run a spool write; when the spool fails, keep it for _flush_unwritten (never lost)."""
         try:
-            await self.spool.finish(relay_id, state, **values)
+            await write()
         except SpoolError as exc:
-            self._unwritten.append((relay_id, state, values))
-            log.error("event=outcome_unwritten id=%s state=%s error=%r", relay_id, state.value, str(exc))
+            self._unwritten.append((relay_id, what, write))
+            log.error("event=outcome_unwritten id=%s state=%s error=%r", relay_id, what, str(exc))
+            return False
+        return True
 
     async def _flush_unwritten(self) -> bool:
         """Write what the spool could not take before; False while it still cannot."""
         while self._unwritten:
-            relay_id, state, values = self._unwritten[0]
+            relay_id, what, write = self._unwritten[0]
             try:
-                await self.spool.finish(relay_id, state, **values)
+                await write()
             except SpoolError:
                 return False
             self._unwritten.popleft()
-            log.warning(
-                "event=outcome_written id=%s state=%s note='after a spool failure'", relay_id, state.value
-            )
+            log.warning("event=outcome_written id=%s state=%s note='after a spool failure'", relay_id, what)
         return True
 
     @property
@@ -256,13 +274,16 @@ class Deliverer:
             try:
                 needs_secret = row.masked and transport.needs_credentials
                 message = self.unmask(row.message) if needs_secret else row.message
-                sender = self.return_path(row.id, row.upstream_from)
-                if sender != row.upstream_from:
-                    message = retag_from(message, row.upstream_from, sender)
-                key = self.dkim_key()
-                if key is not None:
-                    message = await asyncio.to_thread(dkim.sign, key, message)  # RSA in Python: off the loop
-                accepted = await transport.send(Outgoing(row.id, sender, row.upstream_to, message))
+                sender = row.upstream_from
+                if transport.carries_mail:
+                    sender = self.return_path(row.id, row.upstream_from)
+                    if sender != row.upstream_from:
+                        message = retag_from(message, row.upstream_from, sender)
+                    key = self.dkim_key()
+                    if key is not None:  # RSA in Python: off the loop
+                        message = await asyncio.to_thread(dkim.sign, key, message)
+                outgoing = Outgoing(row.id, sender, row.upstream_to, message, uncertain=row.uncertain)
+                accepted = await transport.send(outgoing)
             except DeliveryError as exc:
                 await self._failed_attempt(row, exc)
                 return
@@ -276,22 +297,62 @@ class Deliverer:
                 await asyncio.shield(self._record(row.id, State.QUEUED))
                 raise
             self._pause = 0.0
+            self.metrics.transport_sends.labels(accepted.via.value).inc()
+            log.info(
+                "event=sent id=%s route=%s attempts=%d via=%s upstream=%r",
+                row.id, row.route, row.attempts, accepted.via.value, accepted.reply,
+            )  # fmt: skip
+            if accepted.answer is not None:
+                await self._answered(row, accepted)
+                return
             # A dry run's mail never reaches the provider: it must not wait for (and be reported
             # `unconfirmed` without) a reply that cannot come.
             done = State.DRY_RUN if accepted.dry_run else State.SENT
-            await self._record(row.id, done, last_error="", error_code=None)
+            poll, until = self._tracking(row, accepted)
+            await self._record(
+                row.id, done, last_error="", error_code=None, uncertain=0, via=accepted.via.value,
+                next_poll=poll, track_until=until,
+            )  # fmt: skip
             self.metrics.requests.labels(done.value).inc()
-            self.metrics.parts_sent.inc(row.parts * max(1, len(row.phones)))
-            self.metrics.accept_to_provider.observe(max(0.0, self.clock() - row.created))
-            log.info(
-                "event=sent id=%s route=%s attempts=%d upstream=%r",
-                row.id,
-                row.route,
-                row.attempts,
-                accepted.reply,
-            )
+            self._count_sent(row)
         finally:
             self.in_flight.discard(row.id)
+
+    def _count_sent(self, row: Row) -> None:
+        self.metrics.parts_sent.inc(row.parts * max(1, len(row.phones)))
+        self.metrics.accept_to_provider.observe(max(0.0, self.clock() - row.created))
+
+    def _tracking(self, row: Row, accepted: Accepted) -> tuple[float | None, float | None]:
+        """(first poll, give up at) when this request's delivery is to be tracked."""
+        timeout = self.track_timeout()
+        if timeout is None or accepted.dry_run or row.mode is RouteMode.EMAIL2SMS:
+            return None, None
+        if not tracking.trackable_phones(row.phones):
+            return None, None  # groups only: status.php is asked by phone
+        now = self.clock()
+        return now + tracking.FIRST_POLL, now + timeout
+
+    async def _answered(self, row: Row, accepted: Accepted) -> None:
+        """The provider answered at once (HTTP): its OK or ERROR goes through the same state
+        machine as a reply mail, with the pause it may bring."""
+        answer = accepted.answer
+        assert answer is not None
+        source = accepted.via.value
+        if answer.balance:
+            self.on_balance(answer.balance)
+
+        async def apply() -> None:
+            applied = await self.spool.record_reply(
+                answer, mail_from=f"<{source} answer>", raw=accepted.raw[:KEEP_ANSWER_BYTES],
+                pause_for=self.pause_for,
+            )  # fmt: skip
+            self.effects(answer, applied, source=source)
+            if applied.outcome is ReplyOutcome.CONFIRMED:
+                self._count_sent(row)
+                poll, until = self._tracking(row, accepted)
+                await self.spool.start_tracking(row.id, via=source, next_poll=poll, until=until)
+
+        await self._keep(row.id, f"{source} answer", apply)
 
     async def _failed_attempt(self, row: Row, exc: DeliveryError) -> None:
         if exc.connection and self.clock() >= self._paused_until:
@@ -312,13 +373,14 @@ class Deliverer:
             self.metrics.requests.labels(State.EXPIRED.value).inc()
             self.on_failed(row.id)
             return
-        delay = self.policy.delay(row.attempts)
+        delay = max(self.policy.delay(row.attempts), exc.retry_after)
         await self._record(
             row.id,
             State.DEFERRED,
             next_attempt=self.clock() + delay,
             last_error=exc.text,
             error_code=exc.code,
+            uncertain=int(exc.uncertain or row.uncertain),
         )
         log.warning(
             "event=deferred id=%s attempts=%d retry_in=%.0fs error=%r", row.id, row.attempts, delay, exc.text

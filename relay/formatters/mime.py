@@ -80,6 +80,12 @@ def _charset(head: str) -> str:
     return "utf-8"
 
 
+def body_text(message: bytes) -> str:
+    """The text of a mail built by `build` (its base64 body, decoded)."""
+    head, _, body = message.partition(b"\r\n\r\n")
+    return base64.b64decode(body).decode(_charset(head.decode("ascii")))
+
+
 def readable(message: bytes) -> str:
     """The mail as text with its base64 body decoded, for `render` and the outbox's readers."""
     head, _, body = message.decode("ascii").replace("\r\n", "\n").partition("\n\n")

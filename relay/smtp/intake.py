@@ -12,18 +12,18 @@ import hmac
 import logging
 from collections.abc import Callable, Sequence
 
-from relay import ids, provider_errors
+from relay import ids
 from relay.config.schema import Config
 from relay.delivery import dkim
+from relay.delivery.outcomes import Effects
 from relay.errors import ContentError, TemporaryError, TooBigError
 from relay.metrics import Metrics
-from relay.model import ProviderReply, ReplyKind, ReplyOutcome
+from relay.model import ProviderReply, ReplyKind
 from relay.parsers import reply as reply_parser
-from relay.provider_errors import Action, Rule
+from relay.provider_errors import pause_length
 from relay.spool.interface import Spool
 
 log = logging.getLogger("relay.listener")
-KNOWN_CODES = frozenset(provider_errors.ERRORS)
 # The reply address takes mail from anyone: the provider's replies are a few lines, so what it
 # takes is bounded before anything is decoded, and what it keeps is bounded too.
 MAX_REPLY_BYTES = 32 * 1024
@@ -61,9 +61,7 @@ class ReplyIntake:
         reply_key: Callable[[], bytes] = lambda: b"",
     ) -> None:
         self.spool = spool
-        self.metrics = metrics
-        self.pause = pause  # delivery's: a reply that stops the whole queue
-        self.on_failed = on_failed  # a message failed for good: tell its sender
+        self.effects = Effects(metrics, pause=pause, on_failed=on_failed)
         self.dnsfunc = dnsfunc  # DKIM key lookups; None: real DNS (tests pass a fixed key)
         self.reply_key = reply_key  # the reply tags' key (the spool's)
 
@@ -93,10 +91,6 @@ class ReplyIntake:
             if untrusted:
                 log.warning("event=reply_untrusted from=%s reason=%r", mail_from, untrusted)
 
-        def pause_for(rule: Rule) -> float:
-            p = cfg.provider
-            return p.block_backoff if rule.action is Action.BACKOFF else p.pause_interval
-
         try:
             results = await asyncio.wait_for(
                 asyncio.to_thread(reply_parser.parse, raw, settings=cfg.parsing), PARSE_BUDGET
@@ -115,26 +109,6 @@ class ReplyIntake:
                     "event=reply_untrusted from=%s id=%s reason=%r", mail_from, result.relay_id or "-", doubt
                 )
             applied = await self.spool.record_reply(
-                result, mail_from=mail_from, raw=kept, untrusted=doubt, pause_for=pause_for
+                result, mail_from=mail_from, raw=kept, untrusted=doubt, pause_for=pause_length(cfg.provider)
             )
-            outcome = applied.outcome
-            quiet = result.kind is ReplyKind.OK and not outcome.changed_nothing
-            log.log(
-                logging.INFO if quiet else logging.WARNING,
-                "event=provider_reply id=%s kind=%s code=%s outcome=%r line=%r",
-                result.relay_id or "-", result.kind.value, "-" if result.code is None else result.code,
-                applied.text, result.line,
-            )  # fmt: skip
-            if outcome.state is not None:
-                self.metrics.requests.labels(outcome.state.value).inc()
-            if result.code is not None and not doubt:
-                # A fixed set of labels: the documented codes, else "other" (a reply mail comes
-                # from anyone and could otherwise mint one series per line it holds).
-                label = str(result.code) if result.code in KNOWN_CODES else "other"
-                self.metrics.provider_errors.labels(label).inc()
-            if outcome is ReplyOutcome.CONFIRMED and applied.since_sent is not None:
-                self.metrics.provider_to_confirmation.observe(applied.since_sent)
-            if outcome in (ReplyOutcome.FAILED, ReplyOutcome.DUPLICATE):
-                self.on_failed(result.relay_id)
-            if applied.pause is not None:
-                self.pause(applied.paused_until, applied.pause_reason)
+            self.effects(result, applied, source=f"mail from {mail_from}", trusted=not doubt)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relay.config.schema import Config, StormSettings
-from relay.model import ProviderMail, ProviderReply, State
+from relay.model import PhoneStatus, ProviderMail, ProviderReply, State
 from relay.provider_errors import Rule
 from relay.spool.alerts import Tick
 from relay.spool.messages import Row
 from relay.spool.replies import Applied
+from relay.spool.tracking import Finished
 from relay.storm.plan import Admission, Alert
 
 
@@ -97,6 +98,22 @@ class Spool(Protocol):
         untrusted: str = "",
         pause_for: Callable[[Rule], float] = ...,
     ) -> Applied: ...
+
+    async def start_tracking(
+        self, relay_id: str, *, via: str, next_poll: float | None, until: float | None
+    ) -> None:
+        """After the provider took a request: the transport it went by, and (tracking on) when
+        to ask status.php first and when to give up waiting for a final status."""
+
+    async def tracking_due(self, now: float, max_pairs: int) -> list[tuple[str, str]]:
+        """(relay id, phone) pairs whose status is due to be asked, oldest first."""
+
+    async def record_statuses(
+        self, found: Sequence[PhoneStatus], asked: Sequence[tuple[str, str]], now: float
+    ) -> list[Finished]:
+        """Keep the statuses; move the asked messages that are now final (or out of time)."""
+
+    async def expire_tracking(self, now: float) -> list[Finished]: ...
 
     async def set_control(self, key: str, value: str | None) -> None: ...
     async def control(self) -> dict[str, str]: ...

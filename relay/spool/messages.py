@@ -19,11 +19,14 @@ from relay.spool.schema import WAITING
 # States a message does not leave by itself: what retention may delete.
 FINISHED = (
     State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED,
-    State.REPEAT, State.DRY_RUN,
+    State.REPEAT, State.DRY_RUN, State.DELIVERED, State.UNDELIVERED, State.STATUS_UNKNOWN,
 )  # fmt: skip
 _INSERT_MARKS = ", ".join("?" * 20)  # one per column of `insert`
 # Columns `finish` may set besides the state.
-FINISH_COLUMNS = frozenset({"next_attempt", "last_error", "error_code", "sms_count", "attempts"})
+FINISH_COLUMNS = frozenset(
+    {"next_attempt", "last_error", "error_code", "sms_count", "attempts", "uncertain", "via", "next_poll",
+     "track_until"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,13 @@ class Row:
     last_error: str
     error_code: int | None
     sms_count: int | None
+    uncertain: bool = False  # the last attempt may have reached the provider
+    via: str = ""  # smtp | http, once sent
+    cost: str = ""
+    balance: str = ""
+    next_poll: float | None = None  # delivery tracking
+    track_until: float | None = None
+    polls: int = 0
 
 
 def from_db(r: sqlite3.Row) -> Row:
@@ -62,6 +72,7 @@ def from_db(r: sqlite3.Row) -> Row:
     d["mode"] = RouteMode(d["mode"])
     d["encoding"] = Encoding(d["encoding"])
     d["masked"] = bool(d["masked"])
+    d["uncertain"] = bool(d["uncertain"])
     return Row(**d)
 
 
@@ -100,9 +111,10 @@ def insert(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
 
 
 def requeue_sending(conn: sqlite3.Connection, now: float) -> int:
-    """After a crash: rows left `sending` have an unknown outcome and go back to the queue."""
+    """After a crash: rows left `sending` have an unknown outcome and go back to the queue,
+    marked uncertain (the HTTP transport asks the provider before it sends one again)."""
     cur = conn.execute(
-        "UPDATE messages SET state = ?, updated = ? WHERE state = ?",
+        "UPDATE messages SET state = ?, updated = ?, uncertain = 1 WHERE state = ?",
         (State.QUEUED.value, now, State.SENDING.value),
     )
     return cur.rowcount

@@ -63,9 +63,10 @@ def apply_reply(conn: sqlite3.Connection, reply: ProviderReply, now: float) -> A
         return Applied(ReplyOutcome.IGNORED, f"message already {state.value}")  # a repeat: idempotent
     if reply.kind is ReplyKind.OK:
         conn.execute(
-            "UPDATE messages SET state = ?, sms_count = ?, updated = ?, last_error = '', error_code = NULL"
-            " WHERE id = ?",
-            (State.CONFIRMED.value, reply.sms_count, now, reply.relay_id),
+            "UPDATE messages SET state = ?, sms_count = COALESCE(?, sms_count), updated = ?, last_error = '',"
+            " error_code = NULL, uncertain = 0, cost = COALESCE(NULLIF(?, ''), cost),"
+            " balance = COALESCE(NULLIF(?, ''), balance) WHERE id = ?",
+            (State.CONFIRMED.value, reply.sms_count, now, reply.cost, reply.balance, reply.relay_id),
         )
         since = now - row["updated"] if state is State.SENT and not resend_pending else None
         return Applied(ReplyOutcome.CONFIRMED, since_sent=since)

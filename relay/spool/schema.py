@@ -105,8 +105,32 @@ CREATE TABLE IF NOT EXISTS phone_sends (phone TEXT NOT NULL, at REAL NOT NULL, d
 CREATE INDEX IF NOT EXISTS phone_sends_by_phone ON phone_sends (phone, at);
 """
 
+# Version 2: the HTTP API (provider.transport: http) and delivery tracking.
+_V2 = """
+-- uncertain 1: the last attempt may have gone through (ask the provider before resending)
+ALTER TABLE messages ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN via TEXT NOT NULL DEFAULT '';          -- smtp | http: how it went out
+ALTER TABLE messages ADD COLUMN cost TEXT NOT NULL DEFAULT '';         -- the provider's price (HTTP answers)
+ALTER TABLE messages ADD COLUMN balance TEXT NOT NULL DEFAULT '';      -- the balance after it
+-- Delivery tracking: when to ask status.php next (NULL: not tracked), and until when.
+ALTER TABLE messages ADD COLUMN next_poll REAL;
+ALTER TABLE messages ADD COLUMN track_until REAL;  -- then without a final status: status-unknown
+ALTER TABLE messages ADD COLUMN polls INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_tracked ON messages (next_poll) WHERE next_poll IS NOT NULL;
+-- Each phone's delivery status of each tracked request, as status.php last gave it.
+CREATE TABLE phone_status (
+    relay_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    err INTEGER NOT NULL DEFAULT 0,
+    changed REAL NOT NULL,          -- when the provider last changed it (its last_timestamp)
+    checked REAL NOT NULL,          -- when we last asked
+    PRIMARY KEY (relay_id, phone)
+);
+"""
+
 # Index i holds migration i + 1. Append, never edit: a released spool has run the old text.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 VERSION = len(MIGRATIONS)
 
 

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 from relay.config.schema import Config
 from relay.errors import SpoolError
-from relay.model import ProviderMail, ProviderReply, State
+from relay.model import PhoneStatus, ProviderMail, ProviderReply, State
 from relay.provider_errors import Rule
-from relay.spool import alerts, messages, replies, schema
+from relay.spool import alerts, messages, replies, schema, tracking
 from relay.spool.alerts import Tick
 from relay.spool.interface import Enqueued, StormAdmit
 from relay.spool.messages import Row
@@ -162,6 +162,8 @@ class SqliteSpool:
             count = messages.prune(conn, older_than, limit)
             kept = replies.prune(conn, older_than, limit)
             alerts.prune(conn, older_than, limit)
+            if count:
+                tracking.prune(conn)
             return count, kept
 
         return await self.writer.write(op, durable=False)
@@ -188,6 +190,25 @@ class SqliteSpool:
 
     async def control(self) -> dict[str, str]:
         return await self.writer.read(messages.get_control)
+
+    # ---- delivery tracking --------------------------------------------------------------
+    async def start_tracking(
+        self, relay_id: str, *, via: str, next_poll: float | None, until: float | None
+    ) -> None:
+        await self.writer.write(
+            lambda conn: tracking.start(conn, relay_id, via, next_poll, until), durable=False
+        )
+
+    async def tracking_due(self, now: float, max_pairs: int) -> list[tuple[str, str]]:
+        return await self.writer.read(lambda conn: tracking.due(conn, now, max_pairs))
+
+    async def record_statuses(
+        self, found: Sequence[PhoneStatus], asked: Sequence[tuple[str, str]], now: float
+    ) -> list[tracking.Finished]:
+        return await self.writer.write(lambda conn: tracking.record(conn, found, asked, now))
+
+    async def expire_tracking(self, now: float) -> list[tracking.Finished]:
+        return await self.writer.write(lambda conn: tracking.expire(conn, now))
 
     # ---- storm control ------------------------------------------------------------------
     async def storm_tick(
