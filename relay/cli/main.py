@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from relay import __version__
-from relay.cli import keys, queue, render, sendtest
+from relay.cli import balance, keys, queue, render, sendtest
 from relay.config.load import load
 from relay.config.placeholders import placeholders
 from relay.errors import ConfigError, Exit
@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_command(sub, common)
     queue.add_commands(sub, common)
     sendtest.add_command(sub, common)
+    balance.add_command(sub, common)
     keys.add_commands(sub)
     return parser
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from relay import provider_errors
 from relay.config.load import load
 from relay.errors import Exit
 from relay.formatters import mime
@@ -94,6 +95,14 @@ def as_json(row: Row, full: bool = False) -> dict[str, Any]:
         data["error"] = row.last_error
     if row.sms_count is not None:
         data["sms_count"] = row.sms_count
+    if row.via:
+        data["via"] = row.via
+    if row.cost:
+        data["cost"] = row.cost
+    if row.balance:
+        data["balance"] = row.balance
+    if row.next_poll is not None:
+        data["tracking_next_poll"] = _iso(row.next_poll)
     if full:
         data["message"] = row.message.decode("ascii") if row.masked else "(kept credentials: not shown)"
     return data
@@ -150,6 +159,7 @@ def cmd_queue_one(args: argparse.Namespace) -> int:
             {"received": _iso(float(r["received"])), "line": r["line"], "outcome": r["outcome"]}  # type: ignore[arg-type]
             for r in spool.replies(args.id)
         ]
+        data["delivery"] = [_phone_status(s) for s in spool.phone_statuses(args.id)]
         print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(row, data))
         return Exit.OK
     if args.action == "retry":
@@ -167,10 +177,18 @@ def cmd_queue_one(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _phone_status(s: dict[str, Any]) -> dict[str, Any]:
+    status = int(s["status"])
+    return {
+        "phone": s["phone"], "status": status, "meaning": provider_errors.status_meaning(status),
+        "err": s["err"], "changed": _iso(float(s["changed"])), "checked": _iso(float(s["checked"])),
+    }  # fmt: skip
+
+
 def _show(row: Row, data: dict[str, Any]) -> str:
     """`queue show` for a person: one value a line, texts indented, replies as a table, the
     provider mail decoded (password shown as ***)."""
-    plain = {k: v for k, v in data.items() if k not in ("message", "text", "provider_replies")}
+    plain = {k: v for k, v in data.items() if k not in ("message", "text", "provider_replies", "delivery")}
     lines = []
     for key, value in plain.items():
         shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
@@ -182,6 +200,13 @@ def _show(row: Row, data: dict[str, Any]) -> str:
     if replies:
         lines.append(f"    {'RECEIVED':<20} {'OUTCOME':<28} LINE")
         lines += [f"    {r['received']:<20} {r['outcome']:<28} {r['line']}" for r in replies]
+    delivery = data["delivery"]
+    if delivery:
+        lines.append("delivery (status.php):")
+        lines.append(f"    {'PHONE':<16} {'STATUS':<34} {'CHANGED':<20} CHECKED")
+        for d in delivery:
+            status = f"{d['status']} {d['meaning']}"
+            lines.append(f"    {d['phone']:<16} {status:<34} {d['changed']:<20} {d['checked']}")
     if row.masked:
         lines.append("provider mail (password shown as ***):")
         lines += ["    " + line for line in mime.readable(row.message).rstrip("\n").split("\n")]

@@ -24,8 +24,11 @@ from relay.model import Entry, RouteMode, SmsRequest, State
 from relay.spool import alerts, messages
 from relay.spool.admin import SpoolAdmin
 
-DONE_OK = (State.CONFIRMED, State.DRY_RUN)
-DONE_BAD = (State.FAILED, State.EXPIRED, State.DUPLICATE, State.REPEAT, State.UNCONFIRMED)
+DONE_OK = (State.CONFIRMED, State.DRY_RUN, State.DELIVERED)
+DONE_BAD = (
+    State.FAILED, State.EXPIRED, State.DUPLICATE, State.REPEAT, State.UNCONFIRMED, State.UNDELIVERED,
+    State.STATUS_UNKNOWN,
+)  # fmt: skip
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:

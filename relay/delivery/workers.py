@@ -24,7 +24,7 @@ from relay.delivery.transport import Accepted, Outgoing, Transport
 from relay.errors import DeliveryError, SpoolError, UpstreamDeferred
 from relay.formatters import provider as provider_fmt
 from relay.metrics import Metrics
-from relay.model import ReplyOutcome, RouteMode, State
+from relay.model import ReplyKind, ReplyOutcome, RouteMode, State
 from relay.provider_errors import Rule
 from relay.spool import tracking
 from relay.spool.interface import Spool
@@ -342,6 +342,10 @@ class Deliverer:
             self.on_balance(answer.balance)
 
         async def apply() -> None:
+            if answer.kind is ReplyKind.OK:
+                # Before the state moves: whoever sees `confirmed` sees how it went too.
+                poll, until = self._tracking(row, accepted)
+                await self.spool.start_tracking(row.id, via=source, next_poll=poll, until=until)
             applied = await self.spool.record_reply(
                 answer, mail_from=f"<{source} answer>", raw=accepted.raw[:KEEP_ANSWER_BYTES],
                 pause_for=self.pause_for,
@@ -349,8 +353,6 @@ class Deliverer:
             self.effects(answer, applied, source=source)
             if applied.outcome is ReplyOutcome.CONFIRMED:
                 self._count_sent(row)
-                poll, until = self._tracking(row, accepted)
-                await self.spool.start_tracking(row.id, via=source, next_poll=poll, until=until)
 
         await self._keep(row.id, f"{source} answer", apply)
 

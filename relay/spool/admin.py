@@ -11,9 +11,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from relay.model import AlertState, State
-from relay.spool import alerts, messages, replies, schema
+from relay.spool import alerts, messages, replies, schema, tracking
 from relay.spool.messages import Row
 from relay.spool.sqlite import connect
 
@@ -47,6 +48,9 @@ class SpoolAdmin:
 
     def replies(self, relay_id: str) -> list[dict[str, object]]:
         return [dict(r) for r in replies.of_message(self.conn, relay_id)]
+
+    def phone_statuses(self, relay_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in tracking.of_message(self.conn, relay_id)]
 
     def retry(self, relay_id: str) -> None:
         messages.retry(self.conn, relay_id, time.time())
