@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 import trustme
+from aiohttp import web
 
 from relay.config import load as config_mod
 from relay.daemon.main import Daemon
 from relay.smtp import auth
+from tests.fake_api import FakeApi
 from tests.fakes import FakeProvider, ReplyingProvider
-from tests.helpers import PASSWORD, relay_config_text, serve_fake
+from tests.helpers import HTTP_ROUTES, PASSWORD, closed_port, relay_config_text, serve_fake
 
 
 @pytest.fixture
@@ -82,6 +84,43 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     for daemon in started:
         if daemon.server is not None and daemon.server.is_serving():
             await daemon.stop()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Callable[..., Any]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(fake: FakeApi | None = None) -> tuple[FakeApi, str]:
+        fake = fake or FakeApi()
+        runner, url = await fake.start()
+        runners.append(runner)
+        return fake, url
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def http_relay(relay_factory: Any, api: Any) -> AsyncIterator[Callable[..., Any]]:
+    """A relay with transport: http to a fake API (and its SMTP gateway on a closed port)."""
+
+    async def start(
+        fake: FakeApi | None = None,
+        api_extra: str = "",
+        urls: Callable[[str], str] | None = None,
+        **overrides: Any,
+    ) -> tuple[FakeApi, Daemon]:
+        fake, url = await api(fake)
+        where = urls(url) if urls else f"  api_url: {url}\n"
+        overrides.setdefault("routes", HTTP_ROUTES)
+        with closed_port() as port:
+            relay = await relay_factory(
+                port, provider_extra=f"  transport: http\n{where}  test: false\n{api_extra}", **overrides
+            )
+        return fake, relay
+
+    yield start
 
 
 @pytest.fixture(scope="session")

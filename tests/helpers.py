@@ -41,6 +41,9 @@ routes:
     mode: email2sms
 """
 
+# The same without the email2sms route (the provider's mail forwarding: SMTP only).
+HTTP_ROUTES = ROUTES.split("  - name: ops")[0]
+
 BASE_CONFIG = (
     f"""
 provider:

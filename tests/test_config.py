@@ -277,3 +277,64 @@ def test_a_non_ascii_reply_address_is_refused_by_check() -> None:
 def test_a_password_that_is_not_a_string_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match=r"provider.password.*expected a string"):
         make_config(BASE_CONFIG.replace(f'password: "{PASSWORD}"', f"password: {value}"))
+
+
+HTTP_BASE = """
+provider:
+  login: mylogin
+  password: pw
+  reply_address: replies@relay.example.com
+{provider}
+delivery: {{concurrency: {concurrency}}}
+routes:
+  - name: number
+    match: {{recipient: '^(?P<phones>[0-9]+)@sms\\.example\\.com$'}}
+{routes}
+"""
+
+
+def http_config(provider: str = "  transport: http", concurrency: int = 2, routes: str = "") -> str:
+    return HTTP_BASE.format(provider=provider, concurrency=concurrency, routes=routes)
+
+
+def test_http_transport_defaults() -> None:
+    cfg = config_mod.parse(http_config())
+    p = cfg.provider
+    assert (p.transport.value, p.api_urls, p.failover, p.track_delivery, p.low_balance) == (
+        "http",
+        ("https://smsc.ru/sys/",),
+        False,
+        False,
+        0.0,
+    )
+    cfg = config_mod.parse(
+        http_config("  api_url: https://smsc.ru/sys\n  api_mirrors: [https://www2.smsc.ru/sys/]")
+    )
+    assert cfg.provider.api_urls == ("https://smsc.ru/sys/", "https://www2.smsc.ru/sys/")
+    assert cfg.provider.transport.value == "smtp" and not cfg.provider.uses_api
+
+
+@pytest.mark.parametrize(
+    ("provider", "concurrency", "routes", "expected"),
+    [
+        ("  transport: http", 13, "", "delivery.concurrency"),
+        ("  failover: true", 20, "", "at most 12 with the HTTP API"),
+        ("  transport: http", 2, "  - name: ops\n    match: {recipient: '^ops@'}\n    mode: email2sms",
+         "route ops is email2sms"),
+        ("  transport: http\n  api_url: http://smsc.ru/sys/", 2, "", "use https"),
+        ("  api_url: https://u:p@smsc.ru/sys/", 2, "", "no credentials, query or fragment"),
+        ("  api_mirrors: [ftp://smsc.ru/]", 2, "", "is not an http(s) URL"),
+        ("  transport: http\n  failover: true", 2, "", "failover"),
+        ("  transport: pigeon", 2, "", "provider.transport"),
+        ("  low_balance: -5", 2, "", "amount of money"),
+        ("  track_timeout: 5", 2, "", "track_timeout"),
+    ],
+)  # fmt: skip
+def test_http_settings_are_checked(provider: str, concurrency: int, routes: str, expected: str) -> None:
+    found = problems(http_config(provider, concurrency, routes))
+    assert any(expected in p for p in found), found
+
+
+def test_http_to_loopback_is_allowed() -> None:
+    cfg = config_mod.parse(http_config("  transport: http\n  api_url: http://127.0.0.1:8080/sys/"))
+    assert cfg.provider.api_urls == ("http://127.0.0.1:8080/sys/",)

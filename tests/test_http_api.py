@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 
 from relay.daemon.main import Daemon
 from relay.delivery.http import ApiClient, HttpTransport
@@ -27,48 +26,9 @@ from relay.formatters import provider as provider_fmt
 from relay.parsers import command
 from tests.fake_api import API_KEY, FakeApi
 from tests.fakes import wait_for
-from tests.helpers import PASSWORD, ROUTES, closed_port, make_config, render, smtplib_send, wait_state
+from tests.helpers import PASSWORD, closed_port, make_config, render, smtplib_send, wait_state
 
 Start = Callable[..., Any]
-# The daemon tests' routes without the email2sms one (the provider's mail forwarding: SMTP only).
-HTTP_ROUTES = ROUTES.split("  - name: ops")[0]
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[Callable[..., Any]]:
-    runners: list[web.AppRunner] = []
-
-    async def start(fake: FakeApi | None = None) -> tuple[FakeApi, str]:
-        fake = fake or FakeApi()
-        runner, url = await fake.start()
-        runners.append(runner)
-        return fake, url
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def http_relay(relay_factory: Any, api: Any) -> AsyncIterator[Callable[..., Any]]:
-    """A relay with transport: http to a fake API (and its SMTP gateway on a closed port)."""
-
-    async def start(
-        fake: FakeApi | None = None,
-        extra: str = "",
-        urls: Callable[[str], str] | None = None,
-        **overrides: Any,
-    ) -> tuple[FakeApi, Daemon]:
-        fake, url = await api(fake)
-        where = urls(url) if urls else f"  api_url: {url}\n"
-        overrides.setdefault("routes", HTTP_ROUTES)
-        with closed_port() as port:
-            relay = await relay_factory(
-                port, provider_extra=f"  transport: http\n{where}  test: false\n{extra}", **overrides
-            )
-        return fake, relay
-
-    yield start
 
 
 def sms(to: str, body: str, subject: str = "") -> EmailMessage:
@@ -182,7 +142,7 @@ async def test_a_timeout_after_processing_is_not_sent_twice_and_is_delivered(
     http_relay: Start, clock: Any
 ) -> None:
     fake, relay = await http_relay(
-        FakeApi(clock=clock, stall_for=3.0), extra="  track_delivery: true\n", timeout=1, clock=clock
+        FakeApi(clock=clock, stall_for=3.0), api_extra="  track_delivery: true\n", timeout=1, clock=clock
     )
     fake.faults = ["stall"]
     await send(relay, "+79990000001", "slow provider")
@@ -317,7 +277,7 @@ async def test_the_password_is_in_no_log_line_and_no_url(
     http_relay: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    fake, relay = await http_relay(extra="  track_delivery: true\n  low_balance: 1000\n")
+    fake, relay = await http_relay(api_extra="  track_delivery: true\n  low_balance: 1000\n")
     fake.faults = ["500-after", "stall-before"]
     fake.stall_for = 0.5
     fake.errors["+79990000002"] = 2
