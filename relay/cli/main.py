@@ -13,6 +13,7 @@ from relay.cli import balance, keys, queue, render, sendtest
 from relay.config.load import load
 from relay.config.placeholders import placeholders
 from relay.errors import ConfigError, Exit
+from relay.model import TransportKind
 
 DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
 CONFIG_ENV = "SMSC_RELAY_CONFIG"  # the config file when no -c is given
@@ -63,9 +64,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = load(args.config)
+    p = cfg.provider
+    way = (
+        f"provider API {', '.join(p.api_urls)}"
+        if p.transport is TransportKind.HTTP
+        else f"provider {', '.join(p.hosts)}" + (f", failover to {p.api_urls[0]}" if p.failover else "")
+    )
+    extras = [way] + (["delivery tracking"] if p.track_delivery else [])
     print(
-        f"{args.config}: OK ({len(cfg.routes)} route(s); provider {', '.join(cfg.provider.hosts)}"
-        f"{'; dry-run outbox ' + str(cfg.provider.outbox) if cfg.provider.outbox else ''})"
+        f"{args.config}: OK ({len(cfg.routes)} route(s); {'; '.join(extras)}"
+        f"{'; dry-run outbox ' + str(p.outbox) if p.outbox else ''})"
     )
     found = placeholders(cfg)
     if found and cfg.provider.outbox is not None:

@@ -98,8 +98,9 @@ class Daemon:
             on_balance=self.balance.update,
         )
         self.tracker = Tracker(
-            self.spool, self.api, metrics=self.metrics, on_undelivered=on_failed, clock=clock
-        )
+            self.spool, self.api, metrics=self.metrics, on_undelivered=on_failed, clock=clock,
+            enabled=lambda: self.cfg.provider.track_delivery,
+        )  # fmt: skip
         self.storm_runner = StormRunner(
             self.spool, lambda: self.cfg, self.hostname, self.deliverer, clock=clock
         )

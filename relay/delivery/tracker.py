@@ -41,6 +41,7 @@ class Tracker:
         metrics: Metrics,
         on_undelivered: Callable[[str], None] = lambda relay_id: None,
         clock: Callable[[], float] = time.time,
+        enabled: Callable[[], bool] = lambda: True,
         interval: float = LIST_INTERVAL,
         max_pairs: int = MAX_PAIRS,
     ) -> None:
@@ -49,6 +50,7 @@ class Tracker:
         self.metrics = metrics
         self.on_undelivered = on_undelivered  # the sender's notice (notify:)
         self.clock = clock
+        self.enabled = enabled  # provider.track_delivery in force: off, the loop touches nothing
         self.interval = interval
         self.max_pairs = max_pairs
         self.requests = 0  # list requests made by this process (tests, stats)
@@ -115,7 +117,8 @@ class Tracker:
         while True:
             self._wake.clear()
             try:
-                await self.tick()
+                if self.enabled():
+                    await self.tick()
             except SpoolError as exc:
                 log.error("event=tracking_failed error=%r", str(exc))
             except Exception:  # the loop must outlive any one fault
