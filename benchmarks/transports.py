@@ -33,7 +33,7 @@ from relay import pipeline  # noqa: E402
 from relay.config import load as config_mod  # noqa: E402
 from relay.daemon.main import Daemon  # noqa: E402
 from relay.ids import new_id  # noqa: E402
-from relay.model import State  # noqa: E402
+from relay.model import ProviderMail, State  # noqa: E402
 from tests.fake_api import PASSWORD, FakeApi  # noqa: E402
 from tests.fakes import FakeProvider  # noqa: E402
 
@@ -75,7 +75,7 @@ async def one_run(transport: str, concurrency: int, messages: int, latency: floa
         relay = Daemon(path, cfg)
         await relay.start()
         await relay.balance.stop()  # one balance.php at start: not part of what is timed
-        mails = []
+        mails: list[ProviderMail] = []
         for i in range(messages):
             rendered = pipeline.render(
                 b"Subject: load\r\n\r\nmessage %d\r\n" % i, mail_from="bench@example.com",
