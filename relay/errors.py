@@ -129,6 +129,12 @@ class UpstreamDeferred(DeliveryError):
         super().__init__(text, temporary=True, code=code, uncertain=uncertain, retry_after=retry_after)
 
 
+class SessionLost(UpstreamDeferred):
+    """An established session to the upstream broke (dropped, 421, timed out): this attempt
+    failed, but the upstream may well be up, so the pool does not pause for it; a new
+    connection decides that (its failure is UpstreamUnavailable)."""
+
+
 class UpstreamUnavailable(DeliveryError, ConnectionError):
     def __init__(self, text: str, *, code: int | None = None, uncertain: bool = False) -> None:
         super().__init__(text, temporary=True, code=code, connection=True, uncertain=uncertain)

@@ -47,8 +47,34 @@ class FakeProvider:
     received: list[Received] = field(default_factory=list)
     sessions: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # As a provider with an idle timeout: close a connection that comes back for another mail
+    # (at its MAIL), that many times.
+    close_reused: int = 0
+    slow_text: str = ""  # a mail whose body holds this is answered after `slow_delay`
+    slow_delay: float = 0.0
+    slow_busy: int = 0  # slow mails being answered right now
+    _served: dict[int, int] = field(default_factory=dict)  # session -> mails taken on it
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.close_reused > 0 and self._served.get(id(session), 0) > 0:
+            self.close_reused -= 1
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.4.2 idle timeout, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str | None:
+        self._served[id(session)] = self._served.get(id(session), 0) + 1
+        if self.slow_text and self.slow_text.encode() in base64_decoded(envelope.original_content or b""):
+            self.slow_busy += 1
+            try:
+                await asyncio.sleep(self.slow_delay)
+            finally:
+                self.slow_busy -= 1
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.drop_on_data > 0:
@@ -74,6 +100,12 @@ class FakeProvider:
 
     def ids(self) -> list[str]:
         return [r.relay_id for r in self.received]
+
+
+def base64_decoded(raw: bytes) -> bytes:
+    msg = email.message_from_bytes(raw)
+    payload = msg.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 async def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.02) -> None:

@@ -20,7 +20,7 @@ from relay.model import State
 from relay.spool.messages import Row
 from relay.spool.sqlite import SqliteSpool
 from tests.fakes import FakeProvider, wait_for
-from tests.helpers import make_config, render, serve_fake
+from tests.helpers import closed_port, make_config, render, serve_fake
 
 
 class HandOverWhileLooking(SqliteSpool):
@@ -96,7 +96,8 @@ async def test_a_spool_failure_after_sending_strands_no_row_and_sends_none_twice
     deliverer.take(rows)
     deliverer.start()
     try:
-        await wait_for(lambda: deliverer.unwritten == 8, timeout=10)  # a batch sent, none recorded
+        # One sent and not recorded; nothing more is sent until the spool takes that outcome.
+        await wait_for(lambda: deliverer.unwritten == 1, timeout=10)
         assert "delivery outcome(s) waiting to be recorded" in await health.check()
         spool.broken = False  # the disk has room again
 
@@ -127,29 +128,120 @@ async def test_two_workers_failing_at_once_grow_the_pause_once(tmp_path: Path) -
         for m in mails
         for r in (await spool.enqueue([m], mail_from="a@b", inbound_id="", claimed=True)).rows
     ]
-    # Both sessions are mid-DATA when the provider drops them: one outage, seen by two workers.
-    fake = FakeProvider(delay=0.5, drop_on_data=2)
+    # Both workers dial at the same moment and find nothing listening: one outage, seen twice.
+    with closed_port() as port:
+        deliverer = Deliverer(
+            spool, lambda: SmtpTransport(("127.0.0.1",), port, timeout=5, starttls="auto"), lambda m: m,
+            metrics=Metrics(), concurrency=2, policy=RetryPolicy(min_backoff=60, max_backoff=600), batch=1,
+        )  # fmt: skip
+        deliverer.take(rows)
+        deliverer.start()
+        try:
+
+            async def deferred() -> bool:
+                # Each tried and deferred, or (seen the pause first) back in the queue untried.
+                found = [await spool.get(m.relay_id) for m in mails]
+                states = {r.state for r in found if r is not None}
+                return State.DEFERRED in states and states <= {State.DEFERRED, State.QUEUED}
+
+            for _ in range(300):
+                if await deferred():
+                    break
+                await asyncio.sleep(0.02)
+            assert await deferred()
+            # one outage: the first pause (min_backoff / 6 = 10 s), not doubled by the second worker
+            assert 0 < deliverer.paused_until - time.time() <= 10.5
+        finally:
+            await deliverer.stop(5)
+            await spool.close()
+
+
+async def _rows(spool: SqliteSpool, texts: list[str], claimed: bool = False) -> list[str]:
+    cfg = make_config()
+    ids = []
+    for n, text in enumerate(texts):
+        mail = render(f"Subject: x\r\n\r\n{text}".encode(), [f"7999{2_000_000 + n:07d}@sms.example.com"], cfg)
+        m = dataclasses.replace(mail.provider_mails[0], relay_id=f"r{n}")
+        await spool.enqueue([m], mail_from="a@b", inbound_id="", claimed=claimed)
+        ids.append(m.relay_id)
+    return ids
+
+
+async def test_a_slow_provider_session_holds_only_its_own_message(tmp_path: Path) -> None:
+    """Two workers; the first row claimed is answered slowly. The other seven of its claim go
+    out through the free worker meanwhile (before: they waited behind it in its batch)."""
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    await _rows(spool, ["slow one"] + [f"fast {n}" for n in range(8)])
+    fake = FakeProvider(slow_text="slow one", slow_delay=8.0)
+    server, port = await serve_fake(fake)
+    deliverer = Deliverer(
+        spool, lambda: SmtpTransport(("127.0.0.1",), port, timeout=30, starttls="auto"), lambda m: m,
+        metrics=Metrics(), concurrency=2, batch=8,
+    )  # fmt: skip
+    deliverer.start()
+    try:
+        await wait_for(lambda: fake.slow_busy == 1, timeout=5)
+        await wait_for(lambda: len(fake.received) == 8, timeout=5)  # well before the slow one ends
+        assert fake.slow_busy == 1
+        assert all("fast" in r.body for r in fake.received)  # the eight fast ones, not the slow one
+    finally:
+        await deliverer.stop(10)
+        await spool.close()
+        server.close()
+
+
+async def test_a_reused_connection_closed_at_mail_is_redialled_at_once(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    fake = FakeProvider(close_reused=1)
+    server, port = await serve_fake(fake)
+    transports: list[SmtpTransport] = []
+
+    def make() -> SmtpTransport:
+        transports.append(SmtpTransport(("127.0.0.1",), port, timeout=5, starttls="auto"))
+        return transports[-1]
+
+    deliverer = Deliverer(spool, make, lambda m: m, metrics=Metrics(), concurrency=1)
+    deliverer.start()
+    try:
+        (first,) = await _rows(spool, ["first"])
+        deliverer.wake()
+        await wait_for(lambda: len(fake.received) == 1)
+        await spool.write(lambda c: c.execute("UPDATE messages SET id = 'done' WHERE id = ?", (first,)))
+        (second,) = await _rows(spool, ["second"])
+        deliverer.wake()
+        await wait_for(lambda: len(fake.received) == 2)
+        await wait_for(lambda: deliverer.in_flight == set())
+        row = await spool.get(second)
+        assert row is not None and (row.state, row.attempts) == (State.SENT, 1)  # no deferral
+        assert deliverer.paused_until == 0.0  # and no pause of the pool
+        assert transports[0].redials == 1 and fake.sessions == 2
+    finally:
+        await deliverer.stop(5)
+        await spool.close()
+        server.close()
+
+
+async def test_one_broken_session_does_not_pause_the_pool(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "spool.db")
+    await spool.open()
+    fake = FakeProvider(drop_on_data=1)
     server, port = await serve_fake(fake)
     deliverer = Deliverer(
         spool, lambda: SmtpTransport(("127.0.0.1",), port, timeout=5, starttls="auto"), lambda m: m,
-        metrics=Metrics(), concurrency=2, policy=RetryPolicy(min_backoff=60, max_backoff=600), batch=1,
+        metrics=Metrics(), concurrency=2, policy=RetryPolicy(min_backoff=60, max_backoff=600),
     )  # fmt: skip
-    deliverer.take(rows[:1])
-    deliverer.take(rows[1:])
+    ids = await _rows(spool, ["dropped", "next"])
     deliverer.start()
     try:
-
-        async def deferred() -> bool:
-            found = [await spool.get(m.relay_id) for m in mails]
-            return all(r is not None and r.state is State.DEFERRED for r in found)
-
-        for _ in range(300):
-            if await deferred():
-                break
-            await asyncio.sleep(0.02)
-        assert await deferred() and fake.sessions == 2
-        # one outage: the first pause (min_backoff / 6 = 10 s), not doubled by the second worker
-        assert 0 < deliverer.paused_until - time.time() <= 10.5
+        await wait_for(lambda: len(fake.received) == 1)
+        await wait_for(lambda: deliverer.in_flight == set())
+        first, second = [await spool.get(i) for i in ids]
+        assert first is not None and second is not None
+        assert first.state is State.DEFERRED and first.uncertain  # dropped after DATA: may have gone
+        assert second.state is State.SENT
+        assert deliverer.paused_until == 0.0
     finally:
         await deliverer.stop(5)
         await spool.close()

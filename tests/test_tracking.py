@@ -249,7 +249,7 @@ async def test_failover_to_http_and_back(
     await send(relay, "+79990000003", "gateway is back")
     await wait_for(lambda: len(smtp.received) == 1)
     assert smtp.received[0].sms.entries[0].text.endswith("gateway is back")
-    assert relay.metrics.failover._value.get() == 0
+    await wait_for(lambda: relay.metrics.failover._value.get() == 0)
     assert "event=failback to=smtp" in caplog.text
     assert relay.metrics.failovers.labels("http")._value.get() == 1
     assert relay.metrics.failovers.labels("smtp")._value.get() == 1

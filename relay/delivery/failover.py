@@ -1,7 +1,7 @@
 """provider.failover: SMTP first; what the SMTP gateway cannot take goes over the HTTP API.
 
 "Cannot take" is the upstream's fault, not the message's: connection refused or reset, a
-timeout, 421 (relay.errors.UpstreamUnavailable). That message goes over HTTP at once, and so
+timeout, 421 (relay.errors.UpstreamUnavailable, SessionLost). That message goes over HTTP at once, and so
 does all mail for the next `hold` seconds; then SMTP is tried again, and the first mail it
 takes switches back. Both switches are logged (event=failover / event=failback) and counted
 (smsc_relay_failovers{to}, smsc_relay_failover_active).
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from relay.delivery.http import HttpTransport
 from relay.delivery.smtp import SmtpTransport
 from relay.delivery.transport import Accepted, Outgoing
-from relay.errors import UpstreamUnavailable
+from relay.errors import SessionLost, UpstreamUnavailable
 from relay.metrics import Metrics
 
 log = logging.getLogger("relay.delivery")
@@ -73,7 +73,7 @@ class FailoverTransport:
             return await self.http.send(mail)
         try:
             accepted = await self.smtp.send(mail)
-        except UpstreamUnavailable as exc:
+        except (UpstreamUnavailable, SessionLost) as exc:
             self.state.smtp_failed(exc.text)
             log.warning("event=failover_send id=%s smtp_error=%r", mail.relay_id, exc.text)
             # A timeout may hide a mail the gateway took: HTTP asks status.php before sending.

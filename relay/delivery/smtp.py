@@ -1,8 +1,10 @@
 """The SMTP transport: provider mail over a reused aiosmtplib connection to the gateway.
 
 Failures are DeliveryError from the reply class: 4xx, timeouts and refused connections are
-temporary, a 5xx to MAIL/RCPT/DATA is permanent, and 421 or a broken connection is the
-upstream's fault, not the message's.
+temporary, a 5xx to MAIL/RCPT/DATA is permanent. A connection that cannot be made is the
+upstream's outage (UpstreamUnavailable: the pool pauses); an established session that breaks,
+times out or answers 421 is SessionLost: this attempt only (the next connection tells whether
+the upstream is down). A reused connection failing on MAIL is redialled at once.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import aiosmtplib
 from relay.delivery.transport import Accepted, Outgoing
 from relay.errors import (
     DeliveryError,
+    SessionLost,
     UpstreamDeferred,
     UpstreamRefused,
-    UpstreamTimeout,
     UpstreamUnavailable,
 )
 
@@ -54,6 +56,7 @@ class SmtpTransport:
         self.tls_context = tls_context
         self._smtp: aiosmtplib.SMTP | None = None
         self.connections = 0  # opened so far, for tests and stats
+        self.redials = 0  # reused connections found closed at MAIL and dialled again at once
 
     async def _connect(self) -> aiosmtplib.SMTP:
         errors = []
@@ -82,28 +85,40 @@ class SmtpTransport:
         raise UpstreamUnavailable("; ".join(errors) or "no hosts")
 
     async def send(self, mail: Outgoing) -> Accepted:
-        if self._smtp is None or not self._smtp.is_connected:
+        fresh = self._smtp is None or not self._smtp.is_connected
+        if fresh:
             self._smtp = await self._connect()
+        assert self._smtp is not None
+        try:
+            await self._smtp.mail(mail.mail_from)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._drop()
+            closed = not isinstance(exc, aiosmtplib.SMTPResponseException) or exc.code == 421
+            if fresh or not closed:
+                raise _session_error(exc, uncertain=False) from None
+            # A reused connection that fails on its first command was closed by the provider
+            # (its idle timeout) while it waited: nothing was sent on it, so dial again at once.
+            log.info("event=redial reason=%r", _describe(exc))
+            self.redials += 1
+            self._smtp = await self._connect()
+            try:
+                await self._smtp.mail(mail.mail_from)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as again:
+                self._drop()
+                raise _session_error(again, uncertain=False) from None
         smtp = self._smtp
         try:
-            _, reply = await smtp.sendmail(mail.mail_from, [mail.rcpt_to], mail.message)
+            await smtp.rcpt(mail.rcpt_to)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            self._drop()
+            raise _session_error(exc, uncertain=False) from None
+        try:
+            _, reply = await smtp.data(mail.message)
             return Accepted(reply)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             self._drop()
-            # A refused recipient is about this message, never the connection's fault.
-            if refused.code >= 500:
-                raise UpstreamRefused(_describe(refused), code=refused.code) from None
-            raise UpstreamDeferred(_describe(refused), code=refused.code) from None
-        except aiosmtplib.SMTPResponseException as exc:
-            self._drop()
-            raise DeliveryError.from_reply(_describe(exc), exc.code) from None
-        except TimeoutError as exc:  # aiosmtplib's timeouts are TimeoutErrors too
-            self._drop()
-            raise UpstreamTimeout(_describe(exc)) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            self._drop()
-            raise UpstreamUnavailable(_describe(exc)) from None
+            # Past the end of DATA the provider may have taken it before the session broke.
+            raise _session_error(exc, uncertain=True) from None
 
     def _drop(self) -> None:
         if self._smtp is not None:
@@ -115,6 +130,18 @@ class SmtpTransport:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._smtp.quit(), timeout=5)
         self._drop()
+
+
+def _session_error(exc: BaseException, *, uncertain: bool) -> DeliveryError:
+    """An error on an established session. A refusal is the message's (5xx fails it, 4xx defers
+    it); a broken session, 421 or a timeout is SessionLost: this attempt only, no pause."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421:
+        if exc.code >= 500:
+            return UpstreamRefused(_describe(exc), code=exc.code)
+        return UpstreamDeferred(_describe(exc), code=exc.code)
+    code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
+    lost = SessionLost(_describe(exc), code=code, uncertain=uncertain)
+    return lost
 
 
 def _describe(exc: BaseException) -> str:

@@ -240,22 +240,25 @@ class Deliverer:
         await self._sync_control()
         now = self.clock()
         if now < self._paused_until:
+            # What was taken before the pause goes back, so that `queue` shows it waiting.
+            leftover, self._ready = list(self._ready), collections.deque()
+            await self._unclaim(leftover)
             # Short naps, so that `queue resume` from another process is seen promptly.
             await self._sleep(min(self._paused_until - now, 1.0))
             return
-        rows = [self._ready.popleft() for _ in range(min(self.batch, len(self._ready)))]
-        rows = rows or await self.spool.claim(self.batch, now)
-        if not rows:
+        if not self._ready:
+            # A claim feeds the shared queue; each worker takes one row at a time from it, so
+            # a slow provider session holds its own message only, never the batch behind it.
+            self._ready.extend(await self.spool.claim(self.batch, now))
+        if not self._ready:
             due = await self.spool.next_due()
             # Another process (`queue retry`) may queue rows without waking us: look again soon.
             poll = self.idle_poll
             await self._sleep(poll if due is None else min(poll, max(0.0, due - self.clock())))
             return
-        for i, row in enumerate(rows):
-            if self._stopping or self.clock() < self._paused_until:
-                await self._unclaim(rows[i:])
-                break
-            await self._deliver(transport, row)
+        if len(self._ready) > 1:
+            self._wake.set()  # an idle worker may take the next one now
+        await self._deliver(transport, self._ready.popleft())
 
     async def _unclaim(self, rows: list[Row]) -> None:
         """Not attempted: back to the queue as they were, without counting a try."""
