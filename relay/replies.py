@@ -29,6 +29,9 @@ S250_OK = Reply(250, "2.1.5", "OK")
 S421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "too many connections, try again later")
 S421_TOO_MANY_FROM_YOU = Reply(421, "4.7.0", "too many connections from your address, try again later")
 S421_SHUTTING_DOWN = Reply(421, "4.3.2", "service shutting down, try again later")
+S450_REPLY_RATE = Reply(
+    450, "4.7.1", "too many mails to the reply address from your address; try again later"
+)
 S451_INTERNAL = Reply(451, "4.3.0", "internal error, message not accepted; try again later")
 S451_SPOOL = Reply(451, "4.3.0", "spool unavailable, message not accepted; try again later")
 S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "too many recipients")

@@ -16,6 +16,7 @@ from relay.cli import main as cli
 from relay.config.schema import ParsingConfig
 from relay.model import ProviderReply, ReplyKind, State
 from relay.parsers import reply
+from relay.spool import replies as spool_replies
 from tests.fakes import ReplyingProvider, wait_for
 from tests.helpers import closed_port, make_config, message, render, row, smtplib_send, states, wait_state
 
@@ -343,3 +344,51 @@ async def test_an_ok_for_a_message_waiting_to_be_resent_confirms_it_and_cancels_
     applied = await relay.spool.record_reply(ok, mail_from="noreply@smsc.ru", raw=b"")
     assert applied.outcome.value == "confirmed"
     assert (await row(relay))["state"] == "confirmed" and await relay.spool.next_due() is None
+
+
+def _replies_from(source: str, port: int, count: int) -> list[int]:
+    """`count` forged replies from `source` on one connection: the RCPT code of each."""
+    codes = []
+    with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0)) as client:
+        client.ehlo()
+        for n in range(count):
+            client.mail("noreply@smsc.ru")
+            code, _ = client.rcpt("replies@relay.example.com")
+            codes.append(code)
+            if code == 250:
+                client.data(f"Subject: r\r\n\r\nOK - 1 SMS, ID - forged{n}\r\n".encode())
+            else:
+                client.rset()
+    return codes
+
+
+async def test_the_reply_address_is_rate_limited_per_client_address(relay_factory: Any) -> None:
+    relay = await relay_factory(1, networks="[127.0.0.1/32]", provider_extra="  reply_rate_limit: 20\n")
+    codes = await asyncio.to_thread(_replies_from, "127.0.0.2", relay.port, 30)
+    assert codes == [250] * 20 + [450] * 10
+    # Another address has its own allowance; a trusted client has no limit.
+    assert await asyncio.to_thread(_replies_from, "127.0.0.3", relay.port, 5) == [250] * 5
+    assert await asyncio.to_thread(_replies_from, "127.0.0.1", relay.port, 25) == [250] * 25
+    stored = await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+    assert stored == 50
+    assert relay.metrics.rejected.labels("reply_rate")._value.get() == 10
+
+
+async def test_replies_that_change_nothing_are_bounded_in_number_size_and_time(
+    relay_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_replies, "MAX_KEPT", 20)
+    monkeypatch.setattr(spool_replies, "TRIM_EVERY", 10)
+    relay = await relay_factory(1, networks="[10.0.0.0/8]", provider_extra="  reply_rate_limit: 0\n")
+    filler = "filler text of a long forged reply\r\n" * 500  # ~18 KB, under the 32 KB cap
+    for n in range(6):
+        await asyncio.to_thread(_send_raw, relay.port, f"Subject: r\r\n\r\nOK - 1 SMS, ID - f{n}\r\n{filler}")
+    assert await asyncio.to_thread(_replies_from, "127.0.0.1", relay.port, 54) == [250] * 54
+    count, biggest = await relay.spool.write(
+        lambda c: c.execute("SELECT COUNT(*), MAX(LENGTH(raw)) FROM replies").fetchone()
+    )
+    assert count <= 20 + 10 and biggest <= spool_replies.KEPT_RAW_BYTES
+    # Kept a day, not spool.keep_days.
+    await relay.spool.write(lambda c: c.execute("UPDATE replies SET received = received - 90000"))
+    await relay.spool.prune(time.time() - 30 * 86400)
+    assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0]) == 0

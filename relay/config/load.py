@@ -232,6 +232,7 @@ def _provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bool =
         reply_tags=r.value("reply_tags", bool, d("reply_tags")),
         reply_dkim_domains=tuple(str(x).lower() for x, _, _ in r.items("reply_dkim_domains"))
         or REPLY_DKIM_DOMAINS,
+        reply_rate_limit=r.integer("reply_rate_limit", d("reply_rate_limit"), 0, 100_000),
         transport=TransportKind(
             r.choice("transport", d("transport").value, tuple(t.value for t in TransportKind))
         ),

@@ -157,6 +157,7 @@ class ProviderConfig:
     phone_limits: bool = True  # every route: no same text to a phone within a minute, no 50th short-gap SMS
     verify_replies: bool = False  # apply a reply only if DKIM-signed by one of reply_dkim_domains
     reply_dkim_domains: tuple[str, ...] = REPLY_DKIM_DOMAINS
+    reply_rate_limit: int = 120  # mails a minute to the reply address from one untrusted address
     transport: TransportKind = TransportKind.SMTP
     api_urls: tuple[str, ...] = (DEFAULT_API_URL,)  # api_url, then api_mirrors, tried in order
     failover: bool = False  # transport smtp: what the SMTP gateway cannot take goes over HTTP

@@ -22,6 +22,7 @@ from relay.model import AlertState, State
 from relay.routing import check_recipient
 from relay.smtp.auth import Authenticator
 from relay.smtp.intake import ReplyIntake, check_reply_size
+from relay.smtp.ratelimit import RateLimiter
 from relay.smtp.session import RelaySMTP, Sessions, in_networks, peer_of, tls_context
 from relay.spool.interface import Spool, StormAdmit
 from relay.spool.messages import Row
@@ -67,6 +68,7 @@ class Handler:
         self.delivery = delivery
         self.metrics = metrics
         self.intake = intake
+        self.reply_limiter = RateLimiter(lambda: self.config.provider.reply_rate_limit)
         self.hostname = hostname
         self.sessions = sessions
         self.clock = clock  # storm control's clock (tests simulate time)
@@ -108,8 +110,7 @@ class Handler:
         )
 
     def _allowed(self, session: Session) -> bool:
-        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
-        return in_networks(peer, self.config.listen.networks)
+        return in_networks(_peer_ip(session), self.config.listen.networks)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -117,7 +118,13 @@ class Handler:
         cfg = self.config
         if self._is_reply_address(address):
             # The provider's servers are in no allowed network: its replies come from anywhere,
-            # to this one address, and are never routed as SMS.
+            # to this one address, and are never routed as SMS. Anyone may knock, so each
+            # untrusted address gets provider.reply_rate_limit mails a minute, refused before DATA.
+            trusted = session.authenticated or self._allowed(session)
+            if not trusted and not self.reply_limiter.allow(_peer_ip(session)):
+                log.warning("event=rejected reason=reply_rate peer=%s rcpt=%s", peer_of(session), address)
+                self.metrics.rejected.labels("reply_rate").inc()
+                return str(replies.S450_REPLY_RATE)
             envelope.rcpt_tos.append(address)
             return str(replies.S250_OK)
         if cfg.listen.auth_required and not session.authenticated:
@@ -280,3 +287,7 @@ def _reason(exc: RelayError) -> str:
     """A metrics label for an error class: NoRouteError -> no_route."""
     name = type(exc).__name__.removesuffix("Error")
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "error"
+
+
+def _peer_ip(session: Session) -> str:
+    return session.peer[0] if isinstance(session.peer, tuple) else ""

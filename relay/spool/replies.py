@@ -14,7 +14,15 @@ from dataclasses import dataclass, replace
 from relay import provider_errors
 from relay.model import ProviderReply, ReplyKind, ReplyOutcome, State
 from relay.provider_errors import Action, Rule
+from relay.spool import schema
 
+# Replies that changed nothing (kept: unreadable, untrusted, no id) are bounded in storage.
+KEPT = schema.KEPT_REPLIES  # the partial index's condition, verbatim
+MAX_KEPT = 10_000
+TRIM_EVERY = 100  # kept replies between two trims: the table holds at most MAX_KEPT + this
+KEPT_RAW_BYTES = 512
+KEPT_LINE_CHARS = 300
+KEEP_KEPT = 86400.0  # seconds a reply that changed nothing is kept (the rest: spool.keep_days)
 SENDER_REFUSED = 6  # "message denied": most often a sender name the account has not registered
 # A reply may answer a row in these states; `sending` too, since the provider can answer
 # before delivery has recorded the upstream's 250.
@@ -108,13 +116,40 @@ def record(
             [("paused_until", f"{until:.3f}"), ("pause_reason", reason)],
         )
         applied = replace(applied, paused_until=until, pause_reason=reason)
-    conn.execute(
+    kept = applied.outcome is ReplyOutcome.KEPT
+    if kept:
+        # Unreadable, untrusted, no id: anyone can send these. Kept as a short digest (what it
+        # said, its first bytes), for a day (prune_kept), at most MAX_KEPT of them.
+        raw, line = raw[:KEPT_RAW_BYTES], reply.line[:KEPT_LINE_CHARS]
+    else:
+        line = reply.line
+    cur = conn.execute(
         "INSERT INTO replies (received, relay_id, kind, code, sms_count, description, line, outcome,"
         " mail_from, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (now, reply.relay_id, reply.kind.value, reply.code, reply.sms_count,
-         reply.description, reply.line, applied.text, mail_from, raw),
+         reply.description[:KEPT_LINE_CHARS] if kept else reply.description, line, applied.text,
+         mail_from[:KEPT_LINE_CHARS], raw),
     )  # fmt: skip
+    if kept and (cur.lastrowid or 0) % TRIM_EVERY == 0:
+        trim_kept(conn)
     return applied
+
+
+def trim_kept(conn: sqlite3.Connection) -> int:
+    """Only the newest MAX_KEPT of the replies that changed nothing stay."""
+    edge = conn.execute(
+        f"SELECT n FROM replies WHERE {KEPT} ORDER BY n DESC LIMIT 1 OFFSET ?", (MAX_KEPT,)
+    ).fetchone()
+    if edge is None:
+        return 0
+    return conn.execute(f"DELETE FROM replies WHERE {KEPT} AND n <= ?", (edge[0],)).rowcount
+
+
+def prune_kept(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+    return conn.execute(
+        f"DELETE FROM replies WHERE n IN (SELECT n FROM replies WHERE {KEPT} AND received < ? LIMIT ?)",
+        (older_than, limit),
+    ).rowcount
 
 
 def of_message(conn: sqlite3.Connection, relay_id: str) -> list[sqlite3.Row]:

@@ -18,6 +18,7 @@ WAITING_STATES = (State.QUEUED, State.DEFERRED)
 # needs literal values in an index's WHERE; they are the enum's values, written from it.
 WAITING = "state IN ({})".format(", ".join(f"'{s.value}'" for s in WAITING_STATES))
 HELD = f"state = '{AlertState.HELD.value}'"
+KEPT_REPLIES = "outcome LIKE 'kept%'"  # replies that changed nothing (ReplyOutcome.KEPT's text)
 
 _V1 = f"""
 -- Provider requests: one row per request, the relay id is the provider's <id> too.
@@ -129,8 +130,11 @@ CREATE TABLE phone_status (
 );
 """
 
+# Version 3: replies that changed nothing are bounded (spool/replies.trim_kept, prune_kept).
+_V3 = f"CREATE INDEX replies_kept ON replies (n) WHERE {KEPT_REPLIES};"
+
 # Index i holds migration i + 1. Append, never edit: a released spool has run the old text.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 VERSION = len(MIGRATIONS)
 
 

@@ -161,6 +161,7 @@ class SqliteSpool:
         def op(conn: sqlite3.Connection) -> tuple[int, int]:
             count = messages.prune(conn, older_than, limit)
             kept = replies.prune(conn, older_than, limit)
+            kept += replies.prune_kept(conn, self.clock() - replies.KEEP_KEPT, limit)
             alerts.prune(conn, older_than, limit)
             if count:
                 tracking.prune(conn)
