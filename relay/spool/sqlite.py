@@ -36,6 +36,11 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit
     conn.execute("PRAGMA busy_timeout=10000")  # `queue` commands may read while we write
+    # The WAL is checkpointed every 256 pages (1 MiB) and cut back to 1 MiB after, instead of
+    # SQLite's 1000 pages and no limit: on a nearly full disk the relay needs ~1 MiB free to go
+    # on committing, not 4 MiB (a WAL that grew in a burst would otherwise keep its size).
+    conn.execute("PRAGMA wal_autocheckpoint=256")
+    conn.execute(f"PRAGMA journal_size_limit={1024 * 1024}")
     return conn
 
 
