@@ -6,8 +6,9 @@ set -euo pipefail
 
 # swaks: a real SMTP client in the tests; openssl: DKIM keys; systemd: systemd-analyze for the
 # unit checks; prometheus-alertmanager: a real sender for the storm tests; prometheus: promtool
-# for contrib/ (its alert rules).
-packages=(swaks make openssl systemd prometheus-alertmanager prometheus)
+# for contrib/ (its alert rules); postgresql: initdb and pg_ctl for the tests' own throwaway
+# clusters (tests/pg.py; the system service is never used).
+packages=(swaks make openssl systemd prometheus-alertmanager prometheus postgresql)
 missing=()
 for p in "${packages[@]}"; do
   # "install ok installed": a removed package can leave config files behind and still be known

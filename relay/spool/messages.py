@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,8 +64,11 @@ class Row:
     polls: int = 0
 
 
-def from_db(r: sqlite3.Row) -> Row:
-    d = dict(r)
+def from_db(r: sqlite3.Row | Mapping[str, Any]) -> Row:
+    """A stored row (SQLite's, or a PostgreSQL dict row) as a Row; extra columns are dropped."""
+    d = {k: v for k, v in dict(r).items() if k in ROW_FIELDS}
+    if isinstance(d["message"], memoryview):
+        d["message"] = bytes(d["message"])
     for key in ("rcpt_tos", "phones", "texts"):
         d[key] = json.loads(d[key])
     d["state"] = State(d["state"])
@@ -74,6 +77,9 @@ def from_db(r: sqlite3.Row) -> Row:
     d["masked"] = bool(d["masked"])
     d["uncertain"] = bool(d["uncertain"])
     return Row(**d)
+
+
+ROW_FIELDS = frozenset(Row.__dataclass_fields__)
 
 
 def new_rows(
