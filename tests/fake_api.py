@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,17 +66,18 @@ class FakeApi:
     _by_phone: dict[str, list[float]] = field(default_factory=dict)
 
     # ---- the server ------------------------------------------------------------------------
-    async def start(self) -> tuple[web.AppRunner, str]:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, str]:
         app = web.Application()
         app.router.add_route("*", "/sys/send.php", self._send)
         app.router.add_route("*", "/sys/status.php", self._status)
         app.router.add_route("*", "/sys/balance.php", self._balance)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1]
-        return runner, f"http://127.0.0.1:{port}/sys/"
+        scheme = "https" if ssl_context else "http"
+        return runner, f"{scheme}://127.0.0.1:{port}/sys/"
 
     async def _form(self, request: web.Request) -> dict[str, str]:
         """The parameters as the provider reads them: query and body, in `charset` (default

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from decimal import Decimal
 from email.message import EmailMessage
@@ -20,6 +21,7 @@ import pytest
 from relay.daemon.main import Daemon
 from relay.delivery.http import ApiClient, HttpTransport
 from relay.delivery.transport import Outgoing
+from relay.errors import UpstreamUnavailable
 from relay.formatters import api as api_form
 from relay.formatters import mime
 from relay.formatters import provider as provider_fmt
@@ -320,3 +322,29 @@ async def test_balance_gauge_from_every_send(http_relay: Start) -> None:
     await send(relay, "+79990000001", "one")
     await wait_state(relay, "confirmed")
     assert relay.balance.balance == Decimal("8.50")
+
+
+async def test_tls_is_verified_against_the_system_trust_store(ca: Any) -> None:
+    """An https API whose certificate no system CA signed is refused before anything is sent
+    (the password is in the request body: it must never reach an unverified server)."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    fake = FakeApi()
+    runner, url = await fake.start(ssl_context=server_ctx)
+    try:
+        cfg = http_config(url)
+        mail = render(
+            b"Subject: x\r\n\r\nsecret-bearing\r\n", ["+79990000001@sms.example.com"], cfg
+        ).provider_mails[0]
+        client = ApiClient(lambda: cfg.provider, lambda: 5.0)
+        with pytest.raises(
+            UpstreamUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"
+        ) as info:
+            await HttpTransport(client).send(
+                Outgoing(mail.relay_id, mail.mail_from, mail.rcpt_to, mail.message)
+            )
+        assert not info.value.uncertain  # the connection was never made: certainly not sent
+        assert fake.forms == [] and fake.sms == []
+        await client.close()
+    finally:
+        await runner.cleanup()
