@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,44 +169,47 @@ async def _rows(spool: SqliteSpool, texts: list[str], claimed: bool = False) -> 
     return ids
 
 
-async def test_a_slow_provider_session_holds_only_its_own_message(tmp_path: Path) -> None:
-    """Two workers; the first row claimed is answered slowly. The other seven of its claim go
-    out through the free worker meanwhile (before: they waited behind it in its batch)."""
+@contextlib.asynccontextmanager
+async def delivering(
+    tmp_path: Path, fake: FakeProvider, make: Callable[[int], SmtpTransport] | None = None, **options: Any
+) -> AsyncIterator[tuple[SqliteSpool, Deliverer]]:
+    """A spool, the fake provider, and a started Deliverer sending to it; all stopped after."""
     spool = SqliteSpool(tmp_path / "spool.db")
     await spool.open()
-    await _rows(spool, ["slow one"] + [f"fast {n}" for n in range(8)])
-    fake = FakeProvider(slow_text="slow one", slow_delay=8.0)
     server, port = await serve_fake(fake)
-    deliverer = Deliverer(
-        spool, lambda: SmtpTransport(("127.0.0.1",), port, timeout=30, starttls="auto"), lambda m: m,
-        metrics=Metrics(), concurrency=2, batch=8,
-    )  # fmt: skip
-    deliverer.start()
+    maker = make or (lambda port: SmtpTransport(("127.0.0.1",), port, timeout=5, starttls="auto"))
+    deliverer = Deliverer(spool, lambda: maker(port), lambda m: m, metrics=Metrics(), **options)
     try:
-        await wait_for(lambda: fake.slow_busy == 1, timeout=5)
-        await wait_for(lambda: len(fake.received) == 8, timeout=5)  # well before the slow one ends
-        assert fake.slow_busy == 1
-        assert all("fast" in r.body for r in fake.received)  # the eight fast ones, not the slow one
+        yield spool, deliverer
     finally:
         await deliverer.stop(10)
         await spool.close()
         server.close()
 
 
+async def test_a_slow_provider_session_holds_only_its_own_message(tmp_path: Path) -> None:
+    """Two workers; the first row claimed is answered slowly. The other seven of its claim go
+    out through the free worker meanwhile (before: they waited behind it in its batch)."""
+    fake = FakeProvider(slow_text="slow one", slow_delay=8.0)
+    async with delivering(tmp_path, fake, concurrency=2, batch=8) as (spool, deliverer):
+        await _rows(spool, ["slow one"] + [f"fast {n}" for n in range(8)])
+        deliverer.start()
+        await wait_for(lambda: fake.slow_busy == 1, timeout=5)
+        await wait_for(lambda: len(fake.received) == 8, timeout=5)  # well before the slow one ends
+        assert fake.slow_busy == 1
+        assert all("fast" in r.body for r in fake.received)  # the eight fast ones, not the slow one
+
+
 async def test_a_reused_connection_closed_at_mail_is_redialled_at_once(tmp_path: Path) -> None:
-    spool = SqliteSpool(tmp_path / "spool.db")
-    await spool.open()
     fake = FakeProvider(close_reused=1)
-    server, port = await serve_fake(fake)
     transports: list[SmtpTransport] = []
 
-    def make() -> SmtpTransport:
+    def make(port: int) -> SmtpTransport:
         transports.append(SmtpTransport(("127.0.0.1",), port, timeout=5, starttls="auto"))
         return transports[-1]
 
-    deliverer = Deliverer(spool, make, lambda m: m, metrics=Metrics(), concurrency=1)
-    deliverer.start()
-    try:
+    async with delivering(tmp_path, fake, make, concurrency=1) as (spool, deliverer):
+        deliverer.start()
         (first,) = await _rows(spool, ["first"])
         deliverer.wake()
         await wait_for(lambda: len(fake.received) == 1)
@@ -217,24 +222,14 @@ async def test_a_reused_connection_closed_at_mail_is_redialled_at_once(tmp_path:
         assert row is not None and (row.state, row.attempts) == (State.SENT, 1)  # no deferral
         assert deliverer.paused_until == 0.0  # and no pause of the pool
         assert transports[0].redials == 1 and fake.sessions == 2
-    finally:
-        await deliverer.stop(5)
-        await spool.close()
-        server.close()
 
 
 async def test_one_broken_session_does_not_pause_the_pool(tmp_path: Path) -> None:
-    spool = SqliteSpool(tmp_path / "spool.db")
-    await spool.open()
     fake = FakeProvider(drop_on_data=1)
-    server, port = await serve_fake(fake)
-    deliverer = Deliverer(
-        spool, lambda: SmtpTransport(("127.0.0.1",), port, timeout=5, starttls="auto"), lambda m: m,
-        metrics=Metrics(), concurrency=2, policy=RetryPolicy(min_backoff=60, max_backoff=600),
-    )  # fmt: skip
-    ids = await _rows(spool, ["dropped", "next"])
-    deliverer.start()
-    try:
+    policy = RetryPolicy(min_backoff=60, max_backoff=600)
+    async with delivering(tmp_path, fake, concurrency=2, policy=policy) as (spool, deliverer):
+        ids = await _rows(spool, ["dropped", "next"])
+        deliverer.start()
         await wait_for(lambda: len(fake.received) == 1)
         await wait_for(lambda: deliverer.in_flight == set())
         first, second = [await spool.get(i) for i in ids]
@@ -242,7 +237,3 @@ async def test_one_broken_session_does_not_pause_the_pool(tmp_path: Path) -> Non
         assert first.state is State.DEFERRED and first.uncertain  # dropped after DATA: may have gone
         assert second.state is State.SENT
         assert deliverer.paused_until == 0.0
-    finally:
-        await deliverer.stop(5)
-        await spool.close()
-        server.close()

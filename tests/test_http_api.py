@@ -157,14 +157,11 @@ async def test_a_timeout_after_processing_is_not_sent_twice_and_is_delivered(
     assert fake.texts("+79990000001") == ["slow provider"]
 
 
-async def test_error_9_on_an_unmarked_resend_asks_status_and_confirms(api: Start) -> None:
-    """The provider got the first request (its answer was lost) and nothing marked the message
-    uncertain: the resend gets ERROR 9, status.php knows the id: confirmed, one SMS."""
-    fake, url = await api(FakeApi(stall_for=2.0))
-    cfg = make_config(f"""
+def http_config(url: str, login: str = "mylogin", password: str = PASSWORD) -> Any:
+    return make_config(f"""
 provider:
-  login: mylogin
-  password: "{PASSWORD}"
+  login: "{login}"
+  password: "{password}"
   reply_address: replies@relay.example.com
   transport: http
   api_url: {url}
@@ -172,10 +169,21 @@ routes:
   - name: number
     match: {{recipient: '^(?P<phones>\\+?[0-9]{{10,15}})@sms\\.example\\.com$'}}
 """)
-    mail = render(b"Subject: x\r\n\r\nonce only\r\n", ["+79990000001@sms.example.com"], cfg).provider_mails[0]
-    client = ApiClient(lambda: cfg.provider, lambda: 1.0)
-    transport = HttpTransport(client)
-    out = Outgoing(mail.relay_id, mail.mail_from, mail.rcpt_to, mail.message)
+
+
+def direct(cfg: Any, text: str, timeout: float = 5.0) -> tuple[ApiClient, HttpTransport, Outgoing]:
+    """The HTTP transport on its own, and one rendered provider mail for it."""
+    raw = f"Subject: x\r\n\r\n{text}\r\n".encode()
+    mail = render(raw, ["+79990000001@sms.example.com"], cfg).provider_mails[0]
+    client = ApiClient(lambda: cfg.provider, lambda: timeout)
+    return client, HttpTransport(client), Outgoing(mail.relay_id, mail.mail_from, mail.rcpt_to, mail.message)
+
+
+async def test_error_9_on_an_unmarked_resend_asks_status_and_confirms(api: Start) -> None:
+    """The provider got the first request (its answer was lost) and nothing marked the message
+    uncertain: the resend gets ERROR 9, status.php knows the id: confirmed, one SMS."""
+    fake, url = await api(FakeApi(stall_for=2.0))
+    client, transport, out = direct(http_config(url), "once only", timeout=1.0)
     fake.faults = ["stall"]
     with pytest.raises(Exception, match="timed out") as caught:
         await transport.send(out)
@@ -235,28 +243,10 @@ async def test_unreachable_api_defers_and_pauses_like_smtp(http_relay: Start) ->
     assert fake.sms == []
 
 
-def http_config(url: str, login: str = "mylogin", password: str = PASSWORD) -> Any:
-    return make_config(f"""
-provider:
-  login: "{login}"
-  password: "{password}"
-  reply_address: replies@relay.example.com
-  transport: http
-  api_url: {url}
-routes:
-  - name: number
-    match: {{recipient: '^(?P<phones>\\+?[0-9]{{10,15}})@sms\\.example\\.com$'}}
-""")
-
-
 async def test_api_key_instead_of_login(api: Start) -> None:
     fake, url = await api()
-    cfg = http_config(url, login="", password=API_KEY)
-    mail = render(b"Subject: x\r\n\r\nby key\r\n", ["+79990000001@sms.example.com"], cfg).provider_mails[0]
-    client = ApiClient(lambda: cfg.provider, lambda: 5.0)
-    accepted = await HttpTransport(client).send(
-        Outgoing(mail.relay_id, mail.mail_from, mail.rcpt_to, mail.message)
-    )
+    client, transport, out = direct(http_config(url, login="", password=API_KEY), "by key")
+    accepted = await transport.send(out)
     assert accepted.answer is not None and accepted.answer.sms_count == 1
     assert await client.balance() == "98.50"
     await client.close()
@@ -332,17 +322,11 @@ async def test_tls_is_verified_against_the_system_trust_store(ca: Any) -> None:
     fake = FakeApi()
     runner, url = await fake.start(ssl_context=server_ctx)
     try:
-        cfg = http_config(url)
-        mail = render(
-            b"Subject: x\r\n\r\nsecret-bearing\r\n", ["+79990000001@sms.example.com"], cfg
-        ).provider_mails[0]
-        client = ApiClient(lambda: cfg.provider, lambda: 5.0)
+        client, transport, out = direct(http_config(url), "secret-bearing")
         with pytest.raises(
             UpstreamUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"
         ) as info:
-            await HttpTransport(client).send(
-                Outgoing(mail.relay_id, mail.mail_from, mail.rcpt_to, mail.message)
-            )
+            await transport.send(out)
         assert not info.value.uncertain  # the connection was never made: certainly not sent
         assert fake.forms == [] and fake.sms == []
         await client.close()

@@ -52,6 +52,14 @@ async def poll(relay: Daemon, clock: Clock, fake: FakeApi, seconds: float) -> No
     await relay.tracker.tick()
 
 
+async def sent(relay: Daemon, fake: FakeApi, to: str, body: str, total: int = 1) -> None:
+    """Send one mail through the relay; return once the fake API holds `total` SMS and the
+    relay has recorded the outcome (the tracker's clock may then move)."""
+    await send(relay, to, body)
+    await wait_for(lambda: len(fake.sms) == total)
+    await wait_for(lambda: relay.deliverer.in_flight == set())
+
+
 def spaced(fake: FakeApi) -> bool:
     """No two list requests within the provider's minute."""
     return all(b - a >= 60 for a, b in zip(fake.status_lists, fake.status_lists[1:], strict=False))
@@ -73,9 +81,7 @@ async def test_tracking_to_delivered_and_undelivered_with_a_notice(
     )
     await relay.tracker.stop()  # the test makes the rounds itself
     await send(relay, "+79990000001", "to a phone that gets it")
-    await send(relay, "+79990000002", "to a phone that never does")
-    await wait_for(lambda: len(fake.sms) == 2)
-    await wait_for(lambda: relay.deliverer.in_flight == set())
+    await sent(relay, fake, "+79990000002", "to a phone that never does", 2)
     rows = await by_phone(relay)
     assert {r["state"] for r in rows.values()} == {"confirmed"}
     assert all(r["next_poll"] is not None for r in rows.values())
@@ -118,9 +124,7 @@ async def test_restart_in_the_middle_of_tracking(http_relay: Start, clock: Clock
     fake = FakeApi(clock=clock, queued_for=30, final_after=100)
     fake, relay = await http_relay(fake, api_extra=TRACK, clock=clock)
     await relay.tracker.stop()
-    await send(relay, "+79990000001", "across a restart")
-    await wait_for(lambda: len(fake.sms) == 1)
-    await wait_for(lambda: relay.deliverer.in_flight == set())
+    await sent(relay, fake, "+79990000001", "across a restart")
     await poll(relay, clock, fake, 25)
     assert len(fake.status_lists) == 1
     await relay.stop()
@@ -131,9 +135,7 @@ async def test_restart_in_the_middle_of_tracking(http_relay: Start, clock: Clock
         await again.tracker.stop()
         # A new message after the restart is due 20 s after it went out; the last list request
         # (before the restart) was 30 s ago: the provider's minute holds across the restart.
-        await send(again, "+79990000002", "after the restart")
-        await wait_for(lambda: len(fake.sms) == 2)
-        await wait_for(lambda: again.deliverer.in_flight == set())
+        await sent(again, fake, "+79990000002", "after the restart", 2)
         await poll(again, clock, fake, 30)
         assert len(fake.status_lists) == 1
         await poll(again, clock, fake, 35)
@@ -152,9 +154,7 @@ async def test_no_final_status_in_time_is_status_unknown(http_relay: Start, cloc
     fake = FakeApi(clock=clock, queued_for=10, final_after=10**9)  # handed over, never final
     fake, relay = await http_relay(fake, api_extra=TRACK + "  track_timeout: 600\n", clock=clock)
     await relay.tracker.stop()
-    await send(relay, "+79990000001", "lost in the operator's network")
-    await wait_for(lambda: len(fake.sms) == 1)
-    await wait_for(lambda: relay.deliverer.in_flight == set())
+    await sent(relay, fake, "+79990000001", "lost in the operator's network")
     for _ in range(12):
         await poll(relay, clock, fake, 70)
     r = next(iter((await by_phone(relay)).values()))
@@ -175,9 +175,7 @@ async def test_five_phones_of_a_message_per_request(http_relay: Start, clock: Cl
     fake = FakeApi(clock=clock, queued_for=1, final_after=2)
     fake, relay = await http_relay(fake, api_extra=TRACK, clock=clock, routes=routes)
     await relay.tracker.stop()
-    await send(relay, "seven@sms.example.com", "to seven phones")
-    await wait_for(lambda: len(fake.sms) == 7)
-    await wait_for(lambda: relay.deliverer.in_flight == set())
+    await sent(relay, fake, "seven@sms.example.com", "to seven phones", 7)
     await poll(relay, clock, fake, 25)
     first = next(f for m, f in fake.forms if m == "status")
     assert first["phone"].rstrip(",").split(",") == phones[:5]
@@ -193,9 +191,7 @@ async def test_status_limit_error_backs_off_a_minute(http_relay: Start, clock: C
     fake = FakeApi(clock=clock, queued_for=1, final_after=2)
     fake, relay = await http_relay(fake, api_extra=TRACK, clock=clock)
     await relay.tracker.stop()
-    await send(relay, "+79990000001", "shared login")
-    await wait_for(lambda: len(fake.sms) == 1)
-    await wait_for(lambda: relay.deliverer.in_flight == set())
+    await sent(relay, fake, "+79990000001", "shared login")
     fake.status_lists.append(clock.now)  # someone else's list request, just now
     await poll(relay, clock, fake, 25)
     assert fake.status_errors == 1

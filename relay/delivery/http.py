@@ -102,9 +102,7 @@ class ApiClient:
         )
         try:
             return answers.statuses(answer.body, pairs)
-        except answers.StatusError:
-            raise
-        except ValueError as exc:
+        except ValueError as exc:  # StatusError (an error answer) is not one: it goes to the caller
             raise UpstreamDeferred(f"status.php: {exc}") from None
 
     async def balance(self) -> str:
@@ -114,8 +112,6 @@ class ApiClient:
         )
         try:
             return answers.balance(answer.body)
-        except answers.StatusError:
-            raise
         except ValueError as exc:
             raise UpstreamDeferred(f"balance.php: {exc}") from None
 

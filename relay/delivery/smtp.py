@@ -140,8 +140,7 @@ def _session_error(exc: BaseException, *, uncertain: bool) -> DeliveryError:
             return UpstreamRefused(_describe(exc), code=exc.code)
         return UpstreamDeferred(_describe(exc), code=exc.code)
     code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
-    lost = SessionLost(_describe(exc), code=code, uncertain=uncertain)
-    return lost
+    return SessionLost(_describe(exc), code=code, uncertain=uncertain)
 
 
 def _describe(exc: BaseException) -> str:

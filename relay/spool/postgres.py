@@ -11,7 +11,8 @@ commit, replies, storm state, phone limits, tracking, LISTEN/NOTIFY (see the iss
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -100,13 +101,17 @@ def masked(text: str, dsn: str) -> str:
 
 class PostgresSpool:
     def __init__(
-        self, dsn: str, *, relay: str, clock: Any = None, lease: float = LEASE, open_timeout: float = 10.0
+        self,
+        dsn: str,
+        *,
+        relay: str,
+        clock: Callable[[], float] = time.time,
+        lease: float = LEASE,
+        open_timeout: float = 10.0,
     ) -> None:
-        import time
-
         self._dsn = dsn  # never logged: it may hold a password
         self.relay = relay  # this relay's name in `claimed_by`
-        self.clock = clock or time.time
+        self.clock = clock
         self.lease = lease
         self.open_timeout = open_timeout  # seconds to reach the database at start
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None

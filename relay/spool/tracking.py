@@ -94,12 +94,10 @@ def _settle(conn: sqlite3.Connection, relay_id: str, now: float) -> Finished | N
     if State(row["state"]) not in TRACKABLE:
         conn.execute("UPDATE messages SET next_poll = NULL WHERE id = ?", (relay_id,))
         return None
-    statuses = dict(
-        conn.execute("SELECT phone, status FROM phone_status WHERE relay_id = ?", (relay_id,)).fetchall()
-    )
-    errs = dict(
-        conn.execute("SELECT phone, err FROM phone_status WHERE relay_id = ?", (relay_id,)).fetchall()
-    )
+    found = conn.execute("SELECT phone, status, err FROM phone_status WHERE relay_id = ?", (relay_id,))
+    statuses, errs = {}, {}
+    for phone, status, err in found:
+        statuses[phone], errs[phone] = status, err
     phones = trackable_phones(json.loads(row["phones"]))
     failed = [p for p in phones if p in statuses and provider_errors.status_failed(statuses[p])]
     if failed:
