@@ -19,6 +19,13 @@ class TransportKind(enum.Enum):
     HTTP = "http"  # a send.php request to the provider's HTTP API
 
 
+class SpoolBackend(enum.Enum):
+    """Where the queue is kept (spool.backend)."""
+
+    SQLITE = "sqlite"  # a file: one relay
+    POSTGRESQL = "postgresql"  # a database shared by the relays of one account (docs/ha.md)
+
+
 class BodySource(enum.Enum):
     TEXT_BLOCK = "text-block"  # a [text]...[/text] block
     PLAIN = "text/plain"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from relay.smtp import auth
 from tests.fake_api import FakeApi
 from tests.fakes import FakeProvider, ReplyingProvider
 from tests.helpers import HTTP_ROUTES, PASSWORD, closed_port, relay_config_text, serve_fake
+from tests.pg import cluster, new_database
 
 
 @pytest.fixture
@@ -53,8 +54,41 @@ async def replying_relay(relay_factory: Any) -> AsyncIterator[Callable[..., Any]
 RelayFactory = Callable[..., "asyncio.Future[Daemon]"]
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on a relay runs on both spool backends, but those marked sqlite_only (they
+    look at the SQLite file itself: its pages, a corrupt file, PRAGMAs)."""
+    if "backend" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("backend", BACKENDS[:1] if only else BACKENDS)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster for the run (tests/pg.py), started when first needed."""
+    with cluster() as dsn:
+        yield dsn
+
+
 @pytest.fixture
-async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+def pg_dsn(pg_cluster: str) -> str:
+    """A fresh database on the run's cluster, for one test."""
+    return new_database(pg_cluster)
+
+
+@pytest.fixture
+def spool_yaml(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The relay's spool section on the test's backend: a SQLite file, or a new database."""
+    if backend == "sqlite":
+        return f"{{path: {tmp_path / 'spool.db'}}}"
+    dsn = request.getfixturevalue("pg_dsn")
+    return f'{{backend: postgresql, dsn: "{dsn}", relay_name: test}}'
+
+
+@pytest.fixture
+async def relay_factory(tmp_path: Path, spool_yaml: str) -> AsyncIterator[Callable[..., object]]:
     started: list[Daemon] = []
 
     async def start(provider_port: int, **overrides: object) -> Daemon:
@@ -64,7 +98,7 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             "provider_port": provider_port,
             "password": PASSWORD,
             "outbox": "null",
-            "spool": tmp_path / "spool.db",
+            "spool": spool_yaml,
             "timeout": 5,
             "max_age": 3600,
             "listen_extra": "",

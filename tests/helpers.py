@@ -195,7 +195,7 @@ provider:
   reply_address: replies@relay.example.com
   outbox: {outbox}
 {provider_extra}
-spool: {{path: {spool}}}
+spool: {spool}
 delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, max_age: {max_age},
             shutdown_timeout: 5}}
 {extra}
@@ -203,7 +203,10 @@ delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, 
 
 
 def relay_config_text(**values: object) -> str:
+    """`spool`: a path (the SQLite file), or the YAML of the whole spool section."""
     routes = str(values.pop("routes", ROUTES))
+    if isinstance(values.get("spool"), Path):
+        values["spool"] = f"{{path: {values['spool']}}}"
     return RELAY_CONFIG.format(**values) + routes
 
 

@@ -10,9 +10,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
 
 
 def bindir() -> Path:
@@ -50,3 +53,11 @@ def cluster() -> Iterator[str]:
     finally:
         run(str(bin_ / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def new_database(dsn: str) -> str:
+    """A new empty database on the cluster at `dsn`; returns its DSN."""
+    name = f"t{uuid.uuid4().hex}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return dsn.replace("dbname=postgres", f"dbname={name}")

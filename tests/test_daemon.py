@@ -211,6 +211,7 @@ async def _expire(relay: Any, port: int) -> None:
     assert f"127.0.0.1:{port}" in current[1]
 
 
+@pytest.mark.sqlite_only  # a full or corrupt SQLite file; tests/test_ha.py stops the database
 async def test_corrupt_spool_refuses_to_start(tmp_path: Path, relay_factory: Any) -> None:
     (tmp_path / "spool.db").write_bytes(b"this is not a database" * 100)
     from relay.errors import SpoolError

@@ -69,10 +69,10 @@ class FailsToRecord(SqliteSpool):
         super().__init__(path)
         self.broken = True
 
-    async def finish(self, relay_id: str, state: State, *, durable: bool = False, **values: Any) -> None:
+    async def finish(self, relay_id: str, state: State, *, durable: bool = False, **values: Any) -> bool:
         if self.broken:
             raise SpoolError("spool unavailable, message not accepted; try again later")
-        await super().finish(relay_id, state, durable=durable, **values)
+        return await super().finish(relay_id, state, durable=durable, **values)
 
 
 async def test_a_spool_failure_after_sending_strands_no_row_and_sends_none_twice(tmp_path: Path) -> None:

@@ -180,6 +180,7 @@ async def test_internal_error_is_451_without_details(
     assert b"fire" not in info.value.smtp_error and b"secret" not in info.value.smtp_error
 
 
+@pytest.mark.sqlite_only  # a full or corrupt SQLite file; tests/test_ha.py stops the database
 async def test_spool_full_is_451_then_recovers(
     provider: tuple[FakeProvider, int], relay_factory: Any
 ) -> None:

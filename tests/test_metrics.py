@@ -80,6 +80,7 @@ async def test_oldest_waiting_age_grows_while_the_provider_is_down(relay_factory
         assert 600 <= value(text, "smsc_relay_oldest_waiting_seconds") < 700
 
 
+@pytest.mark.sqlite_only  # a full or corrupt SQLite file; tests/test_ha.py stops the database
 async def test_health_fails_when_paused_or_spool_unwritable(relay_factory: Any) -> None:
     relay = await relay_factory(1, extra="metrics: {listen: '127.0.0.1:0'}\n")  # never reached
     port = relay.metrics_server.sockets[0].getsockname()[1]

@@ -208,7 +208,11 @@ async def test_sighup_reloads_and_refuses_broken_config(
 
 
 async def test_queue_and_stats_commands(
-    provider: tuple[FakeProvider, int], relay_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    provider: tuple[FakeProvider, int],
+    relay_factory: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
 ) -> None:
     fake, port = provider
     fake.replies = ["554 5.7.1 no such account"]
@@ -247,7 +251,7 @@ async def test_queue_and_stats_commands(
     assert code == 0
     code, out = await asyncio.to_thread(run, "queue", "show", "nope")
     assert code == 1
-    assert os.path.exists(tmp_path / "spool.db")
+    assert os.path.exists(tmp_path / "spool.db") == (backend == "sqlite")  # the config's spool, no other
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +14,6 @@ import pytest
 from relay.model import State
 from relay.spool.postgres import PostgresSpool
 from tests.helpers import Clock, make_config, render
-from tests.pg import cluster
-
-
-@pytest.fixture(scope="module")
-def dsn() -> Iterator[str]:
-    with cluster() as found:
-        yield found
-
-
-@pytest.fixture
-async def database(dsn: str) -> AsyncIterator[str]:
-    """A fresh database per test on the module's cluster."""
-    name = f"t{uuid.uuid4().hex}"
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(f"CREATE DATABASE {name}")
-    yield dsn.replace("dbname=postgres", f"dbname={name}")
 
 
 def mails(count: int, start: int = 0) -> list[Any]:
@@ -45,15 +27,15 @@ def mails(count: int, start: int = 0) -> list[Any]:
     return found
 
 
-async def test_enqueue_is_durable_and_readable(database: str) -> None:
-    spool = PostgresSpool(database, relay="a")
+async def test_enqueue_is_durable_and_readable(pg_dsn: str) -> None:
+    spool = PostgresSpool(pg_dsn, relay="a")
     await spool.open()
     try:
-        rows = await spool.enqueue(mails(3), mail_from="app@example.com", inbound_id="<x@y>")
+        rows = (await spool.enqueue(mails(3), mail_from="app@example.com", inbound_id="<x@y>")).rows
         got = await spool.get(rows[0].id)
         assert got is not None and got.message == rows[0].message and got.state is State.QUEUED
         assert await spool.counts() == {State.QUEUED: 3}
-        async with await psycopg.AsyncConnection.connect(database) as conn:
+        async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
             await conn.execute("SET synchronous_commit = on")
             value = await (await conn.execute("SHOW synchronous_commit")).fetchone()
             assert value is not None and value[0] == "on"
@@ -61,8 +43,8 @@ async def test_enqueue_is_durable_and_readable(database: str) -> None:
         await spool.close()
 
 
-async def test_two_relays_never_claim_the_same_row(database: str) -> None:
-    a, b = PostgresSpool(database, relay="a"), PostgresSpool(database, relay="b")
+async def test_two_relays_never_claim_the_same_row(pg_dsn: str) -> None:
+    a, b = PostgresSpool(pg_dsn, relay="a"), PostgresSpool(pg_dsn, relay="b")
     await a.open()
     await b.open()  # the second migrate finds the schema made
     try:
@@ -88,10 +70,10 @@ async def test_two_relays_never_claim_the_same_row(database: str) -> None:
         await b.close()
 
 
-async def test_a_dead_relays_claims_return_when_its_lease_runs_out(database: str) -> None:
+async def test_a_dead_relays_claims_return_when_its_lease_runs_out(pg_dsn: str) -> None:
     clock = Clock(1_000_000.0)
-    a = PostgresSpool(database, relay="a", clock=clock, lease=60)
-    b = PostgresSpool(database, relay="b", clock=clock, lease=60)
+    a = PostgresSpool(pg_dsn, relay="a", clock=clock, lease=60)
+    b = PostgresSpool(pg_dsn, relay="b", clock=clock, lease=60)
     await a.open()
     await b.open()
     try:
@@ -99,11 +81,11 @@ async def test_a_dead_relays_claims_return_when_its_lease_runs_out(database: str
         taken = await a.claim(5, now=clock.now + 1)
         assert len(taken) == 5
         clock.now += 30
-        assert await a.renew() == 5  # alive: still its own
+        assert await a.keep_claims() == 0  # alive: renewed, still its own
         clock.now += 59
-        assert await b.requeue_expired() == 0 and await b.claim(5, now=clock.now) == []
+        assert await b.keep_claims() == 0 and await b.claim(5, now=clock.now) == []
         clock.now += 2  # a stopped renewing (it died): the lease ran out
-        assert await b.requeue_expired() == 5
+        assert await b.keep_claims() == 5
         again = await b.claim(5, now=clock.now)
         assert sorted(r.id for r in again) == sorted(r.id for r in taken)
         assert all(r.uncertain and r.attempts == 2 for r in again)
@@ -114,8 +96,8 @@ async def test_a_dead_relays_claims_return_when_its_lease_runs_out(database: str
         await b.close()
 
 
-async def test_a_pause_seen_by_one_relay_holds_the_other(database: str) -> None:
-    a, b = PostgresSpool(database, relay="a"), PostgresSpool(database, relay="b")
+async def test_a_pause_seen_by_one_relay_holds_the_other(pg_dsn: str) -> None:
+    a, b = PostgresSpool(pg_dsn, relay="a"), PostgresSpool(pg_dsn, relay="b")
     await a.open()
     await b.open()
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from relay.errors import SpoolError
 from relay.spool.sqlite import connect
-from relay.spool.writer import GroupCommitWriter
+from relay.spool.writer import GroupCommitWriter, SqliteEngine
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ async def writer(tmp_path: Path) -> AsyncIterator[GroupCommitWriter]:
     conn = connect(tmp_path / "w.db")
     conn.execute("CREATE TABLE log (n INTEGER PRIMARY KEY, v TEXT NOT NULL)")
     executor = ThreadPoolExecutor(max_workers=1)
-    w = GroupCommitWriter(conn, executor)
+    w = GroupCommitWriter(SqliteEngine(conn), executor)
     w.start()
     yield w
     await w.stop()
@@ -34,8 +34,13 @@ def insert(n: int, v: str = "x") -> Callable[[sqlite3.Connection], int]:
     return lambda c: int(c.execute("INSERT INTO log (n, v) VALUES (?, ?)", (n, v)).lastrowid or 0)
 
 
+def sqlite(w: GroupCommitWriter) -> sqlite3.Connection:
+    assert isinstance(w.engine, SqliteEngine)
+    return w.engine.conn
+
+
 def logged(w: GroupCommitWriter) -> list[tuple[int, str]]:
-    return [tuple(r) for r in w.conn.execute("SELECT n, v FROM log ORDER BY rowid")]
+    return [tuple(r) for r in sqlite(w).execute("SELECT n, v FROM log ORDER BY rowid")]
 
 
 async def test_concurrent_writes_share_one_commit_in_submission_order(writer: GroupCommitWriter) -> None:
@@ -44,7 +49,7 @@ async def test_concurrent_writes_share_one_commit_in_submission_order(writer: Gr
     assert writer.commits == 1  # twenty callers, one transaction (one fsync)
     assert [n for n, _ in logged(writer)] == list(range(20))
     # rowid order is insertion order: the batch ran in the order the callers came
-    assert [r[0] for r in writer.conn.execute("SELECT n FROM log ORDER BY rowid")] == list(range(20))
+    assert [r[0] for r in sqlite(writer).execute("SELECT n FROM log ORDER BY rowid")] == list(range(20))
 
 
 async def test_a_rejected_operation_fails_only_its_caller(writer: GroupCommitWriter) -> None:
@@ -81,7 +86,7 @@ async def test_a_failed_batch_fails_exactly_its_callers_and_commits_none_of_it(
 
 async def test_disk_full_fails_the_batch_then_recovers(writer: GroupCommitWriter) -> None:
     await writer.write(insert(1))
-    pages = int(writer.conn.execute("PRAGMA page_count").fetchone()[0])
+    pages = int(sqlite(writer).execute("PRAGMA page_count").fetchone()[0])
     await writer.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
     big = "y" * 200_000
     outcomes = await asyncio.gather(
@@ -112,7 +117,7 @@ async def test_durable_batches_are_fsynced_others_not(writer: GroupCommitWriter)
 async def test_stop_fails_what_never_began(tmp_path: Path) -> None:
     conn = connect(tmp_path / "s.db")
     executor = ThreadPoolExecutor(max_workers=1)
-    w = GroupCommitWriter(conn, executor)  # never started: nothing is taken
+    w = GroupCommitWriter(SqliteEngine(conn), executor)  # never started: nothing is taken
     pending = asyncio.ensure_future(w.write(lambda c: None))
     await asyncio.sleep(0)  # let it queue its operation
     await w.stop()

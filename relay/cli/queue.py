@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from relay import provider_errors
 from relay.config.load import load
-from relay.errors import Exit
+from relay.config.schema import SpoolConfig
+from relay.errors import Exit, SpoolError
 from relay.formatters import mime
-from relay.model import AlertState, State
+from relay.model import AlertState, SpoolBackend, State
 from relay.spool.admin import SpoolAdmin
 from relay.spool.messages import Row
+
+T = TypeVar("T")
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -52,12 +57,26 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace) -> SpoolAdmin:
     # Reading the queue needs no provider password: the service user (or a group member who
     # may read relay.yaml but not the credential) can run these.
-    cfg = load(args.config, secrets=False)
-    if not cfg.spool.path.exists():
-        print(f"smsc-relay: no spool at {cfg.spool.path} (has the relay run yet?)", file=sys.stderr)
-        raise SystemExit(Exit.FAILURE)
-    become_owner(cfg.spool.path)
-    return SpoolAdmin.open(cfg.spool.path)
+    return open_admin(load(args.config, secrets=False).spool)
+
+
+def _using(args: argparse.Namespace, use: Callable[[SpoolAdmin], T]) -> T:
+    with contextlib.closing(_open(args)) as spool:
+        return use(spool)
+
+
+def open_admin(cfg: SpoolConfig) -> SpoolAdmin:
+    """The spool of the config, or exit with why not: no SQLite file yet, no database."""
+    if cfg.backend is SpoolBackend.SQLITE:
+        if not cfg.path.exists():
+            print(f"smsc-relay: no spool at {cfg.path} (has the relay run yet?)", file=sys.stderr)
+            raise SystemExit(Exit.FAILURE)
+        become_owner(cfg.path)
+    try:
+        return SpoolAdmin.for_config(cfg)
+    except SpoolError as exc:
+        print(f"smsc-relay: {exc}", file=sys.stderr)
+        raise SystemExit(Exit.TEMPFAIL) from None
 
 
 def become_owner(path: Path) -> None:
@@ -113,7 +132,7 @@ def _iso(ts: float) -> str:
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
-    rows = _open(args).newest(args.limit, State(args.state) if args.state else None)
+    rows = _using(args, lambda s: s.newest(args.limit, State(args.state) if args.state else None))
     if args.json:
         print(json.dumps([as_json(r) for r in rows], ensure_ascii=False, indent=2))
         return Exit.OK
@@ -130,7 +149,7 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_alerts(args: argparse.Namespace) -> int:
-    alerts = _open(args).alerts(args.limit, AlertState(args.state) if args.state else None)
+    alerts = _using(args, lambda s: s.alerts(args.limit, AlertState(args.state) if args.state else None))
     for a in alerts:
         for key in ("received", "due", "updated"):
             a[key] = _iso(float(a[key]))  # type: ignore[arg-type]
@@ -148,7 +167,11 @@ def cmd_queue_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_one(args: argparse.Namespace) -> int:
-    spool = _open(args)
+    with contextlib.closing(_open(args)) as spool:
+        return _one(args, spool)
+
+
+def _one(args: argparse.Namespace, spool: SpoolAdmin) -> int:
     row = spool.get(args.id)
     if row is None:
         print(f"smsc-relay: no message {args.id}", file=sys.stderr)
@@ -216,7 +239,7 @@ def _show(row: Row, data: dict[str, Any]) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = _open(args).stats()
+    stats = _using(args, SpoolAdmin.stats)
     counts = {s.value: stats.counts.get(s, 0) for s in State}
     oldest, control = stats.oldest_pending, stats.control
     paused = float(control.get("paused_until", "0")) > time.time()
@@ -246,6 +269,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_resume(args: argparse.Namespace) -> int:
-    reason = _open(args).resume()
+    reason = _using(args, SpoolAdmin.resume)
     print(f"delivery resumed (was paused: {reason})" if reason else "delivery was not paused")
     return Exit.OK

@@ -8,6 +8,7 @@ said. This command waits for that and prints each state it sees.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 import time
@@ -15,13 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay import fields
-from relay.cli.queue import become_owner
+from relay.cli.queue import open_admin
 from relay.config.load import load
 from relay.errors import Exit, RelayError
 from relay.formatters import provider
 from relay.ids import new_id
 from relay.model import Entry, RouteMode, SmsRequest, State
-from relay.spool import alerts, messages
+from relay.spool import messages
 from relay.spool.admin import SpoolAdmin
 
 DONE_OK = (State.CONFIRMED, State.DRY_RUN, State.DELIVERED)
@@ -60,22 +61,15 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     except RelayError as exc:
         print(f"smsc-relay: {exc.reason}", file=sys.stderr)
         return Exit.DATAERR
-    if not cfg.spool.path.exists():
-        print(f"smsc-relay: no spool at {cfg.spool.path}: start the relay first", file=sys.stderr)
-        return Exit.FAILURE
-    become_owner(cfg.spool.path)
-    spool = SpoolAdmin.open(cfg.spool.path)
-    now = time.time()
-    rows = messages.new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=now)
-    spool.conn.execute("BEGIN IMMEDIATE")
-    if cfg.provider.phone_limits:
-        rows = alerts.protect(spool.conn, rows, [mail], now)
-    messages.insert(spool.conn, rows)
-    spool.conn.execute("COMMIT")
-    print(f"{request.relay_id}: queued for {phone} (the running relay sends it within seconds)")
-    # With test=1 the provider's reply says whether it went out; with test=0, `sent` is the end.
-    waits_for_reply = cfg.provider.test and cfg.provider.outbox is None
-    return _wait(spool, request.relay_id, args.wait, sent_is_final=not waits_for_reply)
+    with contextlib.closing(open_admin(cfg.spool)) as spool:
+        rows = messages.new_rows(
+            [mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=time.time()
+        )
+        spool.enqueue(rows, [mail], protect=cfg.provider.phone_limits)
+        print(f"{request.relay_id}: queued for {phone} (the running relay sends it within seconds)")
+        # With test=1 the provider's reply says whether it went out; with test=0, `sent` is the end.
+        waits_for_reply = cfg.provider.test and cfg.provider.outbox is None
+        return _wait(spool, request.relay_id, args.wait, sent_is_final=not waits_for_reply)
 
 
 def _wait(spool: SpoolAdmin, relay_id: str, seconds: float, *, sent_is_final: bool) -> int:

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
+from psycopg import conninfo
 
 from relay import fields
 from relay.config import values
@@ -42,7 +44,7 @@ from relay.config.schema import (
 from relay.config.users import load_users
 from relay.config.yamlsrc import load as load_yaml
 from relay.errors import ConfigError, Problem
-from relay.model import RouteMode, TransportKind
+from relay.model import RouteMode, Secret, SpoolBackend, TransportKind
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None, *, secrets: bool = True) -> Config:
@@ -73,7 +75,7 @@ def parse(
     top = Reader(problems, data, "", 1)
     listen = _listen(top.child("listen"), base_dir)
     provider = _provider(top.child("provider"), base_dir, env or {}, secrets)
-    spool = _spool(top.child("spool"), base_dir)
+    spool = _spool(top.child("spool"), base_dir, env or {})
     parsing = _parsing(top.child("parsing"))
     delivery = _delivery(top.child("delivery"))
     notify = _notify(top.child("notify"))
@@ -313,11 +315,42 @@ def _dkim(r: Reader, base_dir: Path) -> DkimKey | None:
     return DkimKey(domain, selector, key) if domain and selector else None
 
 
-def _spool(r: Reader, base_dir: Path) -> SpoolConfig:
+def _spool(r: Reader, base_dir: Path, env: Mapping[str, str]) -> SpoolConfig:
     keep_days = r.integer("keep_days", default(SpoolConfig, "keep_days"), 1, 3650)
-    result = SpoolConfig(values.path(r, "path", base_dir) or DEFAULT_SPOOL, keep_days)
+    backend = SpoolBackend(r.choice("backend", "sqlite", tuple(b.value for b in SpoolBackend)))
+    dsn, name = Secret(""), ""
+    if backend is SpoolBackend.POSTGRESQL:
+        if r.has("path"):
+            r.problem("path", "is the SQLite file: with backend: postgresql, give dsn (or dsn_file)")
+        dsn = values.secret(
+            r, "dsn", base_dir, env, check=_dsn,
+            missing="is required with backend: postgresql (or dsn_file, or dsn: ${SMSC_SPOOL_DSN})",
+        )  # fmt: skip
+        name = r.value("relay_name", str, "")
+        if name and not RELAY_NAME.fullmatch(name):
+            r.problem("relay_name", "letters, digits and .-_: only, at most 64 characters")
+    else:
+        for key in ("dsn", "dsn_file", "relay_name"):
+            if r.has(key):
+                r.problem(key, "is for backend: postgresql")
+    path = values.path(r, "path", base_dir) or DEFAULT_SPOOL
+    result = SpoolConfig(path, keep_days, backend, dsn, name)
     r.finish()
     return result
+
+
+RELAY_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _dsn(text: str) -> str:
+    """A libpq connection string or URI; the error never shows it (it may hold a password)."""
+    try:
+        conninfo.conninfo_to_dict(text)
+    except psycopg.ProgrammingError:
+        raise ValueError(
+            "is not a PostgreSQL connection string (key=value ..., or postgresql://...)"
+        ) from None
+    return text
 
 
 def _parsing(r: Reader) -> ParsingConfig:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay.model import Options, RouteMode, Secret, TransportKind
+from relay.model import Options, RouteMode, Secret, SpoolBackend, TransportKind
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_PROVIDER_HOST = "send.smscentre.com"
@@ -212,8 +212,13 @@ class NotifyConfig:
 
 @dataclass(frozen=True, slots=True)
 class SpoolConfig:
-    path: Path = DEFAULT_SPOOL
+    path: Path = DEFAULT_SPOOL  # the SQLite file (backend: sqlite)
     keep_days: int = 30  # finished messages and provider replies are deleted after this
+    backend: SpoolBackend = SpoolBackend.SQLITE
+    dsn: Secret = field(
+        default_factory=lambda: Secret("")
+    )  # backend: postgresql; it may hold the database password
+    relay_name: str = ""  # this relay's name among those sharing the database; "": hostname:port
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,36 +25,54 @@ def skip_password(r: Reader) -> Secret:
 
 
 def password(r: Reader, base_dir: Path, env: Mapping[str, str]) -> Secret:
-    if r.has("password") and r.has("password_file"):
-        r.problem("password", "give password or password_file, not both")
+    return secret(
+        r, "password", base_dir, env, check=fields.password,
+        missing="is required (or password_file, or password: ${SMSC_PASSWORD})",
+    )  # fmt: skip
+
+
+def secret(
+    r: Reader,
+    key: str,
+    base_dir: Path,
+    env: Mapping[str, str],
+    *,
+    check: Callable[[str], str],
+    missing: str,
+) -> Secret:
+    """A secret given as `key` (the text, or ${ENV}) or `key`_file (a file holding it), checked
+    by `check` (which raises ValueError); `missing`: the problem when neither is given."""
+    file_key = f"{key}_file"
+    if r.has(key) and r.has(file_key):
+        r.problem(key, f"give {key} or {file_key}, not both")
     raw = ""
-    if r.has("password_file"):
-        file = path(r, "password_file", base_dir, env)
+    if r.has(file_key):
+        file = path(r, file_key, base_dir, env)
         try:
             raw = file.read_text(encoding="utf-8").strip() if file else ""
         except OSError as exc:
-            r.problem("password_file", f"cannot read {file}: {exc.__class__.__name__}: {exc.strerror}")
+            r.problem(file_key, f"cannot read {file}: {exc.__class__.__name__}: {exc.strerror}")
             return Secret("")
         except UnicodeDecodeError:
-            r.problem("password_file", "cannot read: not UTF-8 text")
+            r.problem(file_key, "cannot read: not UTF-8 text")
             return Secret("")
-    elif r.has("password"):
-        value = r.raw("password")
+    elif r.has(key):
+        value = r.raw(key)
         if isinstance(value, list | dict | bool):  # `password: [x]` would become "['x']"
-            r.problem("password", f"expected a string, got {type(value).__name__}: quote it")
+            r.problem(key, f"expected a string, got {type(value).__name__}: quote it")
             return Secret("")
         try:
             raw = expand(str(value), env)
         except ValueError as exc:
-            r.problem("password", str(exc))
+            r.problem(key, str(exc))
             return Secret("")
     else:
-        r.problem("password", "is required (or password_file, or password: ${SMSC_PASSWORD})")
+        r.problem(key, missing)
         return Secret("")
     try:
-        return Secret(fields.password(raw))
+        return Secret(check(raw))
     except ValueError as exc:
-        r.problem("password_file" if r.has("password_file") else "password", str(exc))
+        r.problem(file_key if r.has(file_key) else key, str(exc))
         return Secret("")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from relay.config.schema import Config
 from relay.errors import SpoolError
+from relay.model import SpoolBackend
 from relay.spool.interface import Spool
 
 
@@ -30,10 +31,11 @@ class Health:
         cfg = self.config()
         if self.spool.failing:
             return f"spool not writable: {self.spool.failing}"
-        disk = os.statvfs(cfg.spool.path.parent)
-        free = disk.f_bavail * disk.f_frsize
-        if free < 2 * cfg.listen.max_message_size:
-            return f"spool disk almost full: {free} bytes free"
+        if cfg.spool.backend is SpoolBackend.SQLITE:  # a database server watches its own disk
+            disk = os.statvfs(cfg.spool.path.parent)
+            free = disk.f_bavail * disk.f_frsize
+            if free < 2 * cfg.listen.max_message_size:
+                return f"spool disk almost full: {free} bytes free"
         try:
             # A real, fsynced write: a locked or read-only spool shows here.
             await self.spool.set_control("health_checked", f"{time.time():.0f}")

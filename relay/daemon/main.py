@@ -40,10 +40,12 @@ from relay.provider_errors import pause_length
 from relay.smtp.handler import Handler
 from relay.smtp.intake import ReplyIntake
 from relay.smtp.session import Sessions
-from relay.spool.sqlite import SqliteSpool
+from relay.spool import backends
+from relay.spool.postgres import LEASE
 
 log = logging.getLogger("relay.daemon")
 SWEEP_INTERVAL = 60.0  # seconds between retention / unconfirmed sweeps, at most
+CLAIM_RENEWAL = LEASE / 3  # a shared spool's leases are renewed twice before one could run out
 STATUS_INTERVAL = 10.0  # seconds between STATUS= lines to systemd
 
 
@@ -63,7 +65,7 @@ class Daemon:
         self.metrics = Metrics()
         self.systemd = SystemdNotifier()
         self.stop_event = asyncio.Event()
-        self.spool = SqliteSpool(cfg.spool.path)
+        self.spool = backends.make(cfg.spool, f"{socket.gethostname()}:{cfg.listen.port}")
         self.notifier = (
             Notifier(
                 self.spool, cfg.notify, reporting_host=self.hostname, reply_address=cfg.provider.reply_address
@@ -121,6 +123,8 @@ class Daemon:
         self.server: asyncio.Server | None = None
         self.metrics_server: asyncio.Server | None = None
         self.sweeper: asyncio.Task[None] | None = None
+        self.claims: asyncio.Task[None] | None = None
+        self.watcher: asyncio.Task[None] | None = None
         self.heartbeat: asyncio.Task[None] | None = None
 
     def _return_path(self, relay_id: str, address: str) -> str:
@@ -165,10 +169,11 @@ class Daemon:
         if self.cfg.provider.uses_api and self.cfg.provider.outbox is None:
             self.balance.start(self.api)
         self.sweeper = asyncio.create_task(self._sweep(), name="sweep")
+        self.claims = asyncio.create_task(self._keep_claims(), name="spool-claims")
+        self.watcher = asyncio.create_task(self.spool.watch(self._news), name="spool-watch")
         mode = _mode(self.cfg)
-        log.info(
-            "event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, self.cfg.spool.path, mode
-        )
+        where = backends.describe(self.cfg.spool, self.spool)
+        log.info("event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, where, mode)
         self.systemd.ready(await self.status())
         self.heartbeat = asyncio.create_task(self._heartbeat(), name="sd-heartbeat")
 
@@ -205,6 +210,24 @@ class Daemon:
                     fields.append(f"STATUS=spool unavailable: {exc}")
                 last_status = loop_time
             self.systemd.notify(*fields)
+
+    def _news(self, what: str) -> None:
+        """Another relay queued rows anyone may claim, or changed the pause: look now."""
+        self.deliverer.wake()
+
+    async def _keep_claims(self) -> None:
+        """A shared spool: renew this relay's claims well inside their lease, and give back
+        those of a relay that stopped renewing (it died)."""
+        while True:
+            try:
+                back = await self.spool.keep_claims()
+            except SpoolError as exc:
+                log.error("event=claims_not_renewed error=%r", str(exc))
+            else:
+                if back:
+                    log.warning("event=claims_expired rows=%d note='their relay stopped renewing'", back)
+                    self.deliverer.wake()
+            await asyncio.sleep(CLAIM_RENEWAL)
 
     async def _sweep(self) -> None:
         """Retention: finished messages and replies older than spool.keep_days go. With test=1, a
@@ -305,9 +328,10 @@ class Daemon:
         await self.tracker.stop()
         await self.balance.stop()
         await self.api.close()
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            await asyncio.gather(self.sweeper, return_exceptions=True)
+        for task in (self.sweeper, self.claims, self.watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.spool.close()
         self.systemd.close()
         log.info("event=stopped")

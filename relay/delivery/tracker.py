@@ -68,8 +68,10 @@ class Tracker:
         pairs = await self.spool.tracking_due(now, self.max_pairs)
         if not pairs:
             return False
-        # Written first: if we die after asking, the next start still waits out the minute.
-        await self.spool.set_control(POLLED_KEY, f"{now:.3f}")
+        # Written first, as a turn taken: if we die after asking, the next start still waits
+        # out the minute, and of two relays sharing the spool only one asks in it.
+        if not await self.spool.take_turn(POLLED_KEY, now, self.interval):
+            return False
         self.requests += 1
         try:
             found = await self.client.statuses(pairs)

@@ -1,20 +1,29 @@
-"""The spool for `smsc-relay queue` and `stats`: a second connection, safe while the relay runs.
+"""The spool for `smsc-relay queue`, `stats` and `send-test`: a connection of its own, safe
+while the relays run, on either engine.
 
-Reads see the last committed state (WAL); the few writes (retry, drop, resume) are single
-statements that the running relay's next claim or control check picks up. It never requeues
-`sending` rows: those belong to the running relay.
+Reads see the last committed state; the few writes (retry, drop, resume, a test message) are
+short transactions that the running relays' next claim or control check picks up (on
+PostgreSQL they are told at once, by NOTIFY). It never requeues `sending` rows: those belong
+to a running relay.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relay.model import AlertState, State
-from relay.spool import alerts, messages, replies, schema, tracking
+import psycopg
+
+from relay.config.schema import SpoolConfig
+from relay.errors import SpoolError
+from relay.model import AlertState, ProviderMail, SpoolBackend, State
+from relay.spool import alerts, messages, postgres, replies, schema, tracking
+from relay.spool.base import CONTROL, QUEUED
+from relay.spool.db import Db
 from relay.spool.messages import Row
 from relay.spool.sqlite import connect
 
@@ -28,17 +37,65 @@ class Stats:
 
 
 class SpoolAdmin:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        conn: Db,
+        transaction: Callable[[], contextlib.AbstractContextManager[Db]],
+        close: Callable[[], None],
+        notify: Callable[[Db, str], None] = lambda conn, what: None,
+    ) -> None:
+        self.conn = conn  # reads, and single statements (autocommit)
+        self._transaction = transaction  # several statements as one, serialized as a relay's
+        self._close = close
+        self._notify = notify
 
     @classmethod
     def open(cls, path: Path) -> SpoolAdmin:
+        """A SQLite spool file."""
         conn = connect(path)
         schema.migrate(conn)  # an older spool gets the tables this code reads
-        return cls(conn)
+
+        @contextlib.contextmanager
+        def transaction() -> Iterator[Db]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return cls(conn, transaction, conn.close)
+
+    @classmethod
+    def open_postgres(cls, dsn: str, timeout: float = 10.0) -> SpoolAdmin:
+        """A PostgreSQL spool; raises SpoolError (DSN masked) when it cannot be reached."""
+        try:
+            raw = psycopg.connect(
+                dsn, autocommit=True, connect_timeout=int(timeout), **postgres.connection_kwargs()
+            )
+            postgres.migrate(raw)  # an older database gets the tables this code reads
+        except psycopg.Error as exc:
+            raise SpoolError(f"cannot open the PostgreSQL spool: {postgres.masked(str(exc), dsn)}") from None
+        db = postgres.PgDb(raw)
+
+        @contextlib.contextmanager
+        def transaction() -> Iterator[Db]:
+            with raw.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(?)", (postgres.SHARED_LOCK,))
+                yield db
+
+        return cls(db, transaction, raw.close, postgres.notify)
+
+    @classmethod
+    def for_config(cls, cfg: SpoolConfig) -> SpoolAdmin:
+        if cfg.backend is SpoolBackend.POSTGRESQL:
+            return cls.open_postgres(cfg.dsn.value)
+        return cls.open(cfg.path)
 
     def close(self) -> None:
-        self.conn.close()
+        self._close()
 
     def newest(self, limit: int, state: State | None = None) -> list[Row]:
         return messages.newest(self.conn, limit, state)
@@ -47,13 +104,15 @@ class SpoolAdmin:
         return messages.get(self.conn, relay_id)
 
     def replies(self, relay_id: str) -> list[dict[str, object]]:
-        return [dict(r) for r in replies.of_message(self.conn, relay_id)]
+        return [_plain(r) for r in replies.of_message(self.conn, relay_id)]
 
     def phone_statuses(self, relay_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in tracking.of_message(self.conn, relay_id)]
+        return [_plain(r) for r in tracking.of_message(self.conn, relay_id)]
 
     def retry(self, relay_id: str) -> None:
-        messages.retry(self.conn, relay_id, time.time())
+        with self._transaction() as conn:
+            messages.retry(conn, relay_id, time.time())
+            self._notify(conn, QUEUED)
 
     def drop(self, relay_id: str) -> None:
         messages.drop(self.conn, relay_id)
@@ -72,8 +131,21 @@ class SpoolAdmin:
     def resume(self) -> str | None:
         """Clear a provider pause; returns its reason, or None when delivery was not paused."""
         reason = messages.get_control(self.conn).get("pause_reason")
-        self.conn.execute("BEGIN IMMEDIATE")
-        messages.set_control(self.conn, "paused_until", None)
-        messages.set_control(self.conn, "pause_reason", None)
-        self.conn.execute("COMMIT")
+        with self._transaction() as conn:
+            messages.set_control(conn, "paused_until", None)
+            messages.set_control(conn, "pause_reason", None)
+            self._notify(conn, CONTROL)
         return reason
+
+    def enqueue(self, rows: Sequence[Row], mails: Sequence[ProviderMail], *, protect: bool) -> list[Row]:
+        """Queue new rows (a test message) as a relay would: within the phone limits."""
+        with self._transaction() as conn:
+            final = alerts.protect(conn, list(rows), mails, time.time()) if protect else list(rows)
+            messages.insert(conn, final)
+            self._notify(conn, QUEUED)
+        return final
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    d = dict(row)
+    return {k: bytes(v) if isinstance(v, memoryview) else v for k, v in d.items()}

@@ -9,15 +9,16 @@ nor sends one twice. The decisions are relay/storm/plan.py's.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from relay.config.schema import Config, StormSettings
 from relay.formatters import provider
 from relay.model import AlertKind, AlertState, ProviderMail, State
 from relay.pipeline import digest_request
+from relay.spool.db import Db
 from relay.spool.messages import Row, insert, new_rows
 from relay.storm import pacing
 from relay.storm import plan as storm
@@ -29,7 +30,7 @@ HISTORY = 86400.0  # phone_sends kept this long: far more than any run the flood
 
 
 def admit(
-    conn: sqlite3.Connection,
+    conn: Db,
     alerts: Sequence[Alert],
     *,
     settings: Callable[[str], StormSettings],
@@ -72,8 +73,10 @@ def admit(
         if result.window:
             w = result.window
             conn.execute(
-                "INSERT OR REPLACE INTO dedup_windows (key, route, phones, text, opened, closes, repeats,"
-                " source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO dedup_windows (key, route, phones, text, opened, closes, repeats, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET route = excluded.route,"
+                " phones = excluded.phones, text = excluded.text, opened = excluded.opened,"
+                " closes = excluded.closes, repeats = excluded.repeats, source = excluded.source",
                 (w.key, w.route, json.dumps(w.phones), w.text, w.opened, w.closes, w.repeats, w.source),
             )
         results.append(result)
@@ -88,7 +91,7 @@ class Tick:
 
 
 def tick(
-    conn: sqlite3.Connection,
+    conn: Db,
     *,
     now: float,
     config: Config,
@@ -140,7 +143,7 @@ def tick(
 
 
 def _insert(
-    conn: sqlite3.Connection,
+    conn: Db,
     a: Alert,
     state: AlertState,
     *,
@@ -158,7 +161,7 @@ def _insert(
     )  # fmt: skip
 
 
-def _alert(r: sqlite3.Row) -> Alert:
+def _alert(r: Any) -> Alert:
     return Alert(
         id=r["id"], route=r["route"], phones=tuple(json.loads(r["phones"])), text=r["text"],
         kind=AlertKind(r["kind"]),
@@ -167,21 +170,19 @@ def _alert(r: sqlite3.Row) -> Alert:
     )  # fmt: skip
 
 
-def _window(r: sqlite3.Row) -> Window:
+def _window(r: Any) -> Window:
     return Window(
         key=r["key"], route=r["route"], phones=tuple(json.loads(r["phones"])), text=r["text"],
         opened=r["opened"], closes=r["closes"], repeats=r["repeats"], source=r["source"],
     )  # fmt: skip
 
 
-def counts(conn: sqlite3.Connection) -> dict[AlertState, int]:
+def counts(conn: Db) -> dict[AlertState, int]:
     found = conn.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state")
     return {AlertState(state): n for state, n in found}
 
 
-def list_alerts(
-    conn: sqlite3.Connection, limit: int = 1000, state: AlertState | None = None
-) -> list[dict[str, object]]:
+def list_alerts(conn: Db, limit: int = 1000, state: AlertState | None = None) -> list[dict[str, object]]:
     """Alerts, newest first (for `queue alerts`)."""
     where, params = ("WHERE state = ?", [state.value]) if state else ("", [])
     out = []
@@ -193,7 +194,7 @@ def list_alerts(
     return out
 
 
-def senders(conn: sqlite3.Connection, relay_id: str) -> dict[str, list[str]]:
+def senders(conn: Db, relay_id: str) -> dict[str, list[str]]:
     """For a storm digest: the original envelope senders of the alerts in it, each with the
     addresses it mailed (a failure notice goes to each of them)."""
     found: dict[str, list[str]] = {}
@@ -206,7 +207,7 @@ def senders(conn: sqlite3.Connection, relay_id: str) -> dict[str, list[str]]:
     return found
 
 
-def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+def prune(conn: Db, older_than: float, limit: int) -> int:
     """Alerts that are done (sent, counted, cancelled): their SMS is a message row already."""
     return conn.execute(
         "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE state != ? AND updated < ? LIMIT ?)",
@@ -214,7 +215,7 @@ def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
     ).rowcount
 
 
-def phone_history(conn: sqlite3.Connection, phones: Sequence[str], now: float) -> dict[str, list[Send]]:
+def phone_history(conn: Db, phones: Sequence[str], now: float) -> dict[str, list[Send]]:
     """What these phones were sent (or will be, queued) recently, oldest first: as far back as
     the provider's flood rule can reach (a run of short gaps)."""
     found: dict[str, list[Send]] = {}
@@ -230,9 +231,7 @@ def phone_history(conn: sqlite3.Connection, phones: Sequence[str], now: float) -
     return found
 
 
-def protect(
-    conn: sqlite3.Connection, rows: list[Row], mails: Sequence[ProviderMail], now: float
-) -> list[Row]:
+def protect(conn: Db, rows: list[Row], mails: Sequence[ProviderMail], now: float) -> list[Row]:
     """Every route keeps the provider's limits (storm routes plan theirs): a request whose text
     every phone got within the minute becomes a `repeat`; one that would be a phone's 50th
     short-gap SMS waits (deferred) until allowed. What goes, goes into the phones' history."""

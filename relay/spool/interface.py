@@ -1,9 +1,10 @@
 """The spool as the rest of the shell sees it: one Protocol, whatever engine is behind it.
 
-SQLite (relay/spool/sqlite.py) is the first implementation; a second backend implements the
-same methods with the same guarantees: `enqueue` returns only after the rows are durable, a
-claimed row belongs to one worker, `finish` moves only rows still `sending`, a reply and the
-pause it causes commit together.
+SQLite (relay/spool/sqlite.py, one relay) and PostgreSQL (relay/spool/postgres.py, relays
+sharing one queue) implement it, both through base.py, with the same guarantees: `enqueue`
+returns only after the rows are durable, a claimed row belongs to one worker, `finish` moves
+only rows still `sending` and held by this relay, a reply and the pause it causes commit
+together.
 """
 
 from __future__ import annotations
@@ -74,10 +75,22 @@ class Spool(Protocol):
     async def claim(self, limit: int, now: float) -> list[Row]:
         """Due rows, moved to `sending`: no two workers get one row; none while paused."""
 
-    async def finish(self, relay_id: str, state: State, *, durable: bool = False, **values: Any) -> None:
+    async def finish(self, relay_id: str, state: State, *, durable: bool = False, **values: Any) -> bool:
         """Record an attempt's outcome: state plus any of next_attempt, last_error, error_code,
-        sms_count, attempts. Not fsynced by default: losing it to a power cut means one
-        resend, not a lost message."""
+        sms_count, attempts; False when the row is no longer this relay's attempt. Not fsynced
+        by default: losing it to a power cut means one resend, not a lost message."""
+
+    async def keep_claims(self) -> int:
+        """Renew this relay's claims; rows whose holder stopped renewing go back to the queue
+        (a shared spool). Returns how many came back."""
+
+    async def watch(self, wake: Callable[[str], None]) -> None:
+        """Until cancelled: call `wake` when another relay queued rows ("queued") or changed
+        the pause ("control"). Returns at once where no other relay can write."""
+
+    async def take_turn(self, key: str, now: float, interval: float) -> bool:
+        """Whether `interval` has passed since control `key`; if so, it becomes `now`: of the
+        relays asking at once, one gets the turn."""
 
     async def next_due(self) -> float | None: ...
     async def get(self, relay_id: str) -> Row | None: ...

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.model import Encoding, ProviderMail, RouteMode, State
+from relay.spool.db import Db
 from relay.spool.schema import WAITING
 
 # States a message does not leave by itself: what retention may delete.
@@ -21,7 +21,7 @@ FINISHED = (
     State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED,
     State.REPEAT, State.DRY_RUN, State.DELIVERED, State.UNDELIVERED, State.STATUS_UNKNOWN,
 )  # fmt: skip
-_INSERT_MARKS = ", ".join("?" * 20)  # one per column of `insert`
+_INSERT_MARKS = ", ".join("?" * 22)  # one per column of `insert`
 # Columns `finish` may set besides the state.
 FINISH_COLUMNS = frozenset(
     {"next_attempt", "last_error", "error_code", "sms_count", "attempts", "uncertain", "via", "next_poll",
@@ -64,8 +64,9 @@ class Row:
     polls: int = 0
 
 
-def from_db(r: sqlite3.Row | Mapping[str, Any]) -> Row:
-    """A stored row (SQLite's, or a PostgreSQL dict row) as a Row; extra columns are dropped."""
+def from_db(r: Any) -> Row:
+    """A stored row (sqlite3.Row, the PostgreSQL adapter's, a mapping) as a Row; extra columns
+    (the claim's holder and lease) are dropped."""
     d = {k: v for k, v in dict(r).items() if k in ROW_FIELDS}
     if isinstance(d["message"], memoryview):
         d["message"] = bytes(d["message"])
@@ -99,108 +100,152 @@ def new_rows(
     ]  # fmt: skip
 
 
-def insert(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who holds the `sending` rows it claims, and until when unless it renews (PostgreSQL:
+    another relay may take them after that; SQLite has one relay and ignores the lease)."""
+
+    holder: str
+    lease: float = 60.0
+
+    def until(self, now: float) -> float:
+        return now + self.lease
+
+
+def insert(conn: Db, rows: Sequence[Row], claim: Claim | None = None) -> None:
+    """New rows; a `sending` one (handed to a worker at once) is held under `claim`."""
+
+    def holder(r: Row) -> tuple[str | None, float | None]:
+        if r.state is not State.SENDING or claim is None:
+            return None, None
+        return claim.holder, claim.until(r.updated)
+
     conn.executemany(
         "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
         " texts, parts, encoding, upstream_from, upstream_to, message, masked, attempts, created,"
-        f" updated, next_attempt, last_error) VALUES ({_INSERT_MARKS})",
+        f" updated, next_attempt, last_error, claimed_by, lease_until) VALUES ({_INSERT_MARKS})",
         [
             (
                 r.id, r.state.value, r.mode.value, r.route, r.mail_from, json.dumps(r.rcpt_tos), r.inbound_id,
                 json.dumps(r.phones), json.dumps(r.texts, ensure_ascii=False), r.parts, r.encoding.value,
                 r.upstream_from, r.upstream_to, r.message, int(r.masked), r.attempts, r.created, r.updated,
-                r.next_attempt, r.last_error,
+                r.next_attempt, r.last_error, *holder(r),
             )
             for r in rows
         ],
     )  # fmt: skip
 
 
-def requeue_sending(conn: sqlite3.Connection, now: float) -> int:
+def requeue_sending(conn: Db, now: float, holder: str | None = None) -> int:
     """After a crash: rows left `sending` have an unknown outcome and go back to the queue,
-    marked uncertain (the HTTP transport asks the provider before it sends one again)."""
-    cur = conn.execute(
-        "UPDATE messages SET state = ?, updated = ?, uncertain = 1 WHERE state = ?",
-        (State.QUEUED.value, now, State.SENDING.value),
+    marked uncertain (the HTTP transport asks the provider before it sends one again). With a
+    `holder` (a shared spool), only its own rows and those whose lease ran out: the claimer
+    stopped renewing, so it died; the rows of relays still running stay theirs."""
+    sql = (
+        "UPDATE messages SET state = ?, updated = ?, uncertain = 1, claimed_by = NULL, lease_until = NULL"
+        " WHERE state = ?"
     )
-    return cur.rowcount
+    if holder is None:
+        return conn.execute(sql, (State.QUEUED.value, now, State.SENDING.value)).rowcount
+    return conn.execute(
+        f"{sql} AND (claimed_by = ? OR claimed_by IS NULL OR lease_until < ?)",
+        (State.QUEUED.value, now, State.SENDING.value, holder, now),
+    ).rowcount
 
 
-def paused_until(conn: sqlite3.Connection) -> float:
+def renew(conn: Db, claim: Claim, now: float) -> int:
+    """Keep the holder's claims: the rows it is still sending stay its own."""
+    return conn.execute(
+        "UPDATE messages SET lease_until = ? WHERE state = ? AND claimed_by = ?",
+        (claim.until(now), State.SENDING.value, claim.holder),
+    ).rowcount
+
+
+def paused_until(conn: Db) -> float:
     found = conn.execute("SELECT value FROM control WHERE key = 'paused_until'").fetchone()
     return 0.0 if found is None else float(found[0])
 
 
-def claim(conn: sqlite3.Connection, limit: int, now: float) -> list[Row]:
-    """Due rows, moved to `sending` in the same transaction: no two workers get one row."""
+def claim(conn: Db, limit: int, now: float, claim: Claim, *, skip_locked: bool = False) -> list[Row]:
+    """Due rows, moved to `sending` under `claim` in the same transaction: no two workers get
+    one row. `skip_locked` (PostgreSQL): rows another relay's open transaction is claiming
+    are passed over, not waited for."""
     if paused_until(conn) > now:
         return []  # a provider error holds the queue (written with the error itself)
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     found = conn.execute(
-        f"SELECT * FROM messages WHERE {WAITING} AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+        f"SELECT * FROM messages WHERE {WAITING} AND next_attempt <= ? ORDER BY next_attempt LIMIT ?{lock}",
         (now, limit),
     ).fetchall()
     conn.executemany(
-        "UPDATE messages SET state = ?, attempts = attempts + 1, updated = ? WHERE id = ?",
-        [(State.SENDING.value, now, r["id"]) for r in found],
+        "UPDATE messages SET state = ?, attempts = attempts + 1, updated = ?, claimed_by = ?, lease_until = ?"
+        " WHERE id = ?",
+        [(State.SENDING.value, now, claim.holder, claim.until(now), r["id"]) for r in found],
     )
     return [replace(from_db(r), state=State.SENDING, attempts=r["attempts"] + 1) for r in found]
 
 
-def finish(conn: sqlite3.Connection, relay_id: str, state: State, now: float, values: dict[str, Any]) -> None:
+def finish(conn: Db, relay_id: str, state: State, now: float, values: dict[str, Any], holder: str) -> bool:
     """Record an attempt's outcome. Only the attempt's owner moves a row out of `sending`: a
-    provider reply that came first (confirmed, failed...) is not overwritten."""
+    provider reply that came first (confirmed, failed...) is not overwritten, nor a row that
+    another relay took over after this one's lease ran out. False: nothing was changed."""
     if not set(values) <= FINISH_COLUMNS:
         raise ValueError(f"finish() cannot set {sorted(set(values) - FINISH_COLUMNS)}")
     columns = "".join(f", {k} = ?" for k in values)
-    conn.execute(
-        f"UPDATE messages SET state = ?, updated = ?{columns} WHERE id = ? AND state = ?",
-        (state.value, now, *values.values(), relay_id, State.SENDING.value),
+    return (
+        conn.execute(
+            f"UPDATE messages SET state = ?, updated = ?, claimed_by = NULL, lease_until = NULL{columns}"
+            " WHERE id = ? AND state = ? AND claimed_by = ?",
+            (state.value, now, *values.values(), relay_id, State.SENDING.value, holder),
+        ).rowcount
+        == 1
     )
 
 
-def next_due(conn: sqlite3.Connection) -> float | None:
+def next_due(conn: Db) -> float | None:
     row = conn.execute(f"SELECT MIN(next_attempt) FROM messages WHERE {WAITING}").fetchone()
     return None if row[0] is None else float(row[0])
 
 
-def counts(conn: sqlite3.Connection) -> dict[State, int]:
+def counts(conn: Db) -> dict[State, int]:
     return {State(s): n for s, n in conn.execute("SELECT state, COUNT(*) FROM messages GROUP BY state")}
 
 
-def count_waiting(conn: sqlite3.Connection) -> int:
+def count_waiting(conn: Db) -> int:
     return int(conn.execute(f"SELECT COUNT(*) FROM messages WHERE {WAITING}").fetchone()[0])
 
 
-def oldest_pending(conn: sqlite3.Connection) -> float | None:
+def oldest_pending(conn: Db) -> float | None:
     marks = (State.QUEUED.value, State.DEFERRED.value, State.SENDING.value)
     found = conn.execute("SELECT MIN(created) FROM messages WHERE state IN (?, ?, ?)", marks).fetchone()
     return None if found[0] is None else float(found[0])
 
 
-def get(conn: sqlite3.Connection, relay_id: str) -> Row | None:
+def get(conn: Db, relay_id: str) -> Row | None:
     found = conn.execute("SELECT * FROM messages WHERE id = ?", (relay_id,)).fetchone()
     return None if found is None else from_db(found)
 
 
-def newest(conn: sqlite3.Connection, limit: int, state: State | None = None) -> list[Row]:
+def newest(conn: Db, limit: int, state: State | None = None) -> list[Row]:
     sql, params = "SELECT * FROM messages", []
     if state is not None:
         sql, params = sql + " WHERE state = ?", [state.value]
     return [from_db(r) for r in conn.execute(sql + " ORDER BY created DESC LIMIT ?", [*params, limit])]
 
 
-def retry(conn: sqlite3.Connection, relay_id: str, now: float) -> None:
+def retry(conn: Db, relay_id: str, now: float) -> None:
     conn.execute(
-        "UPDATE messages SET state = ?, next_attempt = ?, updated = ? WHERE id = ?",
+        "UPDATE messages SET state = ?, next_attempt = ?, updated = ?, claimed_by = NULL, lease_until = NULL"
+        " WHERE id = ?",
         (State.QUEUED.value, now, now, relay_id),
     )
 
 
-def drop(conn: sqlite3.Connection, relay_id: str) -> None:
+def drop(conn: Db, relay_id: str) -> None:
     conn.execute("DELETE FROM messages WHERE id = ?", (relay_id,))
 
 
-def sweep_unconfirmed(conn: sqlite3.Connection, now: float, older_than: float) -> int:
+def sweep_unconfirmed(conn: Db, now: float, older_than: float) -> int:
     """`sent` rows with no provider reply for `older_than` seconds become `unconfirmed`."""
     cur = conn.execute(
         "UPDATE messages SET state = ?, updated = ? WHERE state = ? AND updated < ?",
@@ -209,7 +254,7 @@ def sweep_unconfirmed(conn: sqlite3.Connection, now: float, older_than: float) -
     return cur.rowcount
 
 
-def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+def prune(conn: Db, older_than: float, limit: int) -> int:
     """Delete at most `limit` finished messages last touched before `older_than`."""
     finished = tuple(s.value for s in FINISHED)
     marks = ",".join("?" * len(finished))
@@ -220,23 +265,38 @@ def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
     ).rowcount
 
 
-def get_control(conn: sqlite3.Connection) -> dict[str, str]:
+def get_control(conn: Db) -> dict[str, str]:
     return dict(conn.execute("SELECT key, value FROM control").fetchall())
 
 
 REPLY_KEY = "reply_tag_key"
 
 
-def reply_key(conn: sqlite3.Connection) -> bytes:
+def reply_key(conn: Db) -> bytes:
     """The key of the reply tags (relay/ids.py), made once and kept with the queue it signs for."""
     conn.execute(
-        "INSERT OR IGNORE INTO control (key, value) VALUES (?, ?)", (REPLY_KEY, secrets.token_hex(32))
+        "INSERT INTO control (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        (REPLY_KEY, secrets.token_hex(32)),
     )
     return bytes.fromhex(conn.execute("SELECT value FROM control WHERE key = ?", (REPLY_KEY,)).fetchone()[0])
 
 
-def set_control(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+def take_turn(conn: Db, key: str, now: float, interval: float) -> bool:
+    """Whether `interval` has passed since control `key`; if so it becomes `now`, in the same
+    (shared) transaction: of two relays asking at once, one gets the turn."""
+    found = conn.execute("SELECT value FROM control WHERE key = ?", (key,)).fetchone()
+    if found is not None and now < float(found[0]) + interval:
+        return False
+    set_control(conn, key, f"{now:.3f}")
+    return True
+
+
+def set_control(conn: Db, key: str, value: str | None) -> None:
     if value is None:
         conn.execute("DELETE FROM control WHERE key = ?", (key,))
     else:
-        conn.execute("INSERT OR REPLACE INTO control (key, value) VALUES (?, ?)", (key, value))
+        conn.execute(
+            "INSERT INTO control (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,33 +1,62 @@
-"""The spool on PostgreSQL, for two relays sharing one queue (issue 15): first part.
+"""The spool on PostgreSQL: two (or more) relays share one queue (issue 15, docs/ha.md).
 
-What is here: the schema with numbered migrations, and the message lifecycle that two relays
-share: enqueue (committed with synchronous_commit on before it returns), claim with
-`FOR UPDATE SKIP LOCKED` under a lease the claiming relay renews, finish by the lease holder
-only, leases that ran out given back to the queue (uncertain: the dead relay may have sent),
-the queue-wide pause, counts. Not yet here, and so not selectable in the config: group
-commit, replies, storm state, phone limits, tracking, LISTEN/NOTIFY (see the issue's note).
+The operations are base.py's and the SQL is the same text as SQLite's (messages.py, replies.py,
+alerts.py, tracking.py): `PgDb` turns its `?` marks into psycopg's and gives rows that read
+like sqlite3.Row. What differs is here:
+
+- Durability: a transaction with new mail commits with `synchronous_commit = on`, so the 250
+  comes after the commit is flushed on the primary (and on the standby that
+  `synchronous_standby_names` names, when the server has one); delivery's state changes commit
+  with it off, as SQLite's synchronous=NORMAL (a crash of the server may undo the last of them:
+  a resend, never a loss).
+- Group commit: the same writer as SQLite's, one transaction per batch of concurrent sessions.
+- Claims: `FOR UPDATE SKIP LOCKED` under a lease (claimed_by, lease_until) that keep_claims()
+  renews; a relay that dies stops renewing, and when the lease runs out the other relays give
+  its rows back to the queue, marked uncertain (at-least-once; the relay id shows a duplicate).
+- Shared state: a transaction that reads what it then writes across relays (phone limits,
+  dedup windows, the storm planner, the provider pause, the status poll's turn) first takes
+  one advisory lock, so relays take turns there, as SQLite's single writer does.
+- Wake-ups: NOTIFY smsc_relay when rows anyone may claim are queued or the pause changes; each
+  relay LISTENs (watch()) and wakes its workers, besides polling.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import logging
+import re
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import ClientCursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import ConnectionPool
 
 from relay.errors import SpoolError
-from relay.model import ProviderMail, State
-from relay.spool.messages import Row, from_db, new_rows
+from relay.model import State
+from relay.spool import messages
+from relay.spool.base import QUEUED, SqlSpool
+from relay.spool.db import Db
+from relay.spool.messages import Claim
+from relay.spool.schema import HELD, KEPT_REPLIES, WAITING
+from relay.spool.writer import GroupCommitWriter
 
-WAITING = "state IN ('queued', 'deferred')"
+log = logging.getLogger("relay.spool")
+T = TypeVar("T")
 LEASE = 60.0  # seconds a claim is held without renewal before other relays may take the row
+CHANNEL = "smsc_relay"
+SHARED_LOCK = 0x534D5343  # pg_advisory_xact_lock key of the shared state ("SMSC")
+MIGRATE_LOCK = 0x534D5344  # and of migrations (two relays starting at once)
+LISTEN_RETRY = (1.0, 30.0)  # seconds between attempts to listen again: first, at most
 
+# The schema: SQLite's tables (schema.py) with PostgreSQL's types. Timestamps are epoch
+# seconds in DOUBLE PRECISION (REAL is 4 bytes here), flags 0/1 integers as in SQLite, so that
+# one text of each statement serves both.
 _V1 = f"""
 CREATE TABLE messages (
     id TEXT PRIMARY KEY,
@@ -44,7 +73,7 @@ CREATE TABLE messages (
     upstream_from TEXT NOT NULL,
     upstream_to TEXT NOT NULL,
     message BYTEA NOT NULL,
-    masked BOOLEAN NOT NULL,
+    masked INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     created DOUBLE PRECISION NOT NULL,
     updated DOUBLE PRECISION NOT NULL,
@@ -52,7 +81,7 @@ CREATE TABLE messages (
     last_error TEXT NOT NULL DEFAULT '',
     error_code INTEGER,
     sms_count INTEGER,
-    uncertain BOOLEAN NOT NULL DEFAULT FALSE,
+    uncertain INTEGER NOT NULL DEFAULT 0,
     via TEXT NOT NULL DEFAULT '',
     cost TEXT NOT NULL DEFAULT '',
     balance TEXT NOT NULL DEFAULT '',
@@ -64,30 +93,135 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_waiting ON messages (next_attempt) WHERE {WAITING};
 CREATE INDEX messages_leased ON messages (lease_until) WHERE state = 'sending';
+CREATE INDEX messages_tracked ON messages (next_poll) WHERE next_poll IS NOT NULL;
+CREATE INDEX messages_created ON messages (created);
+CREATE TABLE replies (
+    n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received DOUBLE PRECISION NOT NULL,
+    relay_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    code INTEGER,
+    sms_count INTEGER,
+    description TEXT NOT NULL,
+    line TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    raw BYTEA NOT NULL
+);
+CREATE INDEX replies_relay_id ON replies (relay_id);
+CREATE INDEX replies_kept ON replies (n) WHERE {KEPT_REPLIES};
 CREATE TABLE control (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    phones TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    alert_key TEXT NOT NULL,
+    dedup TEXT NOT NULL,
+    urgent INTEGER NOT NULL,
+    received DOUBLE PRECISION NOT NULL,
+    due DOUBLE PRECISION NOT NULL,
+    state TEXT NOT NULL,
+    message_id TEXT,
+    mail_from TEXT NOT NULL,
+    inbound_id TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    updated DOUBLE PRECISION NOT NULL,
+    rcpt TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX alerts_held ON alerts (route, alert_key) WHERE {HELD};
+CREATE INDEX alerts_updated ON alerts (updated);
+CREATE INDEX alerts_message ON alerts (message_id);
+CREATE TABLE dedup_windows (
+    key TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    phones TEXT NOT NULL,
+    text TEXT NOT NULL,
+    opened DOUBLE PRECISION NOT NULL,
+    closes DOUBLE PRECISION NOT NULL,
+    repeats INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE TABLE phone_sends (phone TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, digest TEXT NOT NULL);
+CREATE INDEX phone_sends_by_phone ON phone_sends (phone, at);
+CREATE TABLE phone_status (
+    relay_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    err INTEGER NOT NULL DEFAULT 0,
+    changed DOUBLE PRECISION NOT NULL,
+    checked DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (relay_id, phone)
+);
 """
+# Index i holds migration i + 1. Append, never edit: a released database has run the old text.
 MIGRATIONS: tuple[str, ...] = (_V1,)
 VERSION = len(MIGRATIONS)
-_COLUMNS = (
-    "id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones, texts, parts, encoding,"
-    " upstream_from, upstream_to, message, masked, attempts, created, updated, next_attempt, last_error,"
-    " claimed_by, lease_until"
-)
 
 
-async def migrate(conn: AsyncConnection[Any]) -> int:
-    """Bring the schema to VERSION under an advisory lock (two relays starting at once)."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(8675309)")
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        found_row = await (await conn.execute("SELECT MAX(version) AS v FROM schema_version")).fetchone()
-        found = int(found_row["v"] or 0) if found_row else 0
-        if found > VERSION:
-            raise SpoolError(f"spool schema version {found} is newer than this relay knows ({VERSION})")
-        for number in range(found + 1, VERSION + 1):
-            await conn.execute(MIGRATIONS[number - 1])
-            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
-    return found
+@lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """SQLite's `?` marks as psycopg's `%s`, and a literal `%` as `%%`; text inside '...'
+    is left as it is but for the `%` (psycopg reads the whole statement)."""
+    parts = re.split(r"('(?:[^']|'')*')", sql)
+    out = []
+    for n, part in enumerate(parts):
+        part = part.replace("%", "%%")
+        out.append(part if n % 2 else part.replace("?", "%s"))
+    return "".join(out)
+
+
+class PgRow:
+    """A row as sqlite3.Row reads: by position, by column name, unpacked, or dict(row)."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, values: Sequence[Any], index: dict[str, int]) -> None:
+        self._values, self._index = values, index
+
+    def __getitem__(self, key: int | str) -> Any:
+        return self._values[self._index[key] if isinstance(key, str) else key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _rows(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
+    index = {column.name: n for n, column in enumerate(cursor.description or ())}
+    return lambda values: PgRow(values, index)
+
+
+def _value(v: Any) -> Any:
+    return int(v) if isinstance(v, bool) else v  # flags are 0/1 integers, as in SQLite
+
+
+class PgDb:
+    """A psycopg connection with sqlite3.Connection's execute/executemany (relay/spool/db.py)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        # Always with parameters, even none: psycopg then reads `%%` as `%`.
+        return self.conn.execute(translate(sql), [_value(v) for v in parameters])
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Any:
+        cur = self.conn.cursor()
+        cur.executemany(translate(sql), [[_value(v) for v in p] for p in seq_of_parameters])
+        return cur
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """How every spool connection is made: client-side binding (values quoted by libpq's
+    rules, as psycopg2 did: SQLite's untyped `?` marks need no server-side types)."""
+    return {"cursor_factory": ClientCursor, "row_factory": _rows}
 
 
 def masked(text: str, dsn: str) -> str:
@@ -99,7 +233,70 @@ def masked(text: str, dsn: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
-class PostgresSpool:
+def notify(conn: Db, what: str) -> None:
+    """Tell the relays LISTENing (sent when the transaction commits; one per payload)."""
+    conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, what))
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Bring the schema to VERSION under an advisory lock; returns the version it had."""
+    db = PgDb(conn)
+    with conn.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        found = int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+        if found > VERSION:
+            raise SpoolError(
+                f"spool schema version {found} is newer than this relay knows ({VERSION}): upgrade smsc-relay"
+            )
+        for number in range(found + 1, VERSION + 1):
+            conn.execute(MIGRATIONS[number - 1])  # DDL only: no marks to translate
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    return found
+
+
+class PgEngine:
+    """Transactions on pooled connections (writer.py's Engine): a connection the server
+    dropped is replaced by the pool, so the relay recovers from a database restart by itself."""
+
+    integrity_errors: tuple[type[Exception], ...] = (psycopg.errors.IntegrityError,)
+    errors: tuple[type[Exception], ...] = (psycopg.Error,)
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], dsn: str) -> None:
+        self.pool = pool
+        self._dsn = dsn
+
+    @contextlib.contextmanager
+    def transaction(self, *, durable: bool, shared: bool) -> Iterator[Db]:
+        with self._connection() as conn, conn.transaction():
+            db = PgDb(conn)
+            db.execute(f"SET LOCAL synchronous_commit = {'on' if durable else 'off'}")
+            if shared:  # first, before any row lock: relays take turns, never deadlock on it
+                db.execute("SELECT pg_advisory_xact_lock(?)", (SHARED_LOCK,))
+            yield db
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Db]:
+        with self._connection() as conn:
+            conn.autocommit = True  # each read its own snapshot, no transaction left open
+            try:
+                yield PgDb(conn)
+            finally:
+                conn.autocommit = False
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            # The pool's timeout and libpq's texts carry no password; masked all the same.
+            raise type(exc)(masked(str(exc), self._dsn)) from None
+
+
+class PostgresSpool(SqlSpool):
+    skip_locked = True
+
     def __init__(
         self,
         dsn: str,
@@ -108,142 +305,107 @@ class PostgresSpool:
         clock: Callable[[], float] = time.time,
         lease: float = LEASE,
         open_timeout: float = 10.0,
+        wait: float = 5.0,
+        pool_size: int = 2,
     ) -> None:
+        super().__init__(Claim(relay, lease), clock)
         self._dsn = dsn  # never logged: it may hold a password
-        self.relay = relay  # this relay's name in `claimed_by`
-        self.clock = clock
+        self.relay = relay  # this relay's name in `claimed_by`: unique among the relays
         self.lease = lease
         self.open_timeout = open_timeout  # seconds to reach the database at start
-        self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self.wait = wait  # seconds a commit waits for a connection before it fails (451)
+        self.pool_size = pool_size
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
 
     def __repr__(self) -> str:
         return f"PostgresSpool(relay={self.relay!r})"
 
-    @property
-    def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
-        if self._pool is None:
-            raise SpoolError("spool is not open")
-        return self._pool
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def open(self) -> int:
-        async def configure(conn: AsyncConnection[Any]) -> None:
-            # The 250 is given only after the commit is durable on the primary (and, with
-            # synchronous_standby_names set on the server, on the standby it names).
-            await conn.execute("SET synchronous_commit = on")
-            await conn.commit()
-
+        """Connect, migrate, and take back this relay's own claims and any whose lease ran out;
+        returns how many rows went back to the queue."""
         try:
-            # One direct connection first: an unreachable database fails at once with libpq's
-            # reason (the pool would keep retrying), and the schema is brought up to date.
-            first = await AsyncConnection.connect(
-                self._dsn, row_factory=dict_row, connect_timeout=max(1, int(self.open_timeout))
-            )
-            async with first:
-                await migrate(first)
+            recovered = await self._in_thread(self._open)
         except SpoolError:
             raise
         except psycopg.Error as exc:
             raise SpoolError(f"cannot open the PostgreSQL spool: {masked(str(exc), self._dsn)}") from None
-        self._pool = AsyncConnectionPool(
-            self._dsn, min_size=1, max_size=4, kwargs={"row_factory": dict_row}, configure=configure,
-            open=False,
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self._dsn, min_size=1, max_size=self.pool_size, kwargs=connection_kwargs(), open=False,
+            timeout=self.wait, check=ConnectionPool.check_connection, name="spool",
+            reconnect_timeout=float("inf"),  # a database down for long is waited for, not given up
         )  # fmt: skip
-        await self._pool.open(wait=True, timeout=self.open_timeout)
-        return await self.requeue_expired()
+        try:
+            await self._in_thread(lambda: pool.open(wait=True, timeout=self.open_timeout))
+        except psycopg.Error as exc:
+            await self._in_thread(pool.close)
+            raise SpoolError(f"cannot open the PostgreSQL spool: {masked(str(exc), self._dsn)}") from None
+        self._pool = pool
+        self._writer = GroupCommitWriter(PgEngine(pool, self._dsn), self._executor)
+        self._writer.start()
+        return recovered
 
-    async def close(self, timeout: float = 5.0) -> None:
+    def _open(self) -> int:
+        # One direct connection first: an unreachable database fails at once with libpq's
+        # reason (a pool would keep retrying), and the schema is brought up to date.
+        timeout = max(1, int(self.open_timeout))
+        with psycopg.connect(self._dsn, connect_timeout=timeout, **connection_kwargs()) as conn:
+            migrate(conn)
+            db = PgDb(conn)
+            with conn.transaction():
+                self.reply_key = messages.reply_key(db)  # one key for all relays of this queue
+                return messages.requeue_sending(db, self.clock(), self.relay)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
         if self._pool is not None:
-            await self._pool.close(timeout=timeout)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            await self._in_thread(lambda: pool.close(timeout=5.0))
+        self._executor.shutdown(wait=True)
 
-    async def enqueue(self, mails: Sequence[ProviderMail], *, mail_from: str, inbound_id: str) -> list[Row]:
+    def notify(self, conn: Db, what: str) -> None:
+        notify(conn, what)
+
+    async def keep_claims(self) -> int:
+        """Renew this relay's leases; give back rows whose holder stopped renewing (it died:
+        they are marked uncertain, since it may have sent them). Returns how many came back."""
         now = self.clock()
-        rows = new_rows(
-            mails, mail_from=mail_from, inbound_id=inbound_id, state=State.QUEUED, attempts=0, now=now
-        )
-        marks = ", ".join(["%s"] * 22)
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
-            await cur.executemany(
-                f"INSERT INTO messages ({_COLUMNS}) VALUES ({marks})",
-                [
-                    (r.id, r.state.value, r.mode.value, r.route, r.mail_from, json.dumps(r.rcpt_tos),
-                     r.inbound_id, json.dumps(r.phones), json.dumps(r.texts, ensure_ascii=False), r.parts,
-                     r.encoding.value, r.upstream_from, r.upstream_to, r.message, r.masked, r.attempts,
-                     r.created, r.updated, r.next_attempt, r.last_error, None, None)
-                    for r in rows
-                ],
-            )  # fmt: skip
-        return rows
 
-    async def claim(self, limit: int, now: float) -> list[Row]:
-        """Due rows for this relay, under a lease: another relay's claim skips them (SKIP
-        LOCKED), so no row is claimed twice; none while the provider pause holds."""
-        async with self.pool.connection() as conn, conn.transaction():
-            paused = await (
-                await conn.execute("SELECT value FROM control WHERE key = 'paused_until'")
-            ).fetchone()
-            if paused is not None and float(paused["value"]) > now:
-                return []
-            cur = await conn.execute(
-                f"WITH due AS (SELECT id FROM messages WHERE {WAITING} AND next_attempt <= %s"
-                " ORDER BY next_attempt LIMIT %s FOR UPDATE SKIP LOCKED)"
-                " UPDATE messages m SET state = 'sending', attempts = m.attempts + 1, updated = %s,"
-                " claimed_by = %s, lease_until = %s FROM due WHERE m.id = due.id RETURNING m.*",
-                (now, limit, now, self.relay, now + self.lease),
-            )
-            return sorted((from_db(r) for r in await cur.fetchall()), key=lambda r: r.next_attempt)
+        def op(conn: Db) -> int:
+            messages.renew(conn, self.claim_as, now)
+            back = conn.execute(
+                "UPDATE messages SET state = ?, updated = ?, uncertain = 1, claimed_by = NULL,"
+                " lease_until = NULL WHERE state = ? AND lease_until < ?",
+                (State.QUEUED.value, now, State.SENDING.value, now),
+            ).rowcount
+            if back:
+                self.notify(conn, QUEUED)
+            return int(back)
 
-    async def renew(self) -> int:
-        """Keep this relay's claims: the rows it is still sending stay its own."""
-        now = self.clock()
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE messages SET lease_until = %s WHERE state = 'sending' AND claimed_by = %s",
-                (now + self.lease, self.relay),
-            )
-            return cur.rowcount
+        return await self.writer.write(op, durable=False)
 
-    async def requeue_expired(self) -> int:
-        """Rows whose claimer stopped renewing (it died): back to the queue, marked uncertain
-        (it may have sent them), for any relay to take."""
-        now = self.clock()
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE messages SET state = 'queued', uncertain = TRUE, claimed_by = NULL,"
-                " lease_until = NULL, updated = %s WHERE state = 'sending' AND lease_until < %s",
-                (now, now),
-            )
-            return cur.rowcount
-
-    async def finish(self, relay_id: str, state: State, **values: Any) -> bool:
-        """The attempt's outcome, by the relay that holds the claim only; False when it lost it."""
-        columns = "".join(f", {k} = %s" for k in values)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE messages SET state = %s, updated = %s, claimed_by = NULL,"
-                f" lease_until = NULL{columns} WHERE id = %s AND state = 'sending' AND claimed_by = %s",
-                (state.value, self.clock(), *values.values(), relay_id, self.relay),
-            )
-            return cur.rowcount == 1
-
-    async def get(self, relay_id: str) -> Row | None:
-        async with self.pool.connection() as conn:
-            found = await (await conn.execute("SELECT * FROM messages WHERE id = %s", (relay_id,))).fetchone()
-        return None if found is None else from_db(found)
-
-    async def counts(self) -> dict[State, int]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT state, COUNT(*) AS n FROM messages GROUP BY state")
-            return {State(r["state"]): int(r["n"]) for r in await cur.fetchall()}
-
-    async def set_control(self, key: str, value: str | None) -> None:
-        async with self.pool.connection() as conn:
-            if value is None:
-                await conn.execute("DELETE FROM control WHERE key = %s", (key,))
-            else:
-                await conn.execute(
-                    "INSERT INTO control (key, value) VALUES (%s, %s)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (key, value),
+    async def watch(self, wake: Callable[[str], None]) -> None:
+        """LISTEN for the other relays' news and call `wake` with it, until cancelled; a lost
+        connection is made again (polling goes on meanwhile, so nothing waits for this)."""
+        delay = LISTEN_RETRY[0]
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True, connect_timeout=max(1, int(self.open_timeout))
                 )
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = LISTEN_RETRY[0]
+                    wake(QUEUED)  # what was queued while we were not listening
+                    async for note in conn.notifies():
+                        wake(note.payload)
+            except psycopg.Error as exc:
+                text = masked(str(exc), self._dsn)
+                log.warning("event=spool_listen_lost error=%r retry=%.0fs", text, delay)
+            await asyncio.sleep(delay)
+            delay = min(LISTEN_RETRY[1], delay * 2)

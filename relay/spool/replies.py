@@ -7,17 +7,19 @@ transaction as the message's new state, so no worker can claim the message in be
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from relay import provider_errors
 from relay.model import ProviderReply, ReplyKind, ReplyOutcome, State
 from relay.provider_errors import Action, Rule
 from relay.spool import schema
+from relay.spool.db import Db
 
 # Replies that changed nothing (kept: unreadable, untrusted, no id) are bounded in storage.
 KEPT = schema.KEPT_REPLIES  # the partial index's condition, verbatim
+UPSERT_CONTROL = "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 MAX_KEPT = 10_000
 TRIM_EVERY = 100  # kept replies between two trims: the table holds at most MAX_KEPT + this
 KEPT_RAW_BYTES = 512
@@ -51,7 +53,7 @@ class Applied:
         return f"{self.outcome.value} ({self.detail})" if self.detail else self.outcome.value
 
 
-def apply_reply(conn: sqlite3.Connection, reply: ProviderReply, now: float) -> Applied:
+def apply_reply(conn: Db, reply: ProviderReply, now: float) -> Applied:
     if reply.kind is ReplyKind.UNKNOWN:
         return Applied(ReplyOutcome.KEPT, "unreadable")
     if not reply.relay_id:
@@ -94,7 +96,7 @@ def apply_reply(conn: sqlite3.Connection, reply: ProviderReply, now: float) -> A
 
 
 def record(
-    conn: sqlite3.Connection,
+    conn: Db,
     reply: ProviderReply,
     *,
     now: float,
@@ -112,7 +114,7 @@ def record(
         until = now + pause_for(applied.pause)
         reason = f"provider ERROR {reply.code}: {applied.pause.meaning}"
         conn.executemany(
-            "INSERT OR REPLACE INTO control (key, value) VALUES (?, ?)",
+            f"INSERT INTO control (key, value) VALUES (?, ?) {UPSERT_CONTROL}",
             [("paused_until", f"{until:.3f}"), ("pause_reason", reason)],
         )
         applied = replace(applied, paused_until=until, pause_reason=reason)
@@ -125,17 +127,18 @@ def record(
         line = reply.line
     cur = conn.execute(
         "INSERT INTO replies (received, relay_id, kind, code, sms_count, description, line, outcome,"
-        " mail_from, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " mail_from, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING n",
         (now, reply.relay_id, reply.kind.value, reply.code, reply.sms_count,
          reply.description[:KEPT_LINE_CHARS] if kept else reply.description, line, applied.text,
          mail_from[:KEPT_LINE_CHARS], raw),
     )  # fmt: skip
-    if kept and (cur.lastrowid or 0) % TRIM_EVERY == 0:
+    number = int(cur.fetchone()[0])  # read at once: SQLite finishes the statement then
+    if kept and number % TRIM_EVERY == 0:
         trim_kept(conn)
     return applied
 
 
-def trim_kept(conn: sqlite3.Connection) -> int:
+def trim_kept(conn: Db) -> int:
     """Only the newest MAX_KEPT of the replies that changed nothing stay."""
     edge = conn.execute(
         f"SELECT n FROM replies WHERE {KEPT} ORDER BY n DESC LIMIT 1 OFFSET ?", (MAX_KEPT,)
@@ -145,18 +148,18 @@ def trim_kept(conn: sqlite3.Connection) -> int:
     return conn.execute(f"DELETE FROM replies WHERE {KEPT} AND n <= ?", (edge[0],)).rowcount
 
 
-def prune_kept(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+def prune_kept(conn: Db, older_than: float, limit: int) -> int:
     return conn.execute(
         f"DELETE FROM replies WHERE n IN (SELECT n FROM replies WHERE {KEPT} AND received < ? LIMIT ?)",
         (older_than, limit),
     ).rowcount
 
 
-def of_message(conn: sqlite3.Connection, relay_id: str) -> list[sqlite3.Row]:
+def of_message(conn: Db, relay_id: str) -> list[Any]:
     return list(conn.execute("SELECT * FROM replies WHERE relay_id = ? ORDER BY n", (relay_id,)))
 
 
-def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+def prune(conn: Db, older_than: float, limit: int) -> int:
     return conn.execute(
         "DELETE FROM replies WHERE n IN (SELECT n FROM replies WHERE received < ? LIMIT ?)",
         (older_than, limit),

@@ -133,8 +133,15 @@ CREATE TABLE phone_status (
 # Version 3: replies that changed nothing are bounded (spool/replies.trim_kept, prune_kept).
 _V3 = f"CREATE INDEX replies_kept ON replies (n) WHERE {KEPT_REPLIES};"
 
+# Version 4: who holds a `sending` row (the same columns as the PostgreSQL spool's, so one
+# text of the SQL serves both; a SQLite spool has one relay, which never reads the lease).
+_V4 = """
+ALTER TABLE messages ADD COLUMN claimed_by TEXT;
+ALTER TABLE messages ADD COLUMN lease_until REAL;
+"""
+
 # Index i holds migration i + 1. Append, never edit: a released spool has run the old text.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 VERSION = len(MIGRATIONS)
 
 

@@ -10,12 +10,13 @@ a final status (`delivered`, or `undelivered` with the failing phone's status co
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from relay import fields, provider_errors
 from relay.model import PhoneStatus, State
+from relay.spool.db import Db
 
 # A status may move a message out of these (an ERROR reply that came first wins).
 TRACKABLE = (State.SENT, State.CONFIRMED, State.UNCONFIRMED)
@@ -43,7 +44,7 @@ def trackable_phones(phones: Sequence[str]) -> list[str]:
     return [p for p in phones if not fields.GROUP.fullmatch(p)]
 
 
-def due(conn: sqlite3.Connection, now: float, max_pairs: int) -> list[tuple[str, str]]:
+def due(conn: Db, now: float, max_pairs: int) -> list[tuple[str, str]]:
     """(relay id, phone) pairs to ask about now, oldest due first; at most MAX_PHONES phones
     of one message, at most `max_pairs` in all, only phones without a final status."""
     pairs: list[tuple[str, str]] = []
@@ -68,7 +69,7 @@ def due(conn: sqlite3.Connection, now: float, max_pairs: int) -> list[tuple[str,
 
 
 def record(
-    conn: sqlite3.Connection, found: Sequence[PhoneStatus], asked: Sequence[tuple[str, str]], now: float
+    conn: Db, found: Sequence[PhoneStatus], asked: Sequence[tuple[str, str]], now: float
 ) -> list[Finished]:
     """Keep the statuses, and move each asked message on: final, out of time, or polled again."""
     conn.executemany(
@@ -85,7 +86,7 @@ def record(
     return finished
 
 
-def _settle(conn: sqlite3.Connection, relay_id: str, now: float) -> Finished | None:
+def _settle(conn: Db, relay_id: str, now: float) -> Finished | None:
     row = conn.execute(
         "SELECT state, phones, track_until, polls FROM messages WHERE id = ?", (relay_id,)
     ).fetchone()
@@ -125,7 +126,7 @@ def _settle(conn: sqlite3.Connection, relay_id: str, now: float) -> Finished | N
 
 
 def _finish(
-    conn: sqlite3.Connection, relay_id: str, state: State, detail: str, now: float, code: int | None = None
+    conn: Db, relay_id: str, state: State, detail: str, now: float, code: int | None = None
 ) -> Finished:
     conn.execute(
         "UPDATE messages SET state = ?, next_poll = NULL, updated = ?, polls = polls + 1,"
@@ -135,7 +136,7 @@ def _finish(
     return Finished(relay_id, state, detail, code)
 
 
-def expire(conn: sqlite3.Connection, now: float) -> list[Finished]:
+def expire(conn: Db, now: float) -> list[Finished]:
     """Tracked messages past `track_until` that no answer settled (the provider could not be
     asked, or never answered for them)."""
     ids = [
@@ -148,15 +149,13 @@ def expire(conn: sqlite3.Connection, now: float) -> list[Finished]:
     return [f for f in (_settle(conn, i, now) for i in ids) if f is not None]
 
 
-def of_message(conn: sqlite3.Connection, relay_id: str) -> list[sqlite3.Row]:
+def of_message(conn: Db, relay_id: str) -> list[Any]:
     return list(
         conn.execute("SELECT * FROM phone_status WHERE relay_id = ? ORDER BY phone", (relay_id,)).fetchall()
     )
 
 
-def start(
-    conn: sqlite3.Connection, relay_id: str, via: str, next_poll: float | None, until: float | None
-) -> None:
+def start(conn: Db, relay_id: str, via: str, next_poll: float | None, until: float | None) -> None:
     """After the provider took a request: how it went, and when to first ask for its status."""
     conn.execute(
         "UPDATE messages SET via = ?, next_poll = ?, track_until = ? WHERE id = ?",
@@ -164,7 +163,7 @@ def start(
     )
 
 
-def prune(conn: sqlite3.Connection) -> int:
+def prune(conn: Db) -> int:
     """Statuses of messages that retention has deleted."""
     return conn.execute(
         "DELETE FROM phone_status WHERE NOT EXISTS"
