@@ -44,10 +44,17 @@ def postfix_tool(name: str) -> list[str]:
 
 
 def relay_config(
-    tmp: Path, port: int, upstream_port: int, outbox: bool = False, phone_limits: bool | None = None
+    tmp: Path,
+    port: int,
+    upstream_port: int,
+    outbox: bool = False,
+    phone_limits: bool | None = None,
+    spool: str | None = None,
+    name: str = "relay",
 ) -> Path:
-    """`phone_limits` None: the key is left out (a relay that predates it must read the file)."""
-    cfg = tmp / "relay.yaml"
+    """`phone_limits` None: the key is left out (a relay that predates it must read the file).
+    `spool`: the YAML of the spool section (default: a SQLite file in `tmp`)."""
+    cfg = tmp / f"{name}.yaml"
     cfg.write_text(f"""
 listen: {{host: 127.0.0.1, port: {port}, max_connections: 1000}}
 provider:
@@ -58,7 +65,7 @@ provider:
   reply_address: replies@relay.example.com
   {"outbox: " + str(tmp / "outbox") if outbox else ""}
   {"" if phone_limits is None else f"phone_limits: {str(phone_limits).lower()}"}
-spool: {{path: {tmp / "spool.db"}}}
+spool: {spool or f"{{path: {tmp / 'spool.db'}}}"}
 delivery: {{concurrency: 2, min_backoff: 60, max_backoff: 600}}
 routes:
   - match: {{recipient: '^(?P<phones>[0-9]{{11}})@sms\\.example\\.com$'}}

@@ -68,8 +68,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[str]:
     """One throwaway PostgreSQL cluster for the run (tests/pg.py), started when first needed."""
-    with cluster() as dsn:
-        yield dsn
+    with cluster() as c:
+        yield c.dsn
 
 
 @pytest.fixture

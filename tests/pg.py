@@ -24,35 +24,66 @@ def bindir() -> Path:
     return Path(found[-1]).parent
 
 
-@contextmanager
-def cluster() -> Iterator[str]:
-    """Start a cluster in a new temp dir; yields a DSN (libpq key=value) for it. The dir is
-    not pytest's (root-only when run as root): the server's user must reach it."""
-    base = Path(tempfile.mkdtemp(prefix="smsc-relay-pg-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir(parents=True)
-    user: pwd.struct_passwd | None = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    if user is not None:
-        shutil.chown(base, user.pw_uid, user.pw_gid)
-        shutil.chown(sock, user.pw_uid, user.pw_gid)
+class Cluster:
+    """A cluster in a temp dir of its own; `stop()` and `start()` it as an outage would."""
 
-    def run(*args: str) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """`durable`: fsync as a production server does (benchmarks); tests need not."""
+        # Not pytest's tmp dir (root-only when run as root): the server's user must reach it.
+        self.base = Path(tempfile.mkdtemp(prefix="smsc-relay-pg-"))
+        self.data, sock = self.base / "data", self.base / "sock"
+        sock.mkdir(parents=True)
+        self.user: pwd.struct_passwd | None = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        if self.user is not None:
+            shutil.chown(self.base, self.user.pw_uid, self.user.pw_gid)
+            shutil.chown(sock, self.user.pw_uid, self.user.pw_gid)
+        self.bin = bindir()
+        self.options = f"-k {sock} -c listen_addresses=''"
+        if not durable:
+            self.options += " -c fsync=off -c full_page_writes=off"
+        self.dsn = f"host={sock} user=relay dbname=postgres"
+        self.run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "relay",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+
+    def run(self, *args: str) -> None:
+        user = self.user
+
         def demote() -> None:
             if user is not None:
                 os.setgid(user.pw_gid)
                 os.setuid(user.pw_uid)
 
-        subprocess.run(args, check=True, capture_output=True, timeout=120, preexec_fn=demote, cwd=base)
+        subprocess.run(args, check=True, capture_output=True, timeout=120, preexec_fn=demote, cwd=self.base)
 
-    bin_ = bindir()
-    run(str(bin_ / "initdb"), "-D", str(data), "-A", "trust", "-U", "relay", "--no-sync", "-E", "UTF8")
-    options = f"-k {sock} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
-    run(str(bin_ / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "pg.log"), "-w", "start")
+    def start(self) -> None:
+        log = str(self.base / "pg.log")
+        self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", self.options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        """As a crash or a lost server: connections are cut, nothing is shut down cleanly."""
+        self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+
+@contextmanager
+def cluster() -> Iterator[Cluster]:
+    """Start a cluster in a new temp dir; stop and remove it after."""
+    c = Cluster()
+    c.start()
     try:
-        yield f"host={sock} user=relay dbname=postgres"
+        yield c
     finally:
-        run(str(bin_ / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        c.stop()
+        shutil.rmtree(c.base, ignore_errors=True)
 
 
 def new_database(dsn: str) -> str:

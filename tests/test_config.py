@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from relay.cli import main as cli
 from relay.config import load as config_mod
 from relay.config.schema import StormSettings
 from relay.errors import ConfigError, Exit
+from relay.model import SpoolBackend
 from tests.helpers import BASE_CONFIG, PASSWORD, make_config, render
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "relay.example.yaml"
@@ -338,3 +340,41 @@ def test_http_settings_are_checked(provider: str, concurrency: int, routes: str,
 def test_http_to_loopback_is_allowed() -> None:
     cfg = config_mod.parse(http_config("  transport: http\n  api_url: http://127.0.0.1:8080/sys/"))
     assert cfg.provider.api_urls == ("http://127.0.0.1:8080/sys/",)
+
+
+DSN = "host=db.example.com dbname=relay user=relay password=pg-s3cret"
+
+
+def test_a_postgresql_spool_takes_its_dsn_from_env_or_a_file_and_never_shows_it(tmp_path: Path) -> None:
+    text = (
+        BASE_CONFIG
+        + "spool: {backend: postgresql, dsn: '${SMSC_SPOOL_DSN}', relay_name: relay-1, lease: 30}\n"
+    )
+    cfg = config_mod.parse(text, env={"SMSC_SPOOL_DSN": DSN})
+    assert cfg.spool.backend is SpoolBackend.POSTGRESQL and cfg.spool.dsn.value == DSN
+    assert (cfg.spool.relay_name, cfg.spool.lease) == ("relay-1", 30)
+    assert "pg-s3cret" not in repr(cfg) and "pg-s3cret" not in str(cfg.spool)
+    (tmp_path / "dsn").write_text(DSN + "\n")
+    in_file = config_mod.parse(
+        BASE_CONFIG + "spool: {backend: postgresql, dsn_file: dsn}\n", base_dir=tmp_path
+    )
+    assert in_file.spool.dsn.value == DSN and in_file.spool.relay_name == ""  # hostname:port then
+
+
+@pytest.mark.parametrize(
+    ("spool", "expected"),
+    [
+        ("{backend: postgresql}", "spool.dsn: is required with backend: postgresql"),
+        ("{backend: postgresql, dsn: 'x', dsn_file: /x}", "spool.dsn: give dsn or dsn_file, not both"),
+        ("{backend: postgresql, dsn: 'host=a password=pg-s3cret =oops'}", "spool.dsn: is not a PostgreSQL"),
+        ("{backend: postgresql, dsn: 'host=a', path: /x.db}", "spool.path: is the SQLite file"),
+        ("{backend: postgresql, dsn: 'host=a', relay_name: 'a b'}", "spool.relay_name: letters, digits"),
+        ("{backend: postgresql, dsn: 'host=a', lease: 1}", "spool.lease"),
+        ("{dsn: 'host=a'}", "spool.dsn: is for backend: postgresql"),
+        ("{backend: mysql}", "spool.backend: 'mysql' is not one of sqlite, postgresql"),
+    ],
+)
+def test_postgresql_spool_settings_are_checked(spool: str, expected: str) -> None:
+    found = [re.sub(r" \(line \d+\)", "", p) for p in problems(BASE_CONFIG + f"spool: {spool}\n")]
+    assert any(p.startswith(expected) for p in found), found
+    assert not any("pg-s3cret" in p for p in found)

@@ -1,4 +1,5 @@
-"""Command line: serve | check | render | queue | stats | send-test | dkim-keygen | passwd (DESIGN.md 6)."""
+"""Command line: serve | check | render | queue | stats | send-test | balance | spool | dkim-keygen |
+passwd (DESIGN.md 6)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 from relay import __version__
-from relay.cli import balance, keys, queue, render, sendtest
+from relay.cli import balance, keys, queue, render, sendtest, spool
 from relay.config.load import load
 from relay.config.placeholders import placeholders
 from relay.errors import ConfigError, Exit
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     queue.add_commands(sub, common)
     sendtest.add_command(sub, common)
     balance.add_command(sub, common)
+    spool.add_command(sub, common)
     keys.add_commands(sub)
     return parser
 

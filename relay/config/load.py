@@ -318,8 +318,9 @@ def _dkim(r: Reader, base_dir: Path) -> DkimKey | None:
 def _spool(r: Reader, base_dir: Path, env: Mapping[str, str]) -> SpoolConfig:
     keep_days = r.integer("keep_days", default(SpoolConfig, "keep_days"), 1, 3650)
     backend = SpoolBackend(r.choice("backend", "sqlite", tuple(b.value for b in SpoolBackend)))
-    dsn, name = Secret(""), ""
+    dsn, name, lease = Secret(""), "", default(SpoolConfig, "lease")
     if backend is SpoolBackend.POSTGRESQL:
+        lease = r.integer("lease", lease, 5, 3600)
         if r.has("path"):
             r.problem("path", "is the SQLite file: with backend: postgresql, give dsn (or dsn_file)")
         dsn = values.secret(
@@ -330,11 +331,11 @@ def _spool(r: Reader, base_dir: Path, env: Mapping[str, str]) -> SpoolConfig:
         if name and not RELAY_NAME.fullmatch(name):
             r.problem("relay_name", "letters, digits and .-_: only, at most 64 characters")
     else:
-        for key in ("dsn", "dsn_file", "relay_name"):
+        for key in ("dsn", "dsn_file", "relay_name", "lease"):
             if r.has(key):
                 r.problem(key, "is for backend: postgresql")
     path = values.path(r, "path", base_dir) or DEFAULT_SPOOL
-    result = SpoolConfig(path, keep_days, backend, dsn, name)
+    result = SpoolConfig(path, keep_days, backend, dsn, name, lease)
     r.finish()
     return result
 

@@ -219,6 +219,7 @@ class SpoolConfig:
         default_factory=lambda: Secret("")
     )  # backend: postgresql; it may hold the database password
     relay_name: str = ""  # this relay's name among those sharing the database; "": hostname:port
+    lease: int = 60  # seconds another relay waits for a silent relay's claims (renewed every lease/3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,11 +41,9 @@ from relay.smtp.handler import Handler
 from relay.smtp.intake import ReplyIntake
 from relay.smtp.session import Sessions
 from relay.spool import backends
-from relay.spool.postgres import LEASE
 
 log = logging.getLogger("relay.daemon")
 SWEEP_INTERVAL = 60.0  # seconds between retention / unconfirmed sweeps, at most
-CLAIM_RENEWAL = LEASE / 3  # a shared spool's leases are renewed twice before one could run out
 STATUS_INTERVAL = 10.0  # seconds between STATUS= lines to systemd
 
 
@@ -227,7 +225,8 @@ class Daemon:
                 if back:
                     log.warning("event=claims_expired rows=%d note='their relay stopped renewing'", back)
                     self.deliverer.wake()
-            await asyncio.sleep(CLAIM_RENEWAL)
+            # Renewed twice before a lease could run out; a dead relay's rows wait a lease at most.
+            await asyncio.sleep(self.cfg.spool.lease / 3)
 
     async def _sweep(self) -> None:
         """Retention: finished messages and replies older than spool.keep_days go. With test=1, a

@@ -75,6 +75,7 @@ class Deliverer:
         self.on_balance = on_balance  # the balance an HTTP answer reported
         # An HTTP answer is the provider's word at once: applied like a reply mail.
         self.effects = Effects(metrics, pause=self.pause, on_failed=on_failed)
+        self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
@@ -113,16 +114,19 @@ class Deliverer:
         return True
 
     async def _flush_unwritten(self) -> bool:
-        """Write what the spool could not take before; False while it still cannot."""
-        while self._unwritten:
-            relay_id, what, write = self._unwritten[0]
-            try:
-                await write()
-            except SpoolError:
-                return False
-            self._unwritten.popleft()
-            log.warning("event=outcome_written id=%s state=%s note='after a spool failure'", relay_id, what)
-        return True
+        """Write what the spool could not take before; False while it still cannot. One worker
+        at a time: two would write the same outcome and both take it off the list."""
+        async with self._flushing:
+            while self._unwritten:
+                relay_id, what, write = self._unwritten[0]
+                try:
+                    await write()
+                except SpoolError:
+                    return False
+                self._unwritten.popleft()
+                note = "after a spool failure"
+                log.warning("event=outcome_written id=%s state=%s note=%r", relay_id, what, note)
+            return True
 
     @property
     def paused_until(self) -> float:

@@ -316,6 +316,7 @@ class PostgresSpool(SqlSpool):
         self.wait = wait  # seconds a commit waits for a connection before it fails (451)
         self.pool_size = pool_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
 
     def __repr__(self) -> str:
@@ -336,7 +337,10 @@ class PostgresSpool(SqlSpool):
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self._dsn, min_size=1, max_size=self.pool_size, kwargs=connection_kwargs(), open=False,
             timeout=self.wait, check=ConnectionPool.check_connection, name="spool",
-            reconnect_timeout=float("inf"),  # a database down for long is waited for, not given up
+            # The pool's reconnection backs off without bound (1, 2, 4 ... s): after a 30 s outage
+            # its next try could be 30 s away. Given up after `wait`, a new try starts at 1 s
+            # when the next commit asks for a connection.
+            reconnect_timeout=self.wait,
         )  # fmt: skip
         try:
             await self._in_thread(lambda: pool.open(wait=True, timeout=self.open_timeout))
@@ -344,7 +348,7 @@ class PostgresSpool(SqlSpool):
             await self._in_thread(pool.close)
             raise SpoolError(f"cannot open the PostgreSQL spool: {masked(str(exc), self._dsn)}") from None
         self._pool = pool
-        self._writer = GroupCommitWriter(PgEngine(pool, self._dsn), self._executor)
+        self._writer = GroupCommitWriter(PgEngine(pool, self._dsn), self._executor, self._reader)
         self._writer.start()
         return recovered
 
@@ -367,6 +371,7 @@ class PostgresSpool(SqlSpool):
             pool, self._pool = self._pool, None
             await self._in_thread(lambda: pool.close(timeout=5.0))
         self._executor.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
 
     def notify(self, conn: Db, what: str) -> None:
         notify(conn, what)

@@ -87,9 +87,15 @@ class SqliteEngine:
 class GroupCommitWriter:
     """Runs operations in the executor's one thread, batched into the engine's transactions."""
 
-    def __init__(self, engine: Engine, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, engine: Engine, executor: ThreadPoolExecutor, reader: ThreadPoolExecutor | None = None
+    ) -> None:
         self.engine = engine
         self.executor = executor
+        # Reads on a thread of their own when the engine has connections to spare (PostgreSQL):
+        # a commit then never waits behind reads, which matters most when the database is
+        # down and each of them waits for a connection; SQLite's one connection has one thread.
+        self.reader = reader or executor
         self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +133,7 @@ class GroupCommitWriter:
 
         errors: tuple[type[Exception], ...] = (*self.engine.errors, OSError)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+            return await asyncio.get_running_loop().run_in_executor(self.reader, run)
         except errors as exc:
             raise SpoolError(f"spool unavailable: {exc}") from exc
 

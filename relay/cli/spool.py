@@ -1,0 +1,47 @@
+"""`smsc-relay spool migrate --from FILE`: move a SQLite spool into the config's PostgreSQL one."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from relay.config.load import load
+from relay.errors import Exit, SpoolError
+from relay.model import SpoolBackend
+from relay.spool import migrate
+from relay.spool.sqlite import connect
+
+
+def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("spool", parents=[common], help="spool maintenance: migrate SQLite to PostgreSQL")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    m = actions.add_parser(
+        "migrate", parents=[common],
+        help="copy a SQLite spool into the config's PostgreSQL spool (stop the old relay first)",
+    )  # fmt: skip
+    m.add_argument("--from", dest="source", type=Path, required=True, help="the SQLite spool file")
+    m.set_defaults(func=cmd_migrate)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    cfg = load(args.config, secrets=False)
+    if cfg.spool.backend is not SpoolBackend.POSTGRESQL:
+        print("smsc-relay: the config's spool is not PostgreSQL (spool.backend: postgresql)", file=sys.stderr)
+        return Exit.USAGE
+    if not args.source.is_file():
+        print(f"smsc-relay: no SQLite spool at {args.source}", file=sys.stderr)
+        return Exit.USAGE
+    try:
+        with contextlib.closing(connect(args.source)) as source:
+            done = migrate.copy(source, cfg.spool.dsn.value)
+    except SpoolError as exc:
+        print(f"smsc-relay: nothing copied: {exc}", file=sys.stderr)
+        return Exit.FAILURE
+    rows = ", ".join(f"{table} {n}" for table, n in done.counts.items())
+    print(f"copied {args.source} into PostgreSQL: {rows}")
+    if done.requeued:
+        print(f"{done.requeued} message(s) left sending by the old relay: queued again, marked uncertain")
+    return Exit.OK
