@@ -56,7 +56,7 @@ def relay_config(
     `spool`: the YAML of the spool section (default: a SQLite file in `tmp`)."""
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(f"""
-listen: {{host: 127.0.0.1, port: {port}, max_connections: 1000}}
+listen: {{host: 127.0.0.1, port: {port}, max_connections: 1000, max_connections_per_address: 1000}}
 provider:
   host: 127.0.0.1
   port: {upstream_port}

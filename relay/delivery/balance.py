@@ -62,7 +62,9 @@ class BalanceWatch:
                 self._low = LOW_KEY in await self.spool.control()
             if low and not self._low:
                 self._low = True
-                await self.spool.set_control(LOW_KEY, str(value))
+                # Of relays sharing the spool that see the fall at once, one tells the operator.
+                if not await self.spool.add_control(LOW_KEY, str(value)):
+                    return
                 log.warning("event=balance_low balance=%s threshold=%s", value, threshold)
                 self.notify(
                     f"SMS relay: provider balance {value} is below {threshold}",

@@ -160,8 +160,10 @@ class Deliverer:
         self._control_checked = now
         control = await self.spool.control()
         until = float(control.get("paused_until", "0"))
-        if until > now and until > self._paused_until:
-            self.pause(until, control.get("pause_reason", ""))
+        reason = control.get("pause_reason", "")
+        # The reason too: it may have been written after the time we saw first (`queue` tools).
+        if until > now and (until > self._paused_until or reason != self.pause_reason):
+            self.pause(until, reason)
         elif until <= now and self.pause_reason:
             self.resume()
 

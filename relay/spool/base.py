@@ -179,6 +179,9 @@ class SqlSpool:
     async def control(self) -> dict[str, str]:
         return await self.writer.read(messages.get_control)
 
+    async def add_control(self, key: str, value: str) -> bool:
+        return await self.writer.write(lambda conn: messages.add_control(conn, key, value), durable=False)
+
     async def take_turn(self, key: str, now: float, interval: float) -> bool:
         return await self.writer.write(
             lambda conn: messages.take_turn(conn, key, now, interval), durable=False, shared=True

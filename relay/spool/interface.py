@@ -88,6 +88,9 @@ class Spool(Protocol):
         """Until cancelled: call `wake` when another relay queued rows ("queued") or changed
         the pause ("control"). Returns at once where no other relay can write."""
 
+    async def add_control(self, key: str, value: str) -> bool:
+        """Set control `key` unless it is set; True when this call set it."""
+
     async def take_turn(self, key: str, now: float, interval: float) -> bool:
         """Whether `interval` has passed since control `key`; if so, it becomes `now`: of the
         relays asking at once, one gets the turn."""

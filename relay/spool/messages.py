@@ -291,6 +291,15 @@ def take_turn(conn: Db, key: str, now: float, interval: float) -> bool:
     return True
 
 
+def add_control(conn: Db, key: str, value: str) -> bool:
+    """Set `key` unless it is set; True when this call set it (one of relays racing does)."""
+    found = conn.execute(
+        "INSERT INTO control (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
+        (key, value),
+    ).fetchall()
+    return bool(found)
+
+
 def set_control(conn: Db, key: str, value: str | None) -> None:
     if value is None:
         conn.execute("DELETE FROM control WHERE key = ?", (key,))

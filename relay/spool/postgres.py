@@ -336,7 +336,7 @@ class PostgresSpool(SqlSpool):
             raise SpoolError(f"cannot open the PostgreSQL spool: {masked(str(exc), self._dsn)}") from None
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self._dsn, min_size=1, max_size=self.pool_size, kwargs=connection_kwargs(), open=False,
-            timeout=self.wait, check=ConnectionPool.check_connection, name="spool",
+            timeout=self.wait, name="spool",
             # The pool's reconnection backs off without bound (1, 2, 4 ... s): after a 30 s outage
             # its next try could be 30 s away. Given up after `wait`, a new try starts at 1 s
             # when the next commit asks for a connection.

@@ -12,10 +12,11 @@ them, so a message can be sent again (at-least-once, as DESIGN.md promises; the 
 the duplicate visible), never lost. The next durable commit makes them durable too, since the
 log is written in order.
 
-Failure: an operation that raises the engine's integrity error fails alone (a savepoint per
-operation); any other error fails the whole batch and every caller in it gets SpoolError. SQLite
-rolls back the whole transaction on SQLITE_FULL, savepoints included, so partial success is
-not an option there.
+Failure: an operation that raises the engine's integrity error fails alone (the batch is rolled
+back and run again with a savepoint per operation: operations are functions of the database,
+safe to run twice when the first run was undone); any other error fails the whole batch and
+every caller in it gets SpoolError. SQLite rolls back the whole transaction on SQLITE_FULL,
+savepoints included, so partial success is not an option there.
 
 The engine (SQLite here, PostgreSQL in postgres.py) says how a transaction begins and ends.
 `shared`: an operation reads what it then writes across relays (phone limits, storm state, the
@@ -167,10 +168,24 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         durable = any(d for _, _, d, _ in batch)
         shared = any(sh for _, _, _, sh in batch)
+        try:
+            # First without savepoints: an operation's own fault (an integrity error) is rare,
+            # and on PostgreSQL each savepoint costs two round trips per operation.
+            with self.engine.transaction(durable=durable, shared=shared) as conn:
+                results: list[tuple[bool, Any]] = [(True, op(conn)) for op, _, _, _ in batch]
+        except self.engine.integrity_errors as exc:
+            if len(batch) == 1:  # alone, its failure is its transaction's
+                return [(False, SpoolError(f"spool rejected the write: {exc}"))]
+            results = self._commit_each(batch, durable=durable, shared=shared)  # all rolled back: again
+        self.commits += 1
+        self.failing = ""
+        return results
+
+    def _commit_each(self, batch: list[_Pending], *, durable: bool, shared: bool) -> list[tuple[bool, Any]]:
+        """The batch again, a savepoint per operation: the failing one fails alone."""
         results: list[tuple[bool, Any]] = []
         with self.engine.transaction(durable=durable, shared=shared) as conn:
             for op, _, _, _ in batch:
-                # A savepoint per operation: one failing operation does not undo the others.
                 conn.execute("SAVEPOINT op")
                 try:
                     results.append((True, op(conn)))
@@ -179,6 +194,4 @@ class GroupCommitWriter:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((False, SpoolError(f"spool rejected the write: {exc}")))
-        self.commits += 1
-        self.failing = ""
         return results
