@@ -22,6 +22,7 @@ from relay.config import load as config_mod
 from relay.daemon.main import Daemon
 from relay.model import ProviderReply, ReplyKind, State
 from relay.spool.admin import SpoolAdmin
+from relay.spool.messages import new_rows
 from relay.spool.sqlite import SqliteSpool
 from tests.fakes import FakeProvider, ProviderLimits, Received, ReplyingProvider, wait_for
 from tests.helpers import (
@@ -339,3 +340,30 @@ def test_spool_migrate_copies_a_sqlite_spool_into_postgresql(tmp_path: Path, pg_
         admin.close()
     # Again: refused, nothing doubled.
     assert cli.main(["spool", "migrate", "--from", str(path), "-c", str(config)]) == 1
+
+
+async def test_a_row_queued_elsewhere_wakes_the_relays_by_notify(
+    relays: Any, pg_dsn: str, provider: tuple[FakeProvider, int]
+) -> None:
+    """Idle relays that would not look at the queue for an hour: a row queued by another
+    process (`send-test`, `queue retry`, another relay) is delivered at once, woken by NOTIFY."""
+    fake, port = provider
+    a = await relays("a", port, pg_dsn)
+    b = await relays("b", port, pg_dsn)
+    for relay in (a, b):
+        commits = relay.spool.commits
+        relay.deliverer.idle_poll = 3600.0
+        relay.deliverer.wake()  # the workers' next nap is the hour: they claim (one commit), find
+        await wait_for(lambda r=relay, c=commits: r.spool.commits > c)  # nothing, and naps
+    mail = dataclasses.replace(
+        render(b"Subject: x\r\n\r\nfrom elsewhere", ["79995550001@sms.example.com"], make_config())
+        .provider_mails[0], relay_id="elsewhere1",
+    )  # fmt: skip
+    rows = new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=a.spool.clock())
+    admin = SpoolAdmin.open_postgres(pg_dsn)
+    try:
+        await asyncio.to_thread(admin.enqueue, rows, [mail], protect=False)
+    finally:
+        admin.close()
+    await wait_for(lambda: len(fake.received) == 1, timeout=15)
+    assert marker(fake.received[0]) == "from elsewhere"
