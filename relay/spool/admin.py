@@ -26,6 +26,7 @@ from relay.spool.base import CONTROL, QUEUED
 from relay.spool.db import Db
 from relay.spool.messages import Row
 from relay.spool.sqlite import connect
+from relay.spool.writer import SqliteEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +56,8 @@ class SpoolAdmin:
         conn = connect(path)
         schema.migrate(conn)  # an older spool gets the tables this code reads
 
-        @contextlib.contextmanager
-        def transaction() -> Iterator[Db]:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-        return cls(conn, transaction, conn.close)
+        engine = SqliteEngine(conn)  # the relay's own transactions: BEGIN IMMEDIATE .. COMMIT
+        return cls(conn, lambda: engine.transaction(durable=True, shared=True), conn.close)
 
     @classmethod
     def open_postgres(cls, dsn: str, timeout: float = 10.0) -> SpoolAdmin:
@@ -104,10 +95,10 @@ class SpoolAdmin:
         return messages.get(self.conn, relay_id)
 
     def replies(self, relay_id: str) -> list[dict[str, object]]:
-        return [_plain(r) for r in replies.of_message(self.conn, relay_id)]
+        return [dict(r) for r in replies.of_message(self.conn, relay_id)]
 
     def phone_statuses(self, relay_id: str) -> list[dict[str, Any]]:
-        return [_plain(r) for r in tracking.of_message(self.conn, relay_id)]
+        return [dict(r) for r in tracking.of_message(self.conn, relay_id)]
 
     def retry(self, relay_id: str) -> None:
         with self._transaction() as conn:
@@ -144,8 +135,3 @@ class SpoolAdmin:
             messages.insert(conn, final)
             self._notify(conn, QUEUED)
         return final
-
-
-def _plain(row: Any) -> dict[str, Any]:
-    d = dict(row)
-    return {k: bytes(v) if isinstance(v, memoryview) else v for k, v in d.items()}
