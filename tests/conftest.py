@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 
 from relay.config import load as config_mod
 from relay.daemon.main import Daemon
@@ -19,6 +20,11 @@ from tests.fake_api import FakeApi
 from tests.fakes import FakeProvider, ReplyingProvider
 from tests.helpers import HTTP_ROUTES, PASSWORD, closed_port, relay_config_text, serve_fake
 from tests.pg import cluster, new_database
+
+# No property test times the machine: hypothesis's per-example deadline and its "too slow to
+# generate" check are wall-clock assertions that a busy 2-core machine fails at random.
+settings.register_profile("relay", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("relay")
 
 
 @pytest.fixture

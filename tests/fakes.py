@@ -50,8 +50,9 @@ class FakeProvider:
     # As a provider with an idle timeout: close a connection that comes back for another mail
     # (at its MAIL), that many times.
     close_reused: int = 0
-    slow_text: str = ""  # a mail whose body holds this is answered after `slow_delay`
-    slow_delay: float = 0.0
+    slow_text: str = ""  # a mail whose body holds this is answered after `slow_delay`, or when
+    slow_delay: float = 0.0  # `slow_gate` is set (a test that shows order, not time)
+    slow_gate: asyncio.Event | None = None
     slow_busy: int = 0  # slow mails being answered right now
     _served: dict[int, int] = field(default_factory=dict)  # session -> mails taken on it
 
@@ -72,7 +73,10 @@ class FakeProvider:
         if self.slow_text and self.slow_text.encode() in base64_decoded(envelope.original_content or b""):
             self.slow_busy += 1
             try:
-                await asyncio.sleep(self.slow_delay)
+                if self.slow_gate is not None:
+                    await asyncio.wait_for(self.slow_gate.wait(), 60)
+                else:
+                    await asyncio.sleep(self.slow_delay)
             finally:
                 self.slow_busy -= 1
         if self.delay:

@@ -75,15 +75,21 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[Any]:
 
     async def start(relay_port: int, rcpt: str = "oncall-am@sms.example.com") -> str:
         (tmp_path / "am.yml").write_text(AM_CONFIG.format(relay_port=relay_port, rcpt=rcpt))
-        port = free_port()
-        log = open(tmp_path / "alertmanager.log", "wb")  # noqa: SIM115
-        logs.append(log)
-        args = [BINARY, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]  # fmt: skip
-        procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
-        url = f"http://127.0.0.1:{port}"
-        await wait_for(lambda: _ready(url), timeout=30, interval=0.2)
-        return url
+        # A free port can be taken between our probe and Alertmanager's bind (another suite beside
+        # this one): a process that exits at start is tried again on another port.
+        for _attempt in range(5):
+            port = free_port()
+            log = open(tmp_path / f"alertmanager-{port}.log", "wb")  # noqa: SIM115
+            logs.append(log)
+            args = [BINARY, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]  # fmt: skip
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            url = f"http://127.0.0.1:{port}"
+            await wait_for(lambda p=proc, u=url: p.poll() is not None or _ready(u), timeout=60, interval=0.2)
+            if proc.poll() is None:
+                return url
+        raise AssertionError(f"Alertmanager did not start: see {tmp_path}/alertmanager-*.log")
 
     yield start
     for p in procs:

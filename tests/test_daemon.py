@@ -172,7 +172,7 @@ async def test_slow_provider_past_timeout_is_retried(
     provider: tuple[FakeProvider, int], relay_factory: Any
 ) -> None:
     fake, port = provider
-    fake.delay = 1.5
+    fake.delay = 4.0  # far past the relay's timeout of 1 s, so that a busy machine cannot blur them
     relay = await relay_factory(port, timeout=1)
     await asyncio.to_thread(smtplib_send, relay.port, message())
     await wait_state(relay, "deferred")  # the first attempt timed out

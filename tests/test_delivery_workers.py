@@ -137,6 +137,7 @@ async def test_two_workers_failing_at_once_grow_the_pause_once(tmp_path: Path) -
             metrics=Metrics(), concurrency=2, policy=RetryPolicy(min_backoff=60, max_backoff=600), batch=1,
         )  # fmt: skip
         deliverer.take(rows)
+        started = time.time()
         deliverer.start()
         try:
 
@@ -151,8 +152,10 @@ async def test_two_workers_failing_at_once_grow_the_pause_once(tmp_path: Path) -
                     break
                 await asyncio.sleep(0.02)
             assert await deferred()
-            # one outage: the first pause (min_backoff / 6 = 10 s), not doubled by the second worker
-            assert 0 < deliverer.paused_until - time.time() <= 10.5
+            # one outage: the first pause (min_backoff / 6 = 10 s) from the moment it was seen,
+            # between the start and now, not doubled by the second worker (20 s). Bounds on
+            # both sides of the moment, so a slow machine cannot fail it.
+            assert started + 10 <= deliverer.paused_until <= time.time() + 10
         finally:
             await deliverer.stop(5)
             await spool.close()
@@ -189,15 +192,19 @@ async def delivering(
 
 async def test_a_slow_provider_session_holds_only_its_own_message(tmp_path: Path) -> None:
     """Two workers; the first row claimed is answered slowly. The other seven of its claim go
-    out through the free worker meanwhile (before: they waited behind it in its batch)."""
-    fake = FakeProvider(slow_text="slow one", slow_delay=8.0)
+    out through the free worker meanwhile (before: they waited behind it in its batch). The slow
+    one is answered only when the test says so: order, not time."""
+    gate = asyncio.Event()
+    fake = FakeProvider(slow_text="slow one", slow_gate=gate)
     async with delivering(tmp_path, fake, concurrency=2, batch=8) as (spool, deliverer):
         await _rows(spool, ["slow one"] + [f"fast {n}" for n in range(8)])
         deliverer.start()
-        await wait_for(lambda: fake.slow_busy == 1, timeout=5)
-        await wait_for(lambda: len(fake.received) == 8, timeout=5)  # well before the slow one ends
+        await wait_for(lambda: fake.slow_busy == 1, timeout=30)
+        await wait_for(lambda: len(fake.received) == 8, timeout=30)  # while the slow one still waits
         assert fake.slow_busy == 1
         assert all("fast" in r.body for r in fake.received)  # the eight fast ones, not the slow one
+        gate.set()
+        await wait_for(lambda: len(fake.received) == 9, timeout=30)
 
 
 async def test_a_reused_connection_closed_at_mail_is_redialled_at_once(tmp_path: Path) -> None:

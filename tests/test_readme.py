@@ -1,0 +1,19 @@
+"""The README tells a newcomer what `make test` will install on their machine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_names_every_package_make_test_installs() -> None:
+    script = (ROOT / "scripts" / "test-deps.sh").read_text()
+    declared = re.search(r"^packages=\((?P<names>[^)]*)\)", script, re.MULTILINE)
+    assert declared, "scripts/test-deps.sh no longer declares packages=(...)"
+    packages = declared["names"].split() + re.findall(r"missing\+=\(([a-z0-9.+-]+)\)", script)
+    assert "python3-venv" in packages
+    readme = (ROOT / "README.md").read_text()
+    unnamed = [p for p in packages if f"`{p}`" not in readme]
+    assert unnamed == [], f"README.md does not name these packages that make test installs: {unnamed}"
