@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 
@@ -168,21 +169,79 @@ class InboundMail:
     warnings: tuple[str, ...] = ()
 
 
+class Role(enum.Enum):
+    """What a piece of an alert summary says; the order of priority when a text must shrink."""
+
+    STATE = "state"  # PROBLEM, CRITICAL, FIRING:2, RESOLVED, banned ...
+    HOST = "host"  # the machine (or machines) it is about
+    PROBLEM = "problem"  # the service, check, trigger or alert name
+    VALUE = "value"  # the key measurement: 94.2 %, 812 MB, db01 96.1%, db02 93.0%
+    DETAIL = "detail"  # the check output, description or message: the first to go
+    NOTE = "note"  # what a forwarder wrote on top: only if room is left
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One part of a summary's text. `sep` joins it to what stands before it."""
+
+    role: Role
+    text: str
+    sep: str = " "
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSummary:
-    """What a monitoring mail says, as an on-call engineer needs it (relay/parsers/monitoring.py)."""
+    """What a monitoring mail says, as an on-call engineer needs it (relay/summaries/)."""
 
-    recogniser: str  # which sender's format: nagios, zabbix, alertmanager, ...
-    head: str  # state, host, service or problem: kept whole when the text must be cut
-    detail: str  # the key detail (check output, measured value, summary): cut first
+    recogniser: str  # which format: nagios, zabbix, alertmanager, ..., config:<name>, general
+    pieces: tuple[Piece, ...]  # state, host, problem, value, detail: fitted by priority
     host: str
     identity: str  # the same for every mail about this alert: no state, times, values or ids
     recovery: bool  # the alert is over
     dropped: tuple[str, ...] = ()  # what the summary leaves out, for `render`
+    alert: bool = True  # an alert: fitted to one part; False: mail only cleaned of boilerplate
 
     @property
     def text(self) -> str:
-        return f"{self.head}: {self.detail}" if self.detail else self.head
+        return join(self.pieces)
+
+
+_SAID_ONCE = (Role.STATE, Role.HOST, Role.PROBLEM, Role.VALUE)
+_SEP_RANK = {": ": 4, "; ": 3, ", ": 2, " ": 1}
+
+
+def join(pieces: tuple[Piece, ...] | list[Piece]) -> str:
+    """A summary's text: its pieces in order, each state, host, problem or value said once. One
+    that another piece says already (the host inside the problem name, the value inside the
+    detail) is left out, and comes back by itself when a cut takes the other away."""
+    kept: list[Piece] = []
+    skipped_sep = ""  # a piece left out hands on a stronger separator (`head: detail`, not `head; detail`)
+    for n, piece in enumerate(pieces):
+        if not piece.text.strip():
+            continue
+        if piece.role in _SAID_ONCE:
+            later = pieces[n + 1 :]
+            others = [p.text for p in kept if p.role is not Role.NOTE] + [
+                p.text for p in later
+                if (p.role is Role.DETAIL and piece.role in (Role.HOST, Role.VALUE))
+                or (p.role in _SAID_ONCE and len(p.text) > len(piece.text))
+            ]  # fmt: skip
+            if any(_says(other, piece.text) for other in others):
+                if _SEP_RANK.get(piece.sep, 0) > _SEP_RANK.get(skipped_sep, 0):
+                    skipped_sep = piece.sep
+                continue
+        if skipped_sep and _SEP_RANK.get(skipped_sep, 0) > _SEP_RANK.get(piece.sep, 0):
+            piece = Piece(piece.role, piece.text, skipped_sep)
+        kept.append(piece)
+        skipped_sep = ""
+    return "".join((p.sep if n else "") + p.text for n, p in enumerate(kept)).strip()
+
+
+def _says(text: str, part: str) -> bool:
+    part = part.strip()
+    if part.lower() not in text.lower():
+        return False
+    return re.search(rf"(?<!\w){re.escape(part)}(?!\w)", text, re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True, slots=True)

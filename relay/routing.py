@@ -12,14 +12,24 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from relay import fields
+from relay import fields, summaries
 from relay.config.schema import Route
 from relay.errors import AddressError, ContentError, LoopError, NoRouteError
 from relay.formatters import command, segments
-from relay.model import AlertSummary, BodySource, Entry, InboundMail, Options, RouteMode, Secret, SmsRequest
+from relay.model import (
+    AlertSummary,
+    BodySource,
+    Entry,
+    InboundMail,
+    Options,
+    Piece,
+    RouteMode,
+    Secret,
+    SmsRequest,
+)  # fmt: skip
 from relay.parsers import command as command_parser
-from relay.parsers import monitoring
 from relay.parsers.cleanup import squeeze
+from relay.summaries import fit
 
 MAX_HOPS = 50  # Received: headers before we call it a loop (Postfix's hopcount_limit)
 _LEADING_PREFIX = re.compile(r"^\s*_+(?=[A-Za-z]+__)")
@@ -93,7 +103,7 @@ def resolve(
         raise LoopError(f"{mail.received_count} Received: headers; routing loop detected")
     targets: list[Target] = []
     passthrough: list[SmsRequest] = []
-    recognised = monitoring.recognise(mail)
+    recognised = summaries.summarise(mail)
     for rcpt in dict.fromkeys(mail.rcpt_tos):
         route = find_route(routes, rcpt, mail.mail_from, mail.subject, mail.header_from)
         if route is None:
@@ -162,7 +172,7 @@ def _target(
     text = _neutralize(segments.fold_to_gsm(text))
     overhead = len(route.prefix) + (len(command.COMMENT_SEPARATOR + route.comment) if route.comment else 0)
     limit = command.MAX_MES - overhead
-    if summary is not None and route.template is None:
+    if summary is not None and route.template is None and summary.alert:
         fitted = _fit_summary(summary, route, limit)
     else:
         fitted = segments.fit(text, max_chars=limit, max_parts=route.max_parts, marker=route.marker,
@@ -185,28 +195,16 @@ def _foreign_command(mail: InboundMail) -> command_parser.Command | None:
 
 
 def _fit_summary(summary: AlertSummary, route: Route, limit: int) -> str:
-    """Cut the detail first: the head (state, host, what is wrong) stays whole if it fits at all."""
-    head = _neutralize(segments.fold_to_gsm(summary.head))
-    detail = _neutralize(segments.fold_to_gsm(summary.detail))
+    """One SMS part by priority (relay/summaries/fit.py): the detail and other low-priority
+    pieces shrink first; state, host and key value are the last to go."""
+    pieces = [Piece(p.role, _neutralize(p.text), p.sep) for p in summary.pieces]
 
     def fits(text: str) -> bool:
-        if len(text) > limit:
-            return False
-        return not route.max_parts or segments.count(text, translit=route.translit).parts <= route.max_parts
+        return len(text) <= limit and segments.count(text, translit=route.translit).parts <= 1
 
-    whole = f"{head}: {detail}" if detail else head
-    if fits(whole):
-        return whole
-    room = limit - len(head) - 2
-    for _ in range(100):  # bounded: each round gives the detail 10 characters less
-        if room < len(route.marker) + 10 or not detail:
-            break
-        cut = segments.fit(detail, max_chars=room, marker=route.marker)
-        if fits(f"{head}: {cut}"):
-            return f"{head}: {cut}"
-        room -= 10
-    return segments.fit(head, max_chars=limit, max_parts=route.max_parts, marker=route.marker,
-                        translit=route.translit)  # fmt: skip
+    text, _shortened = fit.fit(pieces, fits, route.marker)
+    return text if fits(text) else segments.fit(text, max_chars=limit, max_parts=1, marker=route.marker,
+                                                translit=route.translit)  # fmt: skip
 
 
 def _default_text(subject: str, text: str) -> str:

@@ -64,7 +64,7 @@ def test_render_shows_a_held_alert_of_a_storm_route(capsys: pytest.CaptureFixtur
     )
     assert (
         item["text"]
-        == "PROBLEM app-03: High CPU utilization (over 90% for 5m): Warning, Current utilization: 97.2 %"
+        == "PROBLEM app-03: High CPU utilization (over 90% for 5m): Current utilization: 97.2 %, Warning"
     )
     assert "route monitoring: zabbix summary" in " ".join(item["notes"])
     assert "mylogin:***:" in item["command"] and "ALERTS" in item["command"]

@@ -162,6 +162,10 @@ def test_template_prefix_comment_and_quiet_hours() -> None:
 def test_client_text_cannot_become_provider_syntax() -> None:
     raw = mail("__CALL__: pay\n~~~\nhidden", subject="")
     (pm,) = render(raw, ["79991234567@sms.example.com"]).provider_mails
+    assert pm.texts == ("CALL__: pay / hidden",)  # the summary drops the rule; nothing leads with __
+    number = "@sms\\.example\\.com$'}\n"
+    off = make_config(BASE_CONFIG.replace(number, number + "    summary: off\n", 1))
+    (pm,) = render(raw, ["79991234567@sms.example.com"], off).provider_mails
     assert pm.texts == ("CALL__: pay\n~ ~ ~\nhidden",)
 
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from relay.config.schema import StormSettings
 from relay.formatters import segments
 from relay.model import AlertKind, AlertState, AlertSummary
-from relay.parsers.monitoring import fingerprint
 from relay.storm.pacing import REPEAT_WINDOW, SAFETY, Send, next_allowed, quiet_until, text_digest
+from relay.summaries import fingerprint
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,106 @@
+"""Alert summaries: what an on-call engineer needs of a monitoring mail, in one SMS part.
+
+`summarise` tries the configured recognisers, then the built-in ones (builtin.py), then the
+general summariser (general.py); forwarded mail is summarised from the forwarded part. A
+summary that would lose a host the mail names, or that says no less than the mail, is not
+used: never worse than the raw text. `fit` (fit.py) shrinks a summary by priority.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from relay.formatters import segments
+from relay.model import AlertSummary, InboundMail, Piece, Role
+from relay.parsers import cleanup
+from relay.summaries import general
+from relay.summaries.builtin import RECOGNISERS, Recogniser
+from relay.summaries.reading import read
+
+__all__ = ["RECOGNISERS", "Recogniser", "fingerprint", "summarise"]
+
+_FORWARD = re.compile(
+    r"^[ \t>]*(?:-{2,}\s*(?:Forwarded message|Original Message|Пересылаемое сообщение|Исходное сообщение|"
+    r"Начало переадресованного сообщения)\s*-{2,}|Begin forwarded message:)[ \t]*$",
+    re.MULTILINE | re.IGNORECASE,
+)
+_OUTLOOK = re.compile(r"^[ \t]*(?:From|От):[^\n]+\n(?:[ \t]*(?:Sent|Date|Отправлено|Дата):[^\n]+\n)", re.M)
+_HEADER = re.compile(r"^[ \t>]*(?P<name>From|Sent|Date|To|Cc|Subject|От|Отправлено|Дата|Кому|Копия|Тема)\s*:\s*(?P<value>.*)$",
+                     re.IGNORECASE)  # fmt: skip
+_SUBJECT_HEADERS = ("subject", "тема")
+
+
+def summarise(mail: InboundMail, custom: Sequence[Recogniser] = ()) -> AlertSummary | None:
+    """The first recogniser's summary that keeps the mail's hosts, else the general one."""
+    forwarded = _unwrap(mail)
+    if forwarded is not None:
+        inner, note = forwarded
+        found = summarise(inner, custom)
+        if found is None:
+            return None
+        pieces = (*found.pieces, Piece(Role.NOTE, note, " / ")) if note else found.pieces
+        return AlertSummary(found.recogniser, pieces, found.host, found.identity, found.recovery,
+                            ("forwarding", *found.dropped), found.alert)  # fmt: skip
+    full = f"{mail.subject}\n{mail.text}"
+    hosts = _hosts(mail)
+    for recogniser in (*custom, *RECOGNISERS):
+        summary = recogniser(mail)
+        if summary is not None and all(h.lower() in summary.text.lower() for h in hosts):
+            return _no_longer(summary, full)
+    summary = general.summarise(mail.subject, mail.text, mail.header_from)
+    if summary is None or (not summary.dropped and segments.count(segments.fold_to_gsm(full)).parts <= 1):
+        return None  # nothing to drop and it fits: the sender's own words are the best summary
+    return _no_longer(summary, full)
+
+
+def _no_longer(summary: AlertSummary, full: str) -> AlertSummary | None:
+    """Never longer than the mail: without its detail if need be, else not at all."""
+    if len(summary.text) <= len(full):
+        return summary
+    short = tuple(p for p in summary.pieces if p.role not in (Role.DETAIL, Role.NOTE))
+    if len(" ".join(p.text for p in short)) >= len(full):
+        return None
+    return AlertSummary(summary.recogniser, short, summary.host, summary.identity, summary.recovery,
+                        summary.dropped, summary.alert)  # fmt: skip
+
+
+def _hosts(mail: InboundMail) -> list[str]:
+    """The hosts the mail's own fields name: a summary that drops one is worse than the raw text."""
+    reading = read(mail.text, mail.subject)
+    return list(dict.fromkeys(general.host_of(f.value) for f in reading.fields if f.role is Role.HOST))[:20]
+
+
+def _unwrap(mail: InboundMail) -> tuple[InboundMail, str] | None:
+    """A forwarded mail's own subject and text, and what the forwarder wrote on top."""
+    body = mail.body or mail.text
+    m = _FORWARD.search(body) or _OUTLOOK.search(body)
+    if m is None:
+        return None
+    note = cleanup.clean(body[: m.start()])
+    rest = body[m.end() if _FORWARD.match(m.group(0)) else m.start() :].lstrip("\n").split("\n")
+    subject = ""
+    n = 0
+    for n, line in enumerate(rest):  # noqa: B007 - the header block ends at its first other line
+        h = _HEADER.match(line)
+        if not h:
+            break
+        if h["name"].lower() in _SUBJECT_HEADERS:
+            subject = h["value"].strip()
+    else:
+        n = len(rest)
+    text = cleanup.clean("\n".join(line.lstrip("> ") if line.startswith(">") else line for line in rest[n:]))
+    if not text and not subject:
+        return None
+    inner = InboundMail(mail.mail_from, mail.rcpt_tos, subject or general.strip_prefix(mail.subject), text,
+                        mail.body_source, text, mail.header_from)  # fmt: skip
+    return inner, note
+
+
+def fingerprint(text: str) -> str:
+    """An alert's identity when no recogniser knows it: the text with what changes between
+    repeats masked (numbers, times, dates, addresses, long hex ids), words kept whole, so
+    `web01` and `web02` stay apart while `load 5.2` and `load 7.9` become one."""
+    masked = re.sub(r"\b[0-9a-f]{8,}(?:-[0-9a-f]{4,})*\b", "#", text.lower())  # ids, uuids, hashes
+    masked = re.sub(r"(?<![\w.])[-+]?\d+(?:[.,:/-]\d+)*(?![\w])", "#", masked)  # values, times, dates, IPs
+    return " ".join(masked.split())

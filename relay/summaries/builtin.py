@@ -1,0 +1,268 @@
+"""Recognisers for the default mail of common monitoring tools: a table, one function a format.
+
+Each takes the parsed mail and returns the pieces of its summary (state, host, problem, value,
+detail), or None when the mail is not its tool's. They know where each tool puts what; the
+reading of fields and boilerplate is shared with the general summariser (reading.py).
+
+Formats: Nagios 4 and Icinga 2 default notification commands, Zabbix's default message
+templates (English and Russian), Prometheus Alertmanager's default e-mail (HTML and text) and
+custom text templates, Grafana alerting, cron, smartd, apcupsd's apccontrol, NUT's upsmon,
+Synology DSM.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from relay.model import AlertSummary, InboundMail, Piece, Role
+from relay.summaries.fit import compose
+from relay.summaries.general import identity, instances
+from relay.summaries.reading import fields_of, plain, read
+
+Recogniser = Callable[[InboundMail], AlertSummary | None]
+
+
+def _summary(
+    name: str, pieces: list[Piece], host: str, key: tuple[str, ...], recovery: bool, dropped: tuple[str, ...]
+) -> AlertSummary:
+    folded = [Piece(p.role, plain(" ".join(p.text.split())).strip(" ;,"), p.sep) for p in pieces]
+    return AlertSummary(name, compose(folded), host, identity(name, *key), recovery, dropped)
+
+
+# ---- Nagios 4 / Icinga 2 -----------------------------------------------------------------------
+_NAGIOS_SUBJECT = re.compile(
+    r"^\*\* (?P<type>[A-Z]+) (?:Host|Service) Alert: (?P<host>[^/\s]+)(?:/(?P<service>.+?))? is (?P<state>\S+) \*\*$"
+)
+_ICINGA_SUBJECT = re.compile(
+    r"^\[(?P<type>[A-Z]+)\] (?:Host |(?P<service>.+) on )?(?P<host>\S+) is (?P<state>\w+)!?$"
+)
+
+
+def nagios(mail: InboundMail) -> AlertSummary | None:
+    m = _NAGIOS_SUBJECT.match(mail.subject)
+    if not m and "***** Nagios *****" not in mail.text:
+        return None
+    f = fields_of(mail.text)
+    kind = (f.get("notification type") or (m["type"] if m else "")).upper()
+    host = f.get("host") or (m["host"] if m else "")
+    service = f.get("service") or (m["service"] if m and m["service"] else "")
+    state = f.get("state") or (m["state"] if m else "")
+    if not (kind and host):
+        return None
+    detail = f.get("info") or f.get("additional info") or _after(mail.text, "Additional Info:")
+    return _summary(
+        "nagios", _host_service(kind, host, service, state, detail), host, (host, service), kind == "RECOVERY",
+        ("banner", "subject", "Notification Type", "Address", "Date/Time"),
+    )  # fmt: skip
+
+
+def icinga(mail: InboundMail) -> AlertSummary | None:
+    m = _ICINGA_SUBJECT.match(mail.subject)
+    if not m or not re.search(r"^\*{5} (?:Service|Host) Monitoring on ", mail.text, re.MULTILINE):
+        return None
+    f = fields_of(mail.text)
+    host = f.get("host") or m["host"]
+    service = f.get("service") or (m["service"] or "")
+    kind = m["type"]
+    return _summary(
+        "icinga2", _host_service(kind, host, service, m["state"], f.get("info", "")), host, (host, service),
+        kind == "RECOVERY", ("banner", "subject", "When", "addresses", "comments"),
+    )  # fmt: skip
+
+
+def _host_service(kind: str, host: str, service: str, state: str, detail: str) -> list[Piece]:
+    return [
+        Piece(Role.STATE, kind),
+        Piece(Role.HOST, host),
+        Piece(Role.PROBLEM, service, "/"),
+        Piece(Role.STATE, state),
+        Piece(Role.DETAIL, detail, ": "),
+    ]
+
+
+# ---- Zabbix ----------------------------------------------------------------------------------
+_ZABBIX = {  # the default templates' field names, English and Russian
+    "problem": ("problem name", "проблема"),
+    "host": ("host", "узел сети"),
+    "severity": ("severity", "важность"),
+    "data": ("operational data", "оперативные данные"),
+    "duration": ("problem duration", "длительность проблемы"),
+}
+_ZABBIX_START = re.compile(
+    r"^(?:Problem started at |Проблема началась в )|^(?P<resolved>Problem has been resolved (?:at|in) |"
+    r"Проблема решена в? ?)|^(?P<updated>.+ problem at .+\.$)",
+    re.MULTILINE,
+)
+_ZABBIX_SUBJECT = re.compile(
+    r"^(?:Problem|Проблема|Resolved[^:]*|Решена[^:]*|Updated problem[^:]*):\s*(?P<name>.+)$"
+)
+
+
+def zabbix(mail: InboundMail) -> AlertSummary | None:
+    start = _ZABBIX_START.search(mail.text)
+    if not start:
+        return None
+    f = fields_of(mail.text)
+
+    def get(name: str) -> str:
+        return next((f[k] for k in _ZABBIX[name] if f.get(k)), "")
+
+    subject = _ZABBIX_SUBJECT.match(mail.subject)
+    problem = get("problem") or (subject["name"] if subject else mail.subject)
+    host = get("host")
+    value, detail = get("data"), get("severity")
+    if start["resolved"]:
+        kind, value, detail = "RESOLVED", "", f"after {get('duration')}" if get("duration") else ""
+    elif start["updated"]:
+        kind, value, detail = "UPDATE", "", start["updated"]
+    else:
+        kind = "PROBLEM"
+    pieces = [Piece(Role.STATE, kind), Piece(Role.HOST, host), Piece(Role.PROBLEM, problem, ": " if host else " "),
+              Piece(Role.VALUE, value, ": "), Piece(Role.DETAIL, detail, ", " if value else ": ")]  # fmt: skip
+    return _summary(
+        "zabbix",
+        pieces,
+        host,
+        (host, problem),
+        kind == "RESOLVED",
+        ("subject", "start time", "Original problem ID"),
+    )
+
+
+# ---- Prometheus Alertmanager and Grafana -------------------------------------------------------
+_AM_SUBJECT = re.compile(
+    r"^\[(?P<state>FIRING|RESOLVED)(?::(?P<count>\d+))?\] (?P<name>\S+)(?: \((?P<labels>.*)\))?$"
+)
+
+
+def alertmanager(mail: InboundMail) -> AlertSummary | None:
+    m = _AM_SUBJECT.match(mail.subject)
+    if not m or _is_grafana(mail):
+        return None
+    return _grouped("alertmanager", mail, m, ("links", "labels", "View in Alertmanager"))
+
+
+def grafana(mail: InboundMail) -> AlertSummary | None:
+    m = _AM_SUBJECT.match(mail.subject)
+    if not m or not _is_grafana(mail):
+        return None
+    return _grouped("grafana", mail, m, ("links", "labels", "silence and dashboard links"))
+
+
+def _is_grafana(mail: InboundMail) -> bool:
+    return "grafana" in mail.header_from.lower() or bool(
+        re.search(
+            r"^\*\*(Firing|Resolved)\*\*|^You have \d+ (?:firing|resolved) alert", mail.text, re.M | re.I
+        )
+    )
+
+
+def _grouped(name: str, mail: InboundMail, m: re.Match[str], dropped: tuple[str, ...]) -> AlertSummary:
+    """Alertmanager and Grafana: `FIRING:2 NodeFilesystemAlmostFull db01 96.1%, db02 93.0%`."""
+    reading = read(mail.text, mail.subject)
+    count = int(m["count"] or 1)
+    found = instances(reading.fields)
+    summaries = [
+        f.value for key in ("summary", "message", "description") for f in reading.fields if f.key == key
+    ]
+    if not summaries:  # the text template: "RESOLVED: <summary>" / "FIRING: <summary>"
+        summaries = re.findall(r"^(?:FIRING|RESOLVED): (.+)$", mail.text, re.MULTILINE) or list(
+            reading.free[:1]
+        )
+    values = [f.value for f in reading.fields if f.role is Role.VALUE]
+    if len(found) > 1:
+        where, value = "", ", ".join(f"{h} {v}".strip() for h, v in found)
+    else:
+        where = found[0][0] if found else (m["labels"] or "")
+        value = values[0] if values else ""  # one alert: its summary says the measurement itself
+    pieces = [
+        Piece(Role.STATE, m["state"] + (f":{count}" if count > 1 else "")),
+        Piece(Role.PROBLEM, m["name"]),
+        Piece(Role.HOST, where),
+        Piece(Role.VALUE, value, ": " if len(found) <= 1 else " "),
+        Piece(Role.DETAIL, summaries[0] if summaries else "", ": "),
+    ]
+    return _summary(name, pieces, where, (m["name"], m["labels"] or ""), m["state"] == "RESOLVED", dropped)
+
+
+# ---- hosts: cron, smartd, UPS, NAS -------------------------------------------------------------
+_CRON = re.compile(r"^Cron <(?P<user>[^@>]+)@(?P<host>[^>]+)> (?P<cmd>.+)$")
+_SMART = re.compile(r"^SMART error \((?P<what>[^)]+)\) detected on host: (?P<host>\S+)")
+_APC = re.compile(r"^(?P<host>\S+) UPS (?P<ups>\S+) (?P<event>.+?)[\s!.]*$")
+_NUT = re.compile(r"\bUPS (?P<ups>\S+@\S+|\S+) (?P<event>on battery|on line power|battery is low|is unavailable"
+                  r"|battery needs to be replaced|forced shutdown in progress|communications (?:lost|restored))",
+                  re.IGNORECASE)  # fmt: skip
+_SYNOLOGY = re.compile(r"^\[(?P<host>[^\]]+)\] (?P<event>.+)$")
+
+
+def cron(mail: InboundMail) -> AlertSummary | None:
+    m = _CRON.match(mail.subject)
+    if not m:
+        return None
+    output = " / ".join(line.strip() for line in mail.text.splitlines() if line.strip())
+    pieces = [Piece(Role.STATE, "CRON"), Piece(Role.HOST, m["host"], " "), Piece(Role.PROBLEM, m["cmd"], ": "),
+              Piece(Role.DETAIL, output, ": ")]  # fmt: skip
+    return _summary("cron", pieces, m["host"], (m["host"], m["cmd"]), False, ("subject",))
+
+
+def smartd(mail: InboundMail) -> AlertSummary | None:
+    m = _SMART.match(mail.subject)
+    if not m:
+        return None
+    devices = re.findall(r"^Device: (.+)$", mail.text, re.MULTILINE)
+    pieces = [Piece(Role.STATE, "SMART"), Piece(Role.HOST, m["host"]), Piece(Role.PROBLEM, m["what"], ": "),
+              Piece(Role.DETAIL, "; ".join(devices), ": ")]  # fmt: skip
+    return _summary(
+        "smartd", pieces, m["host"], (m["host"], m["what"]), False, ("banner", "device info", "DNS domain")
+    )
+
+
+def apcupsd(mail: InboundMail) -> AlertSummary | None:
+    m = _APC.match(mail.subject)
+    if not m or ("apcupsd" not in (mail.header_from + mail.text).lower() and "STATUS" not in mail.text):
+        return None
+    f = fields_of(mail.text)
+    first = next((line for line in mail.text.splitlines() if line.strip()), "")
+    said = re.sub(r"^.*?\d{4}\s+", "", first)  # drop the date apccontrol writes first
+    status = ", ".join(f"{k.upper()} {f[k]}" for k in ("status", "bcharge", "timeleft") if f.get(k))
+    event = m["event"]
+    pieces = [Piece(Role.PROBLEM, f"UPS {m['ups']}"), Piece(Role.HOST, f"on {m['host']}"),
+              Piece(Role.STATE, event, ": "), Piece(Role.VALUE, status, ": "), Piece(Role.DETAIL, said, "; ")]  # fmt: skip
+    recovery = bool(re.search(r"returned|restored|online", event, re.IGNORECASE))
+    return _summary("apcupsd", pieces, m["host"], (m["host"], m["ups"]), recovery, ("date", "apcaccess dump"))
+
+
+def nut(mail: InboundMail) -> AlertSummary | None:
+    m = _NUT.search(mail.subject) or _NUT.search(mail.text)
+    if not m:
+        return None
+    ups, event = m["ups"], m["event"].lower()
+    host = ups.partition("@")[2] or ups
+    pieces = [Piece(Role.PROBLEM, "UPS"), Piece(Role.HOST, ups), Piece(Role.STATE, event, ": ")]
+    recovery = event in ("on line power", "communications restored")
+    return _summary("nut", pieces, host, (ups,), recovery, ("subject",))
+
+
+def synology(mail: InboundMail) -> AlertSummary | None:
+    m = _SYNOLOGY.match(mail.subject)
+    if not m or f"From {m['host']}" not in mail.text:
+        return None
+    kept = [
+        line.strip()
+        for line in mail.text.splitlines()
+        if line.strip() and not re.match(r"^(Dear user|From \S+|Dear .+,)$", line.strip())
+    ]
+    pieces = [Piece(Role.PROBLEM, "NAS"), Piece(Role.HOST, m["host"]),
+              Piece(Role.DETAIL, " ".join(kept) or m["event"], ": ")]  # fmt: skip
+    return _summary("synology", pieces, m["host"], (m["host"], m["event"]), False, ("greeting", "signature"))
+
+
+RECOGNISERS: tuple[Recogniser, ...] = (
+    nagios, icinga, zabbix, grafana, alertmanager, cron, smartd, apcupsd, nut, synology,
+)  # fmt: skip
+
+
+def _after(text: str, marker: str) -> str:
+    _, found, rest = text.partition(marker)
+    return rest.strip().split("\n", 1)[0] if found else ""

@@ -1,0 +1,189 @@
+"""The summary of alert mail that no recogniser claims, from the structure alert mail shares.
+
+The subject names the problem (and mostly the state and host); `host:`, `state:`, `service:`,
+`summary:` and `value:` fields, in whatever words the tool uses, fill in what it does not; free
+text after the boilerplate is the detail. Grouped mail (several hosts, each with its value)
+names every instance. Mail with none of this structure is not claimed: it keeps the plain path.
+"""
+
+from __future__ import annotations
+
+import re
+
+from relay.model import AlertSummary, Piece, Role
+from relay.summaries.fit import MEASURE, compose
+from relay.summaries.reading import Field, Reading, plain, read
+
+STATE_WORD = re.compile(
+    r"(?<!\w)(PROBLEM|RECOVERY|RECOVERED|RESOLVED|FIRING|TRIGGERED|ALERT|ALARM|CRITICAL|CRIT|WARNING|WARN|"
+    r"OK|UP|DOWN|UNREACHABLE|UNKNOWN|FAILED|FAILURE|FAIL|ERROR|SUCCESS|SUCCEEDED|SUCCESSFUL|DEGRADED|"
+    r"ACKNOWLEDGEMENT|ACKNOWLEDGED|FLAPPING|CLEAR|CLEARED|RESTORED|BANNED|Проблема|Решена|Восстановлен\w*|"
+    r"Авария|Ошибка|Сбой|Недоступ\w*|Предупреждение|Критическ\w*)(?!\w)",
+    re.IGNORECASE,
+)
+RECOVERED = re.compile(
+    r"^(?:RECOVERY|RECOVERED|RESOLVED|OK|UP|CLEAR|CLEARED|RESTORED|SUCCESS|SUCCEEDED|SUCCESSFUL|Решена|"
+    r"Восстановлен\w*)$",
+    re.IGNORECASE,
+)
+_PREFIX = re.compile(r"^(?:(?:re|fwd?|fw|aw|wg|tr|отв|пересл)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_FREE_LINES = 3
+
+
+def summarise(subject: str, text: str, header_from: str = "") -> AlertSummary | None:
+    reading = read(text, subject)
+    core = plain(expand(without_tool_name(strip_prefix(subject), header_from), reading.kept))
+    if not (any(f.role for f in reading.fields) or reading.dropped):
+        return None  # no alert structure: the plain text is what the sender meant
+    alert = any(f.role for f in reading.fields) or bool(_state_word(core))
+    state = _first(reading, Role.STATE)
+    said = _state_word(core)
+    if said and said.lower() in state.lower():
+        state = ""  # `Critical, Disk /var ...` says it already: not `Escalated to CRITICAL Critical, ...`
+    hosts = list(
+        dict.fromkeys(host_of(f.value) for f in reading.fields if f.role is Role.HOST and host_of(f.value))
+    )
+    problem = _first(reading, Role.PROBLEM)
+    found = instances(reading.fields)
+    value = (
+        ", ".join(f"{h} {v}".strip() for h, v in found)
+        if len(found) > 1
+        else (_first(reading, Role.VALUE) or "")
+    )
+    pieces = [
+        Piece(Role.STATE, plain(state)),
+        Piece(Role.HOST, ", ".join(hosts[:1]) if len(found) <= 1 else ""),
+        Piece(Role.PROBLEM, core),
+        Piece(Role.PROBLEM, plain(problem)),
+        Piece(Role.HOST, ", ".join(h for h in hosts[1:] if len(found) <= 1)),
+        Piece(Role.VALUE, plain(value), ": "),
+        Piece(Role.DETAIL, plain(_tidy(_detail(reading, core) if alert else " / ".join(reading.kept))), ": "),
+    ]
+    summary_state = state or said
+    name = problem or core
+    return AlertSummary(
+        recogniser="general",
+        pieces=compose(pieces),
+        host=hosts[0] if hosts else "",
+        identity=identity("general", hosts[0] if hosts else "", STATE_WORD.sub("", name)),
+        recovery=bool(summary_state and RECOVERED.match(summary_state.strip())),
+        dropped=reading.dropped + (reading.ignored if alert else ()),
+        # Greetings and sign-offs alone do not make an alert: such mail keeps the route's parts.
+        alert=alert,
+    )
+
+
+def identity(*parts: str) -> str:
+    return " ".join(" ".join(p.split()).lower() for p in parts if p)
+
+
+def strip_prefix(subject: str) -> str:
+    return _PREFIX.sub("", subject).strip()
+
+
+def _first(reading: Reading, role: Role) -> str:
+    return next((f.value for f in reading.fields if f.role is role and f.value), "")
+
+
+def _state_word(text: str) -> str:
+    m = STATE_WORD.search(text)
+    return m.group(1) if m else ""
+
+
+def host_of(value: str) -> str:
+    """A host field's host: the value without a parenthesised aside (`db01 (10.0.0.7)`), whole
+    when it is a name of a few words (Zabbix's visible names have spaces), else its first word."""
+    name = re.sub(r"\s*[(\[].*$", "", value).strip(" ,;")
+    words = name.split()
+    if not words:
+        return ""
+    return name if len(words) <= 4 and not re.search(r"[.!?]\s", name) else words[0]
+
+
+_MEASURE_RANK = {"summary": 0, "message": 1, "info": 1, "output": 1, "description": 2}
+
+
+def instances(fields: tuple[Field, ...]) -> list[tuple[str, str]]:
+    """(host, value) for each alert of a grouped mail: the n-th value field goes with the n-th
+    host when there are as many of each; else a host's value is the first measurement of the
+    message fields that follow it, a summary's before a description's (`... is 96.1% full`
+    rather than `has only 3.9% available`)."""
+    hosts: list[str] = []
+    values: list[str] = []
+    measured: dict[str, tuple[int, str]] = {}
+    for f in fields:
+        if f.role is Role.HOST and host_of(f.value) and host_of(f.value) not in hosts:
+            hosts.append(host_of(f.value))
+        elif f.role is Role.VALUE:
+            values.append(f.value)
+        elif f.role is Role.DETAIL and hosts and (m := MEASURE.search(f.value)):
+            rank = _MEASURE_RANK.get(f.key, 3)
+            if hosts[-1] not in measured or rank < measured[hosts[-1]][0]:
+                measured[hosts[-1]] = (rank, m.group(0))
+    if len(values) == len(hosts):
+        return list(zip(hosts, values, strict=True))
+    return [(h, measured[h][1] if h in measured else "") for h in hosts]
+
+
+def expand(subject: str, lines: tuple[str, ...]) -> str:
+    """A subject the tool cut (`... too m...`) made whole again from the body line it was cut from."""
+    m = re.search(r"(?P<tail>\S.{11,}?)\s*(?:\.\.\.|…)$", subject)
+    if not m:
+        return subject
+    tail = m["tail"][-24:]
+    for line in lines:
+        at = line.find(tail)
+        if at >= 0:
+            return subject[: m.start("tail")] + m["tail"] + line[at + len(tail) :]
+    return subject
+
+
+def _detail(reading: Reading, core: str) -> str:
+    """The message fields, each once; else the first free lines that the subject has not said;
+    else the fields whose names we do not know."""
+    said: list[str] = []
+    for f in reading.fields:
+        if f.role is Role.DETAIL and not any(f.value.startswith(s) or s.startswith(f.value) for s in said):
+            said.append(f.value)
+    if said:
+        return "; ".join(said)
+    lines = [line for line in reading.free if not _repeats(line, core)]
+    if lines:
+        return " / ".join(lines[:_FREE_LINES])
+    return "; ".join(reading.others[:2])
+
+
+def _repeats(line: str, subject: str) -> bool:
+    """Most of the line's words are the subject's: `db01 is critical` under `Critical, ... on db01`."""
+    words = [w for w in re.findall(r"\w+(?:[.,]\d+)?", line.lower()) if len(w) > 2 or w.isdigit()]
+    if not words:
+        return True
+    known = set(re.findall(r"\w+(?:[.,]\d+)?", subject.lower()))
+    return sum(w in known for w in words) >= 0.75 * len(words)
+
+
+_GENERIC = frozenset(
+    ("alert", "alerts", "alarm", "notification", "notifications", "message", "report", "monitoring")
+)
+_LEAD = re.compile(r"^(?:\[(?P<tag>[\w .-]{2,30}?)\]\s*|(?P<name>[\w .-]{2,30}?)\s*(?::|--|-|—)\s+)(?=\S)")
+
+
+def without_tool_name(subject: str, header_from: str) -> str:
+    """`Check_MK: db01/...`, `monit alert -- ...`: the lead-in that only names the sending tool
+    (its name is in the From: address) goes; the phone knows who sends alerts."""
+    m = _LEAD.match(subject)
+    if not m or not header_from:
+        return subject
+    sender = {re.sub(r"[\W_]", "", t) for t in re.split(r"[\s@.<>\"'()+-]+", header_from.lower()) if t}
+    lead = m["tag"] or m["name"]
+    words = [re.sub(r"[\W_]", "", w) for w in lead.lower().split()]
+    named = re.sub(r"[\W_]", "", lead.lower())
+    if named in sender or (
+        words and all(w in sender or w in _GENERIC for w in words) and any(w in sender for w in words)
+    ):
+        return subject[m.end() :]
+    return subject
+
+
+def _tidy(text: str) -> str:
+    return text.strip(" ;,")

@@ -1,0 +1,357 @@
+"""Read the structure almost all alert mail shares: `key: value` lines whose key names a host, a
+state, a problem, a message or a value; free text; and the boilerplate no phone needs.
+
+Nothing here knows a sender. The words are the ones monitoring and ops tools use for their
+fields, in English and Russian; a line is boilerplate by its shape (a rule of repeated symbols,
+a greeting, a sign-off, a link, a label dump), never because one tool's template has it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from relay.formatters import segments
+from relay.model import Role
+
+# Field names, lower-case, by what they say. Exact names first; a name that ends in one of the
+# host words (`affected host`, `имя узла`) counts as a host too.
+KEYS: dict[str, Role] = {
+    **dict.fromkeys(
+        (
+            "host",
+            "hostname",
+            "host name",
+            "host alias",
+            "server",
+            "node",
+            "instance",
+            "device",
+            "machine",
+            "system",
+            "computer",
+            "target",
+            "hosts",
+            "nas",
+            "ups",
+            "узел",
+            "узел сети",
+            "сервер",
+            "хост",
+            "компьютер",
+            "устройство",
+            "имя узла",
+            "система",
+            "printer",
+            "принтер",
+        ),
+        Role.HOST,
+    ),
+    **dict.fromkeys(
+        (
+            "state",
+            "status",
+            "severity",
+            "level",
+            "priority",
+            "event",
+            "event type",
+            "notification type",
+            "alert state",
+            "current state",
+            "result",
+            "termination",
+            "важность",
+            "статус",
+            "состояние",
+            "событие",
+            "уровень",
+            "результат",
+            "тип уведомления",
+        ),
+        Role.STATE,
+    ),
+    **dict.fromkeys(
+        (
+            "service",
+            "check",
+            "trigger",
+            "problem",
+            "problem name",
+            "alert",
+            "alert name",
+            "alertname",
+            "monitor",
+            "monitor name",
+            "rule",
+            "rule name",
+            "job",
+            "job name",
+            "task",
+            "task name",
+            "test",
+            "check name",
+            "service name",
+            "sensor",
+            "проблема",
+            "сервис",
+            "служба",
+            "триггер",
+            "задание",
+            "проверка",
+            "задача",
+            "датчик",
+        ),
+        Role.PROBLEM,
+    ),
+    **dict.fromkeys(
+        (
+            "summary",
+            "description",
+            "message",
+            "info",
+            "output",
+            "additional info",
+            "details",
+            "detail",
+            "error",
+            "reason",
+            "cause",
+            "service output",
+            "host output",
+            "check output",
+            "text",
+            "сообщение",
+            "описание",
+            "информация",
+            "ошибка",
+            "причина",
+            "вывод",
+            "подробности",
+        ),
+        Role.DETAIL,
+    ),
+    **dict.fromkeys(
+        (
+            "value",
+            "values",
+            "current value",
+            "operational data",
+            "metric value",
+            "reading",
+            "usage",
+            "оперативные данные",
+            "значение",
+            "текущее значение",
+        ),
+        Role.VALUE,
+    ),
+}
+# Fields no phone needs: when, where to click, which id, who wrote it.
+IGNORED = frozenset(
+    ("date", "time", "date/time", "when", "timestamp", "started", "start time", "end time", "since",
+     "address", "ip", "ipv4", "ipv6", "host address", "url", "link", "dashboard", "panel", "runbook",
+     "runbook url", "source", "id", "event id", "alert id", "problem id", "original problem id",
+     "comment", "comments", "author", "to", "from", "cc", "sent", "subject", "notification number",
+     "acknowledged", "ack", "age", "silence", "fingerprint", "generatorurl", "generator url", "labels",
+     "annotations", "job id", "jobid", "дата", "время", "адрес", "ссылка", "идентификатор")
+)  # fmt: skip
+
+_FIELD = re.compile(r"^\s*(?:[-*•]\s*)?(?P<key>[^\W\d][^:=\n]{0,38}?)\s*(?::(?=\s|$)|=)\s*(?P<value>.*?)\s*$")
+_URL = re.compile(r"(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
+_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,200}>")
+_MAP = re.compile(r"map\[(?P<inner>[^\]]*)\]")
+_RULE = re.compile(r"^\W*([*#=~%_+.\-])\1{2,}\W*$|^[\s*#=~%_+\-]{3,}$")
+_BANNER = re.compile(r"^\s*([*#=~%-])\1{2,}\s*(?P<title>.*?)\s*\1{3,}\s*$")
+_GREETING = re.compile(
+    r"^(?:[\w ]{1,20},\s*)?(?:hi|hello|hey|dear\b.{0,40}|greetings|good (?:morning|afternoon|evening)|hallo|"
+    r"bonjour|здравствуйте|добрый (?:день|вечер)|доброе утро|привет|уважаем\w*\b.{0,40})(?:\s+[\w-]+){0,3}[\s,!.:]*$",
+    re.IGNORECASE,
+)
+_SIGNOFF = re.compile(
+    r"^(?:(?:best |kind |warm )?regards|thanks?(?: you)?|cheers|sincerely|your faithful employee|"
+    r"yours(?: truly)?|с уважением|спасибо|всего доброго)\b[\s,!.\w-]{0,40}$",
+    re.IGNORECASE,
+)
+_AUTOMATIC = re.compile(
+    r"automatically generated|auto-?generated|(?:do|please do) not reply|don'?t reply|no-?reply|"
+    r"(?:this|the) (?:e-?mail|message|notification|alert|report) (?:was|is|has been) (?:sent|generated|"
+    r"created|triggered)|you (?:are receiving|received|get) this|unsubscribe|notification settings|"
+    r"manage (?:your )?(?:notifications|alerts|subscriptions)|sent (?:by|from) \S+ (?:at|on)\b|"
+    r"generated by|this message was generated|(?:notification|alert|message|report|e-?mail) generated\b|сформировано автоматически|создано автоматически|"
+    r"не отвечайте на (?:это|данное) письмо|автоматическ\w+ (?:сообщение|уведомление|рассылк)",
+    re.IGNORECASE,
+)
+_LINK_WORDS = re.compile(
+    r"^(?:view|open|see|go to|click|show|silence|details?|more info|manage|acknowledge|ack|dashboard|"
+    r"panel|source|runbook|edit|mute|visit|log ?in|sign in|перейти|открыть|подробнее|смотрите)\b",
+    re.IGNORECASE,
+)
+_DATE = re.compile(
+    r"^(?:[A-Z][a-z]{2},? )?\d{1,4}[./-]\d{1,2}[./-]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)?"
+    r"(?:\s*(?:[+-]\d{2}:?\d{2}|Z|UTC|GMT|[A-Z]{3,4}))?$|^\w{3},? \d{1,2} \w{3} \d{4} \d{2}:\d{2}"
+)
+_PAIRS = re.compile(r"(?<![^\s,{(])(?P<key>[A-Za-z_][\w.-]{0,40})=(?P<value>\"[^\"]*\"|[^\s,})]+)")
+_SECTION = re.compile(r"^(?:labels|annotations|source|silence|common labels|group labels)\s*:?\s*$", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    role: Role | None  # None: a field whose name says nothing we know
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One mail's text as the general summariser sees it."""
+
+    fields: tuple[Field, ...]
+    free: tuple[str, ...]  # the lines that are neither fields nor boilerplate, in order
+    others: tuple[str, ...]  # `key: value` lines whose key says nothing we know, as written
+    kept: tuple[str, ...]  # every line that is not boilerplate, in order (mail that is no alert)
+    dropped: tuple[str, ...]  # the kinds of boilerplate that were there
+    ignored: tuple[str, ...] = ()  # fields an alert summary leaves out (dates, addresses, ids)
+
+
+def plain(text: str) -> str:
+    """Typography folded to GSM-7 look-alikes, and pictographs (emoji, symbols, variation
+    selectors) gone: one 🔴 would make a Latin text UCS-2, 70 characters a part instead of 160."""
+    text = segments.fold_to_gsm(text)
+    kept = "".join(ch for ch in text if not _pictograph(ch))
+    if kept == text:
+        return text
+    kept = re.sub(r"([(\[])\s+", r"\1", re.sub(r"\s+([)\]])", r"\1", kept))  # `[🔴 Down]` -> `[Down]`
+    return re.sub(r"[ \t]{2,}", " ", kept).strip()
+
+
+def _pictograph(ch: str) -> bool:
+    if ch in segments.GSM_ALL:
+        return False
+    if ord(ch) > 0xFFFF or 0xFE00 <= ord(ch) <= 0xFE0F or ch == "\u200d":
+        return True
+    return unicodedata.category(ch) in ("So", "Sk") and ch not in "°№"
+
+
+_NAMED = re.compile(r"^\s*(?:-\s*)?(?P<name>[^:=\n]{1,40}?)\s*[:=]\s*(?P<value>.*?)\s*$", re.MULTILINE)
+
+
+def fields_of(text: str) -> dict[str, str]:
+    """`Name: value` and `name = value` lines, first occurrence wins; names lower-cased. For the
+    recognisers, which know their tool's field names."""
+    found: dict[str, str] = {}
+    for m in _NAMED.finditer(text):
+        found.setdefault(m["name"].strip().lower(), m["value"])
+    return found
+
+
+def role_of(key: str) -> Role | None:
+    name = " ".join(key.lower().replace("_", " ").split())
+    if name in KEYS:
+        return KEYS[name]
+    last = name.rsplit(" ", 1)[-1]
+    if last in ("host", "hostname", "server", "node", "instance", "узел", "сервер", "хост"):
+        return Role.HOST
+    return None
+
+
+def read(text: str, subject: str = "") -> Reading:
+    fields: list[Field] = []
+    free: list[str] = []
+    others: list[str] = []
+    kept: list[str] = []
+    dropped: dict[str, None] = {}
+    ignored: dict[str, None] = {}
+    in_section = False
+    subject_key = _norm(subject)
+    for raw in text.split("\n"):
+        line = _clean_line(raw)
+        if not line:
+            in_section = False
+            continue
+        kind = boilerplate(line)
+        if kind == "sign-off":
+            dropped[kind] = None
+            break  # what follows a sign-off is a name and a footer
+        if kind:
+            dropped[kind] = None
+            continue
+        if _SECTION.match(line):
+            in_section = True  # a label or annotation dump: its fields are read, never printed
+            dropped["label dump"] = None
+            continue
+        for inner in _MAP.finditer(line):  # Go's map[instance:db01 job:node] printed as is
+            dropped["label dump"] = None
+            for pair in inner["inner"].split():
+                key, _, value = pair.partition(":")
+                if value:
+                    fields.append(Field(role_of(key), key.lower(), value))
+        if _MAP.search(line):
+            line = _MAP.sub("", line).strip(" =:")
+            if not line or _FIELD.match(line):
+                continue
+        pairs = _PAIRS.findall(line)
+        if len(pairs) >= 2 and len(_PAIRS.sub("", line).split()) <= 2:  # a label list on one line
+            dropped["label dump"] = None
+            fields.extend(Field(role_of(k), k.lower(), v.strip('"')) for k, v in pairs)
+            continue
+        m = _FIELD.match(line)
+        if m and m["value"] and not _URL.match(m["value"]) and len(m["key"].split()) <= 4:
+            key = " ".join(re.sub(r"\(.*?\)", "", m["key"].lower()).split())  # `Time (Europe/Berlin)`
+            if key in IGNORED or _DATE.match(m["value"]):
+                ignored[key] = None
+                kept.append(line)  # mail that is no alert keeps its dates (`Due: 25.11.2026`)
+                continue
+            role = role_of(key)
+            kept.append(line)
+            if role is None:
+                others.append(line)  # a field we know nothing of may still say what happened
+                continue
+            if role is Role.STATE and len(m["value"].split()) > 3:
+                role = Role.DETAIL  # `Status: Black cartridge very low (5%)` says what, not a state
+            fields.append(Field(role, key, m["value"]))
+            continue
+        if m and not m["value"] and len(m["key"].split()) <= 4:
+            dropped["section heading"] = None  # `Expression Variables :` alone says nothing
+            continue
+        if in_section and raw[:1].isspace():
+            continue
+        if subject_key and _norm(line) == subject_key:
+            dropped["subject repeated"] = None
+            continue
+        free.append(line)
+        kept.append(line)
+    return Reading(tuple(fields), tuple(free), tuple(others), tuple(kept), tuple(dropped), tuple(ignored))
+
+
+def boilerplate(line: str) -> str:
+    """The kind of boilerplate a line is, or "" when it may say something."""
+    if _RULE.match(line) or _BANNER.match(line):
+        return "banner"
+    if _GREETING.match(line):
+        return "greeting"
+    if _SIGNOFF.match(line):
+        return "sign-off"
+    if _AUTOMATIC.search(line):
+        return "automatic-mail note"
+    if _URL.search(line):
+        rest = _URL.sub("", line).strip(" :-()<>[]|")
+        if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
+            return "link"
+    if _LINK_WORDS.match(line) and len(line.split()) <= 4 and line.rstrip().endswith((":", ">", "»")):
+        return "link"
+    if _DATE.match(line):
+        return "date"
+    return ""
+
+
+def _clean_line(line: str) -> str:
+    line = html.unescape(_TAG.sub(" ", line)) if "<" in line or "&" in line else line
+    line = _URL.sub("", line) if _URL.search(line) and boilerplate(line) != "link" else line
+    return " ".join(line.split())
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
