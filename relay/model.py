@@ -221,12 +221,19 @@ def join(pieces: tuple[Piece, ...] | list[Piece]) -> str:
             continue
         if piece.role in _SAID_ONCE:
             later = pieces[n + 1 :]
-            others = [p.text for p in kept if p.role is not Role.NOTE] + [
-                p.text for p in later
-                if (p.role is Role.DETAIL and piece.role in (Role.HOST, Role.VALUE))
-                or (p.role in _SAID_ONCE and len(p.text) > len(piece.text))
-            ]  # fmt: skip
-            if any(_says(other, piece.text) for other in others):
+            # States and problem names repeat each other in any case (`CRITICAL`, `Critical`);
+            # a host or value is hidden only by one that has it exactly (`i` is not `Info: I`),
+            # and only these are hidden by the detail.
+            heads = [p.text for p in kept if p.role not in (Role.NOTE, Role.DETAIL)] + [
+                p.text for p in later if p.role in _SAID_ONCE and len(p.text) > len(piece.text)
+            ]
+            details = [p.text for p in (*kept, *later) if p.role is Role.DETAIL]
+            exact = piece.role in (Role.HOST, Role.VALUE)
+            if not exact:
+                details = []
+            if any(_says(o, piece.text, exact) for o in heads) or any(
+                _says(o, piece.text, True) for o in details
+            ):
                 if _SEP_RANK.get(piece.sep, 0) > _SEP_RANK.get(skipped_sep, 0):
                     skipped_sep = piece.sep
                 continue
@@ -237,11 +244,11 @@ def join(pieces: tuple[Piece, ...] | list[Piece]) -> str:
     return "".join((p.sep if n else "") + p.text for n, p in enumerate(kept)).strip()
 
 
-def _says(text: str, part: str) -> bool:
+def _says(text: str, part: str, exact: bool = False) -> bool:
     part = part.strip()
-    if part.lower() not in text.lower():
+    if (part if exact else part.lower()) not in (text if exact else text.lower()):
         return False
-    return re.search(rf"(?<!\w){re.escape(part)}(?!\w)", text, re.IGNORECASE) is not None
+    return re.search(rf"(?<!\w){re.escape(part)}(?!\w)", text, 0 if exact else re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,10 +44,12 @@ async def test_scrape_after_end_to_end_run(replying_relay: Any) -> None:
     await wait_for(lambda: len(fake.received) == 2)
     for _ in range(200):
         status, text = await get(port, "/metrics")
-        # the counter moves when the reply is applied, the queue gauge at the next scrape
+        # The counter moves when the reply is applied, the queue gauges at the next scrape; the
+        # oldest-waiting age and the counts are two reads, so one scrape may fall between them.
         if (
             'smsc_relay_requests_total{state="failed"} 1.0' in text
             and 'smsc_relay_queue{state="failed"} 1.0' in text
+            and "\nsmsc_relay_oldest_waiting_seconds 0.0" in text
         ):
             break
         await asyncio.sleep(0.02)

@@ -45,7 +45,7 @@ def mail(subject: str, text: str, header_from: str = "") -> InboundMail:
          True),
         ("grafana_alert", "grafana", "FIRING HighLatency api prod: B=2.3: p99 latency above 2s for 10 minutes",
          False),
-        ("cron_backup", "cron", "CRON db1: /usr/local/bin/backup.sh: pg_dump: error: could not write to output "
+        ("cron_backup", "cron", "CRON db1: backup.sh: pg_dump: error: could not write to output "
          "file: No space left on device / backup.sh: FAILED after 00:12:31", False),
         ("smartd", "smartd",
          "SMART nas01: CurrentPendingSector: /dev/sdb [SAT], 8 Currently unreadable (pending) sectors", False),

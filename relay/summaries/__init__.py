@@ -18,7 +18,7 @@ from relay.summaries import general
 from relay.summaries.builtin import RECOGNISERS, Recogniser
 from relay.summaries.reading import read
 
-__all__ = ["RECOGNISERS", "Recogniser", "fingerprint", "summarise"]
+__all__ = ["RECOGNISERS", "Recogniser", "fingerprint", "hosts_named", "summarise"]
 
 _FORWARD = re.compile(
     r"^[ \t>]*(?:-{2,}\s*(?:Forwarded message|Original Message|Пересылаемое сообщение|Исходное сообщение|"
@@ -43,29 +43,36 @@ def summarise(mail: InboundMail, custom: Sequence[Recogniser] = ()) -> AlertSumm
         return AlertSummary(found.recogniser, pieces, found.host, found.identity, found.recovery,
                             ("forwarding", *found.dropped), found.alert)  # fmt: skip
     full = f"{mail.subject}\n{mail.text}"
-    hosts = _hosts(mail)
+    hosts = hosts_named(mail)
     for recogniser in (*custom, *RECOGNISERS):
         summary = recogniser(mail)
         if summary is not None and all(h.lower() in summary.text.lower() for h in hosts):
             return _no_longer(summary, full)
     summary = general.summarise(mail.subject, mail.text, mail.header_from)
-    if summary is None or (not summary.dropped and segments.count(segments.fold_to_gsm(full)).parts <= 1):
+    if summary is None or not summary.text or (not summary.dropped and segments.count(segments.fold_to_gsm(full)).parts <= 1):
         return None  # nothing to drop and it fits: the sender's own words are the best summary
     return _no_longer(summary, full)
 
 
 def _no_longer(summary: AlertSummary, full: str) -> AlertSummary | None:
-    """Never longer than the mail: without its detail if need be, else not at all."""
-    if len(summary.text) <= len(full):
+    """Never longer than the mail: the detail cut by what it adds (separators between pieces
+    can make a summary of a short mail a little longer), else without it, else not at all."""
+    excess = len(summary.text) - len(full)
+    if excess <= 0:
         return summary
-    short = tuple(p for p in summary.pieces if p.role not in (Role.DETAIL, Role.NOTE))
-    if len(" ".join(p.text for p in short)) >= len(full):
-        return None
-    return AlertSummary(summary.recogniser, short, summary.host, summary.identity, summary.recovery,
-                        summary.dropped, summary.alert)  # fmt: skip
+    pieces = list(summary.pieces)
+    at = next((n for n in range(len(pieces) - 1, -1, -1) if pieces[n].role in (Role.DETAIL, Role.NOTE)), None)
+    if at is not None and len(pieces[at].text) > excess + 15:
+        cut = pieces[at].text[: len(pieces[at].text) - excess - 3].rstrip() + "..."
+        pieces[at] = Piece(pieces[at].role, cut, pieces[at].sep)
+    else:
+        pieces = [p for p in pieces if p.role not in (Role.DETAIL, Role.NOTE)]
+    shorter = AlertSummary(summary.recogniser, tuple(pieces), summary.host, summary.identity, summary.recovery,
+                           summary.dropped, summary.alert)  # fmt: skip
+    return shorter if len(shorter.text) <= len(full) else None
 
 
-def _hosts(mail: InboundMail) -> list[str]:
+def hosts_named(mail: InboundMail) -> list[str]:
     """The hosts the mail's own fields name: a summary that drops one is worse than the raw text."""
     reading = read(mail.text, mail.subject)
     return list(dict.fromkeys(general.host_of(f.value) for f in reading.fields if f.role is Role.HOST))[:20]

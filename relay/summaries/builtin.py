@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from relay.formatters import segments
 from relay.model import AlertSummary, InboundMail, Piece, Role
 from relay.summaries.fit import compose
-from relay.summaries.general import identity, instances
+from relay.summaries.general import TROUBLE, identity, instances
 from relay.summaries.reading import fields_of, plain, read
 
 Recogniser = Callable[[InboundMail], AlertSummary | None]
@@ -26,7 +27,15 @@ Recogniser = Callable[[InboundMail], AlertSummary | None]
 def _summary(
     name: str, pieces: list[Piece], host: str, key: tuple[str, ...], recovery: bool, dropped: tuple[str, ...]
 ) -> AlertSummary:
-    folded = [Piece(p.role, plain(" ".join(p.text.split())).strip(" ;,"), p.sep) for p in pieces]
+    # A host is only folded (`plain` would drop a name made of symbols); the rest loses pictographs.
+    folded = [
+        Piece(
+            p.role,
+            (segments.fold_to_gsm if p.role is Role.HOST else plain)(" ".join(p.text.split())).strip(" ;,"),
+            p.sep,
+        )
+        for p in pieces
+    ]
     return AlertSummary(name, compose(folded), host, identity(name, *key), recovery, dropped)
 
 
@@ -196,14 +205,118 @@ _NUT = re.compile(r"\bUPS (?P<ups>\S+@\S+|\S+) (?P<event>on battery|on line powe
 _SYNOLOGY = re.compile(r"^\[(?P<host>[^\]]+)\] (?P<event>.+)$")
 
 
+_RUN_PARTS = re.compile(r"run-parts\b.*?(?P<dir>/etc/cron\.\w+)")
+_SHELL_PREFIX = re.compile(r"^(?:/bin/(?:ba|da)?sh|sh|bash): (?:\d+: )?(?:line \d+: )?")
+
+
+def cron_command(cmd: str) -> str:
+    """What a cron job is, short: `run-parts /etc/cron.daily` behind Debian's anacron test
+    becomes `/etc/cron.daily`; a command loses its directory and its options after the first
+    (`/usr/local/bin/certbot renew --quiet --deploy-hook ...` -> `certbot renew`)."""
+    parts = _RUN_PARTS.search(cmd)
+    if parts:
+        return parts["dir"]
+    words = cmd.split()
+    kept: list[str] = []
+    for word in words:
+        if word.startswith(("-", ">")) or word in ("|", "||", "&&", ">", ">>", "2>&1", ";"):
+            break
+        kept.append(word.rsplit("/", 1)[-1] if not kept else word)
+    return " ".join(kept[:3]) or cmd
+
+
 def cron(mail: InboundMail) -> AlertSummary | None:
     m = _CRON.match(mail.subject)
     if not m:
         return None
-    output = " / ".join(line.strip() for line in mail.text.splitlines() if line.strip())
-    pieces = [Piece(Role.STATE, "CRON"), Piece(Role.HOST, m["host"], " "), Piece(Role.PROBLEM, m["cmd"], ": "),
-              Piece(Role.DETAIL, output, ": ")]  # fmt: skip
-    return _summary("cron", pieces, m["host"], (m["host"], m["cmd"]), False, ("subject",))
+    cmd = m["cmd"]
+    failed = cmd.endswith(" (failed)")  # Debian's cron marks a non-zero exit in the subject
+    cmd = cmd.removesuffix(" (failed)")
+    lines = [_SHELL_PREFIX.sub("", line.strip()) for line in mail.text.splitlines() if line.strip()]
+    trouble = [line for line in lines if TROUBLE.search(line)]
+    output = " / ".join(dict.fromkeys(trouble + [line for line in lines if line not in trouble]))
+    pieces = [Piece(Role.STATE, "CRON"), Piece(Role.HOST, m["host"], " "), Piece(Role.PROBLEM, cron_command(cmd), ": "),
+              Piece(Role.STATE, "failed" if failed else "", " "), Piece(Role.DETAIL, output, ": ")]  # fmt: skip
+    return _summary("cron", pieces, m["host"], (m["host"], cmd), False, ("subject", "command options"))
+
+
+# ---- mdadm, logwatch -------------------------------------------------------------------------
+_MDADM = re.compile(r"^(?P<event>\w+) event on (?P<device>\S+?)(?::(?P<host>\S+))?$")
+_MDSTAT = re.compile(r"^(?P<md>md\d+) : (?P<status>.+)\n.*?(?P<counts>\[\d+/\d+\]) (?P<map>\[[U_]+\])", re.M)
+
+
+def mdadm(mail: InboundMail) -> AlertSummary | None:
+    m = _MDADM.match(mail.subject)
+    text = mail.body or mail.text
+    if not m or "mdadm" not in (mail.header_from + text).lower():
+        return None
+    on = re.search(r"running on (\S+)", text)
+    host = m["host"] or (on[1] if on else "")
+    device = re.search(r"component (?:device|devices) (\S+?)[.,]?\s", text)
+    stat = _MDSTAT.search(text)
+    value = f"{stat['counts']} {stat['map']}" if stat else ""
+    pieces = [Piece(Role.STATE, m["event"]), Piece(Role.HOST, host), Piece(Role.PROBLEM, m["device"]),
+              Piece(Role.VALUE, value, ": "), Piece(Role.DETAIL, f"component {device[1]}" if device else "", ", ")]  # fmt: skip
+    recovery = m["event"] in ("RebuildFinished", "SpareActive")
+    return _summary("mdadm", pieces, host, (host, m["device"]), recovery, ("banner", "sign-off", "mdstat"))
+
+
+_FAIL2BAN = re.compile(
+    r"^\[Fail2Ban\] (?P<jail>[\w.-]+): (?:(?P<action>banned|unbanned) (?P<ip>\S+) from (?P<host>\S+)|"
+    r"(?P<summary>summary) from (?P<shost>\S+)|(?P<other>(?:started|stopped)) on (?P<ohost>\S+))",
+    re.IGNORECASE,
+)
+# IPv4, or IPv6 with `::` or all eight groups (never a time such as 11:09:44)
+_IP = re.compile(
+    r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|(?=[0-9a-f:]*::|(?:[0-9a-f]{1,4}:){7})[0-9a-f:]{3,39})(?![\w.:])",
+    re.I,
+)
+
+
+def fail2ban(mail: InboundMail) -> AlertSummary | None:
+    """sendmail-whois(-lines) and sendmail-buffered: the jail, the address(es) banned, the host;
+    the whois record and the log lines are left out."""
+    m = _FAIL2BAN.match(mail.subject)
+    if not m:
+        return None
+    host = m["host"] or m["shost"] or m["ohost"]
+    if m["summary"]:
+        ips = list(dict.fromkeys(_IP.findall(mail.text)))
+        action, value = "banned", ", ".join(ips)
+    else:
+        action, value = (m["action"] or m["other"] or "").lower(), m["ip"] or ""
+    attempts = re.search(r"after\s+(\d+)\s+attempts", mail.text)
+    pieces = [Piece(Role.PROBLEM, m["jail"]), Piece(Role.HOST, host), Piece(Role.STATE, action, ": "),
+              Piece(Role.VALUE, value), Piece(Role.DETAIL, f"after {attempts[1]} attempts" if attempts else "", " ")]  # fmt: skip
+    return _summary("fail2ban", pieces, host, (host, m["jail"], m["ip"] or ""), action == "unbanned",
+                    ("greeting", "whois", "log lines", "sign-off"))  # fmt: skip
+
+
+_LOGWATCH = re.compile(r"^Logwatch for (?P<host>\S+)")
+_SECTION_BEGIN = re.compile(r"^-{3,} (?P<name>.+?) Begin -{3,}$")
+
+
+def logwatch(mail: InboundMail) -> AlertSummary | None:
+    """The day's report: which sections hold trouble, with the line that names it and the
+    line after it (`WARNING: Out of memory killer killed these executables` / `php-fpm8.2`)."""
+    m = _LOGWATCH.match(mail.subject)
+    if not m:
+        return None
+    found: list[str] = []
+    section = ""
+    lines = [line.strip() for line in mail.text.splitlines()]
+    for n, line in enumerate(lines):
+        if (begin := _SECTION_BEGIN.match(line)) is not None:
+            section = begin["name"]
+        elif section and TROUBLE.search(line) and not line.startswith("-"):
+            after = lines[n + 1] if n + 1 < len(lines) and not lines[n + 1].startswith("-") else ""
+            found.append(f"{section}: {line.rstrip(':')}" + (f" {after}" if after else ""))
+    pieces = [Piece(Role.PROBLEM, "Logwatch"), Piece(Role.HOST, m["host"]),
+              Piece(Role.STATE, f"{len(found)} issue(s)" if found else "no issues", ": "),
+              Piece(Role.DETAIL, " / ".join(found), ": ")]  # fmt: skip
+    return _summary(
+        "logwatch", pieces, m["host"], (m["host"], "logwatch"), False, ("banner", "report sections")
+    )
 
 
 def smartd(mail: InboundMail) -> AlertSummary | None:
@@ -259,7 +372,7 @@ def synology(mail: InboundMail) -> AlertSummary | None:
 
 
 RECOGNISERS: tuple[Recogniser, ...] = (
-    nagios, icinga, zabbix, grafana, alertmanager, cron, smartd, apcupsd, nut, synology,
+    nagios, icinga, zabbix, grafana, alertmanager, cron, smartd, apcupsd, nut, synology, mdadm, logwatch, fail2ban,
 )  # fmt: skip
 
 

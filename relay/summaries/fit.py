@@ -49,9 +49,27 @@ def compose(pieces: Sequence[Piece]) -> tuple[Piece, ...]:
     only of words the head has said already."""
     kept = [Piece(p.role, p.text.strip(), p.sep) for p in pieces if p.text.strip()]
     head = " ".join(p.text for p in kept if p.role not in (Role.DETAIL, Role.NOTE))
-    return tuple(
-        Piece(p.role, _strip_said(p.text, head), p.sep) if p.role is Role.DETAIL else p for p in kept
-    )
+    out = [
+        Piece(p.role, _unsaid(_strip_said(p.text, head), head), p.sep) if p.role is Role.DETAIL else p
+        for p in kept
+    ]
+    return tuple(p for p in out if p.text)
+
+
+def _unsaid(detail: str, head: str) -> str:
+    """The detail without a line or sentence whose every word the head has said already
+    (`fileserver01 UPS rack1-ups Power Failure !!!` after `UPS rack1-ups on fileserver01: Power Failure`)."""
+    said = {w.lower() for w in re.findall(r"\w+", head)}
+    parts = re.split(r"( / |; )", detail)
+    kept: list[str] = []
+    for n in range(0, len(parts), 2):
+        words = re.findall(r"\w+", parts[n])
+        if words and all(w.lower() in said for w in words):
+            continue
+        if kept:
+            kept.append(parts[n - 1])
+        kept.append(parts[n])
+    return "".join(kept)
 
 
 def _contains(text: str, part: str) -> bool:

@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import re
 
+from relay.formatters import segments
 from relay.model import AlertSummary, Piece, Role
 from relay.summaries.fit import MEASURE, compose
-from relay.summaries.reading import Field, Reading, plain, read
+from relay.summaries.reading import STATE_WORD, Field, Reading, plain, read
 
-STATE_WORD = re.compile(
-    r"(?<!\w)(PROBLEM|RECOVERY|RECOVERED|RESOLVED|FIRING|TRIGGERED|ALERT|ALARM|CRITICAL|CRIT|WARNING|WARN|"
-    r"OK|UP|DOWN|UNREACHABLE|UNKNOWN|FAILED|FAILURE|FAIL|ERROR|SUCCESS|SUCCEEDED|SUCCESSFUL|DEGRADED|"
-    r"ACKNOWLEDGEMENT|ACKNOWLEDGED|FLAPPING|CLEAR|CLEARED|RESTORED|BANNED|Проблема|Решена|Восстановлен\w*|"
-    r"Авария|Ошибка|Сбой|Недоступ\w*|Предупреждение|Критическ\w*)(?!\w)",
-    re.IGNORECASE,
-)
 RECOVERED = re.compile(
     r"^(?:RECOVERY|RECOVERED|RESOLVED|OK|UP|CLEAR|CLEARED|RESTORED|SUCCESS|SUCCEEDED|SUCCESSFUL|Решена|"
     r"Восстановлен\w*)$",
@@ -28,12 +22,23 @@ RECOVERED = re.compile(
 )
 _PREFIX = re.compile(r"^(?:(?:re|fwd?|fw|aw|wg|tr|отв|пересл)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _FREE_LINES = 3
+TROUBLE = re.compile(
+    r"\b(?:err(?:or)?|errors|fail(?:ed|ure|s)?|fatal|critical|warn(?:ing)?|could not|cannot|can't|unable|denied|"
+    r"refused|timed? ?out|not found|no such|down|unreachable|degraded|faulted|offline|ошибк\w*|сбой|"
+    r"не удалось|недоступ\w*|отказ\w*|превышен\w*)\b",
+    re.IGNORECASE,
+)
+# `03-Dec 10:59 backup01-dir JobId 4: ...`, `2026-12-03 10:59:01 ...`: a log line's time stamp
+_LOG_STAMP = re.compile(
+    r"^(?:\d{1,4}[-./][\w]{2,3}[-./]?\d{0,4}[ T]\d{1,2}:\d{2}(?::\d{2})?\S*\s+|\[[\d:. -]+\]\s+"
+    r"|\w{3} \w{3} +\d{1,2} \d{2}:\d{2}(?::\d{2})?(?: [A-Z]{2,5})? \d{4}:?\s+)"
+)
 
 
 def summarise(subject: str, text: str, header_from: str = "") -> AlertSummary | None:
     reading = read(text, subject)
     core = plain(expand(without_tool_name(strip_prefix(subject), header_from), reading.kept))
-    if not (any(f.role for f in reading.fields) or reading.dropped):
+    if not (any(f.role for f in reading.fields) or reading.dropped or _state_word(core)):
         return None  # no alert structure: the plain text is what the sender meant
     alert = any(f.role for f in reading.fields) or bool(_state_word(core))
     state = _first(reading, Role.STATE)
@@ -52,12 +57,22 @@ def summarise(subject: str, text: str, header_from: str = "") -> AlertSummary | 
     )
     pieces = [
         Piece(Role.STATE, plain(state)),
-        Piece(Role.HOST, ", ".join(hosts[:1]) if len(found) <= 1 else ""),
+        Piece(Role.HOST, segments.fold_to_gsm(", ".join(hosts[:1])) if len(found) <= 1 else ""),
         Piece(Role.PROBLEM, core),
         Piece(Role.PROBLEM, plain(problem)),
         Piece(Role.HOST, ", ".join(h for h in hosts[1:] if len(found) <= 1)),
         Piece(Role.VALUE, plain(value), ": "),
-        Piece(Role.DETAIL, plain(_tidy(_detail(reading, core) if alert else " / ".join(reading.kept))), ": "),
+        Piece(
+            Role.DETAIL,
+            plain(
+                _tidy(
+                    _detail(reading, core)
+                    if alert
+                    else " / ".join(_LOG_STAMP.sub("", k) for k in reading.kept)
+                )
+            ),
+            ": ",
+        ),
     ]
     summary_state = state or said
     name = problem or core
@@ -147,8 +162,11 @@ def _detail(reading: Reading, core: str) -> str:
             said.append(f.value)
     if said:
         return "; ".join(said)
-    lines = [line for line in reading.free if not _repeats(line, core)]
+    lines = [_LOG_STAMP.sub("", line) for line in reading.free if not _repeats(line, core)]
     if lines:
+        # The lines that say something went wrong first (a log's one warning among its chatter),
+        # each group in the mail's order.
+        lines = sorted(lines, key=lambda line: not TROUBLE.search(line))
         return " / ".join(lines[:_FREE_LINES])
     return "; ".join(reading.others[:2])
 
