@@ -20,6 +20,8 @@ from relay.model import Entry, InboundMail, ProviderMail, RouteMode, SmsRequest
 from relay.parsers import inbound
 from relay.routing import Target, merge, resolve
 from relay.storm.plan import Alert, Digest, build_digest, new_alert
+from relay.summaries import describe
+from relay.summaries.configured import recognisers
 
 _NEVER = re.compile("(?!)")
 
@@ -38,8 +40,7 @@ def notes_of(targets: Sequence[Target]) -> tuple[str, ...]:
     notes: list[str] = []
     for t in targets:
         if t.summary is not None:
-            dropped = ", ".join(t.summary.dropped)
-            notes.append(f"route {t.route.name}: {t.summary.recogniser} summary (left out: {dropped})")
+            notes.append(f"route {t.route.name}: {describe(t.summary, t.text, t.shortened)}")
         if t.cut:
             budget = f"{t.route.max_parts} part(s)" if t.route.max_parts else "the provider's 1000 characters"
             notes.append(f"route {t.route.name}: text cut to fit {budget}")
@@ -60,7 +61,7 @@ def render(
     if len(raw) > config.listen.max_message_size:
         raise TooBigError(f"message is {len(raw)} bytes; this relay accepts {config.listen.max_message_size}")
     mail = inbound.parse(raw, mail_from=mail_from, rcpt_tos=rcpt_tos, settings=config.parsing)
-    targets, passthrough = resolve(mail, config.routes, config.aliases, new_id)
+    targets, passthrough = resolve(mail, config.routes, config.aliases, new_id, recognisers(config.summaries))
     requests = merge([t for t in targets if t.route.storm is None], new_id) + passthrough
     # One alert per recipient of a storm route: they are merged later, with other mails' alerts.
     alerts = tuple(

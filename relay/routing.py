@@ -48,6 +48,7 @@ class Target:
     summary: AlertSummary | None = None  # the route used the recogniser's summary
     cut: bool = False  # the text was cut to fit the route's parts or the provider's 1000 characters
     warnings: tuple[str, ...] = ()  # for the log (WARNING) and `render`
+    shortened: tuple[str, ...] = ()  # what the summary's fit shortened or dropped, in order
 
 
 def find_route(
@@ -97,13 +98,15 @@ def resolve(
     routes: Sequence[Route],
     aliases: Mapping[str, tuple[str, ...]],
     new_id: Callable[[], str],
+    custom: Sequence[summaries.Recogniser] = (),
 ) -> tuple[list[Target], list[SmsRequest]]:
-    """Each recipient's route, phones and text; passthrough mails as they will be relayed."""
+    """Each recipient's route, phones and text; passthrough mails as they will be relayed.
+    `custom`: the config's own recognisers (`summaries:`), tried before the built-in ones."""
     if mail.received_count > MAX_HOPS:
         raise LoopError(f"{mail.received_count} Received: headers; routing loop detected")
     targets: list[Target] = []
     passthrough: list[SmsRequest] = []
-    recognised = summaries.summarise(mail)
+    recognised = summaries.summarise(mail, custom)
     for rcpt in dict.fromkeys(mail.rcpt_tos):
         route = find_route(routes, rcpt, mail.mail_from, mail.subject, mail.header_from)
         if route is None:
@@ -172,14 +175,16 @@ def _target(
     text = _neutralize(segments.fold_to_gsm(text))
     overhead = len(route.prefix) + (len(command.COMMENT_SEPARATOR + route.comment) if route.comment else 0)
     limit = command.MAX_MES - overhead
+    shortened: tuple[str, ...] = ()
     if summary is not None and route.template is None and summary.alert:
-        fitted = _fit_summary(summary, route, limit)
+        fitted, shortened = _fit_summary(summary, route, limit)
     else:
         fitted = segments.fit(text, max_chars=limit, max_parts=route.max_parts, marker=route.marker,
                               translit=route.translit)  # fmt: skip
     return Target(
-        rcpt, route, phones, fitted, source=full, summary=summary, cut=fitted != text, warnings=warnings
-    )
+        rcpt, route, phones, fitted, source=full, summary=summary, cut=fitted != text, warnings=warnings,
+        shortened=shortened,
+    )  # fmt: skip
 
 
 def _foreign_command(mail: InboundMail) -> command_parser.Command | None:
@@ -194,7 +199,7 @@ def _foreign_command(mail: InboundMail) -> command_parser.Command | None:
     return found if found.password else None
 
 
-def _fit_summary(summary: AlertSummary, route: Route, limit: int) -> str:
+def _fit_summary(summary: AlertSummary, route: Route, limit: int) -> tuple[str, tuple[str, ...]]:
     """One SMS part by priority (relay/summaries/fit.py): the detail and other low-priority
     pieces shrink first; state, host and key value are the last to go."""
     pieces = [Piece(p.role, _neutralize(p.text), p.sep) for p in summary.pieces]
@@ -202,9 +207,11 @@ def _fit_summary(summary: AlertSummary, route: Route, limit: int) -> str:
     def fits(text: str) -> bool:
         return len(text) <= limit and segments.count(text, translit=route.translit).parts <= 1
 
-    text, _shortened = fit.fit(pieces, fits, route.marker)
-    return text if fits(text) else segments.fit(text, max_chars=limit, max_parts=1, marker=route.marker,
-                                                translit=route.translit)  # fmt: skip
+    text, shortened = fit.fit(pieces, fits, route.marker)
+    if fits(text):
+        return text, shortened
+    cut = segments.fit(text, max_chars=limit, max_parts=1, marker=route.marker, translit=route.translit)
+    return cut, (*shortened, "the whole text, cut")
 
 
 def _default_text(subject: str, text: str) -> str:

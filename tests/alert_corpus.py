@@ -108,3 +108,38 @@ def judge(case: Case, cfg: Config) -> Verdict:
     if parts != 1:
         missing.append(f"{parts} parts")
     return Verdict(case, text, parts, tuple(missing))
+
+
+def report() -> str:
+    """A Markdown table of the corpus: per tool, the dev and held-out mails that pass and which
+    recogniser took them (docs/summaries.md is this output)."""
+    from collections import defaultdict
+
+    from relay import summaries
+    from relay.parsers import inbound
+
+    cfg = example_config()
+    splits = ("dev", "heldout", "heldout2")
+    rows: dict[str, dict[str, Any]] = defaultdict(lambda: {**{s: [0, 0] for s in splits}, "by": set()})
+    for case in cases():
+        verdict = judge(case, cfg)
+        row = rows[case.tool]
+        row[case.split][0] += verdict.ok
+        row[case.split][1] += 1
+        mail = inbound.parse(case.path.read_bytes(), rcpt_tos=[RCPT], settings=cfg.parsing)
+        summary = summaries.summarise(mail)
+        row["by"].add(summary.recogniser if summary else "plain text")
+    lines = ["| tool | dev | held-out | second held-out | summarised by |", "| --- | --- | --- | --- | --- |"]
+    for tool in sorted(rows, key=str.lower):
+        r = rows[tool]
+        cells = " | ".join(f"{r[s][0]}/{r[s][1]}" if r[s][1] else "-" for s in splits)
+        lines.append(f"| {tool} | {cells} | {', '.join(sorted(r['by']))} |")
+    total = " | ".join(
+        f"{sum(r[s][0] for r in rows.values())}/{sum(r[s][1] for r in rows.values())}" for s in splits
+    )
+    lines.append(f"| **all {len(rows)} tools** | {total} | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report())

@@ -20,9 +20,11 @@ from tests.alert_corpus import ROOT, Case, cases, example_config, judge
 CASES = cases()
 DEV = [c for c in CASES if c.split == "dev"]
 HELDOUT = [c for c in CASES if c.split == "heldout"]
+HELDOUT2 = [c for c in CASES if c.split == "heldout2"]  # a second set, made after the first was scored
 # The held-out score when the summariser was last changed (see docs/summaries.md): a floor
 # against regressions, raised as it improves, never tuned towards by looking at those mails.
 HELDOUT_FLOOR = 30
+HELDOUT2_FLOOR = 0
 CONFIG = example_config()
 
 
@@ -39,6 +41,7 @@ def _decoded(path: object) -> str:
 def test_the_corpus_is_large_and_every_fact_is_in_its_mail() -> None:
     assert len(CASES) >= 40 and len({c.tool for c in CASES}) >= 30
     assert DEV and HELDOUT
+    assert {c.split for c in CASES} <= {"dev", "heldout", "heldout2"}
     files = {p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/*.eml")}
     assert files == {c.file for c in CASES}, "every mail has facts, every fact a mail"
     for case in CASES:
@@ -55,12 +58,13 @@ def test_dev_mail_becomes_one_part_with_host_problem_and_state(case: Case) -> No
 
 
 def test_held_out_mail_score(capsys: pytest.CaptureFixture[str]) -> None:
-    verdicts = [judge(c, CONFIG) for c in HELDOUT]
-    good = sum(v.ok for v in verdicts)
+    good = sum(judge(c, CONFIG).ok for c in HELDOUT)
+    second = sum(judge(c, CONFIG).ok for c in HELDOUT2)
     dev_good = sum(judge(c, CONFIG).ok for c in DEV)
     with capsys.disabled():
-        print(f"\n[alert corpus] dev {dev_good}/{len(DEV)}, held-out {good}/{len(HELDOUT)}")
-    assert good >= HELDOUT_FLOOR
+        print(f"\n[alert corpus] dev {dev_good}/{len(DEV)}, held-out {good}/{len(HELDOUT)}, "
+              f"second held-out {second}/{len(HELDOUT2)}")  # fmt: skip
+    assert good >= HELDOUT_FLOOR and second >= HELDOUT2_FLOOR
 
 
 def _parse(case: Case) -> InboundMail:

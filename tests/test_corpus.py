@@ -122,4 +122,8 @@ def test_render_cli_text_output_masks_password(capsys: pytest.CaptureFixture[str
     assert "testlogin:***:" in out
     assert "route 'by-number' (command)" in out
     assert "parts:    1 (GSM-7" in out
-    assert "note:     route by-number: zabbix summary (left out: subject" in out
+    assert (
+        "note:     route by-number: zabbix summary (built-in): state='PROBLEM' kept; host='app-03' kept"
+        in out
+    )
+    assert "value='Current utilization: 97.2 %' kept" in out and "left out of the mail: subject" in out

@@ -138,7 +138,8 @@ def test_render_says_which_recogniser_took_the_mail_and_when_it_cut() -> None:
     cfg = make_config()
     rendered = render((CORPUS / "nagios_host_problem.eml").read_bytes(), ["oncall@sms.example.com"], cfg)
     assert rendered.provider_mails[0].texts == ("PROBLEM web01 DOWN: CRITICAL - Host Unreachable (10.0.0.5)",)
-    assert any("nagios summary (left out: banner" in n for n in rendered.notes)
+    assert any("nagios summary (built-in): state='PROBLEM' kept" in n and "left out of the mail: banner" in n
+               for n in rendered.notes)  # fmt: skip
     long = (
         (CORPUS / "nagios_host_problem.eml")
         .read_bytes()

@@ -17,3 +17,13 @@ def test_the_readme_names_every_package_make_test_installs() -> None:
     readme = (ROOT / "README.md").read_text()
     unnamed = [p for p in packages if f"`{p}`" not in readme]
     assert unnamed == [], f"README.md does not name these packages that make test installs: {unnamed}"
+
+
+def test_the_readme_names_every_tool_the_alert_corpus_tests() -> None:
+    from tests.alert_corpus import cases
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Alert summaries") : readme.index("## Alert storms")]
+    names = {re.sub(r"\s*\(.*\)$", "", c.tool).split()[0] for c in cases()}
+    unnamed = sorted(n for n in names if n.lower() not in section.lower())
+    assert unnamed == [], f"README's alert summaries section does not name: {unnamed}"

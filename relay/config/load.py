@@ -41,6 +41,7 @@ from relay.config.schema import (
     SpoolConfig,
     default,
 )
+from relay.config.summary_rules import read_summaries
 from relay.config.users import load_users
 from relay.config.yamlsrc import load as load_yaml
 from relay.errors import ConfigError, Problem
@@ -82,11 +83,12 @@ def parse(
     metrics = _metrics(top.child("metrics"))
     aliases = _aliases(top.child("aliases"))
     routes = read_routes(top, aliases, provider)
+    rules = read_summaries(top)
     _api_checks(top, provider, delivery, routes)
     top.finish()
     if problems:
         raise ConfigError(problems, source)
-    return Config(provider, routes, listen, spool, parsing, delivery, notify, metrics, aliases, source)
+    return Config(provider, routes, listen, spool, parsing, delivery, notify, metrics, aliases, source, rules)
 
 
 def _listen(r: Reader, base_dir: Path) -> ListenConfig:

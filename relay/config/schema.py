@@ -231,6 +231,22 @@ class ParsingConfig:
     boilerplate: tuple[re.Pattern[str], ...] = ()
 
 
+SUMMARY_GROUPS = frozenset({"host", "state", "problem", "value", "detail"})
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRule:
+    """An operator's own alert format (`summaries:`): patterns whose named groups say where the
+    host, state, problem, value and detail are; every pattern given must match."""
+
+    name: str
+    sender: re.Pattern[str] | None = None  # envelope sender or From:
+    subject: re.Pattern[str] | None = None
+    body: re.Pattern[str] | None = None  # searched line by line (re.MULTILINE)
+    template: str | None = None  # `{state} {host} {problem}: {value}`; default: that order
+    recovery: re.Pattern[str] | None = None  # on the state: the alert is over
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     provider: ProviderConfig
@@ -243,6 +259,7 @@ class Config:
     metrics: MetricsConfig | None = None  # Prometheus /metrics and /health
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "config"
+    summaries: tuple[SummaryRule, ...] = ()  # configured recognisers, tried before the built-in ones
 
     def storm_settings(self, route: str) -> StormSettings:
         """A route's storm settings by name; a route removed by a reload gets the defaults, so

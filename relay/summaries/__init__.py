@@ -16,9 +16,9 @@ from relay.model import AlertSummary, InboundMail, Piece, Role
 from relay.parsers import cleanup
 from relay.summaries import general
 from relay.summaries.builtin import RECOGNISERS, Recogniser
-from relay.summaries.reading import read
+from relay.summaries.reading import STATE_WORD, Reading, read, signals
 
-__all__ = ["RECOGNISERS", "Recogniser", "fingerprint", "hosts_named", "summarise"]
+__all__ = ["RECOGNISERS", "Recogniser", "describe", "fingerprint", "hosts_named", "summarise"]
 
 _FORWARD = re.compile(
     r"^[ \t>]*(?:-{2,}\s*(?:Forwarded message|Original Message|Пересылаемое сообщение|Исходное сообщение|"
@@ -43,13 +43,20 @@ def summarise(mail: InboundMail, custom: Sequence[Recogniser] = ()) -> AlertSumm
         return AlertSummary(found.recogniser, pieces, found.host, found.identity, found.recovery,
                             ("forwarding", *found.dropped), found.alert)  # fmt: skip
     full = f"{mail.subject}\n{mail.text}"
-    hosts = hosts_named(mail)
+    reading = read(mail.text, mail.subject) if signals(mail.text, mail.subject) else None
+    hosts = _hosts(reading) if reading is not None else []
     for recogniser in (*custom, *RECOGNISERS):
         summary = recogniser(mail)
         if summary is not None and all(h.lower() in summary.text.lower() for h in hosts):
             return _no_longer(summary, full)
-    summary = general.summarise(mail.subject, mail.text, mail.header_from)
-    if summary is None or not summary.text or (not summary.dropped and segments.count(segments.fold_to_gsm(full)).parts <= 1):
+    if reading is None and not STATE_WORD.search(mail.subject):
+        return None  # nothing to read and no state named: the plain path, at the cost of one search
+    summary = general.summarise(mail.subject, mail.text, mail.header_from, reading)
+    if (
+        summary is None
+        or not summary.text
+        or (not summary.dropped and segments.count(segments.fold_to_gsm(full)).parts <= 1)
+    ):
         return None  # nothing to drop and it fits: the sender's own words are the best summary
     return _no_longer(summary, full)
 
@@ -74,13 +81,19 @@ def _no_longer(summary: AlertSummary, full: str) -> AlertSummary | None:
 
 def hosts_named(mail: InboundMail) -> list[str]:
     """The hosts the mail's own fields name: a summary that drops one is worse than the raw text."""
-    reading = read(mail.text, mail.subject)
+    return _hosts(read(mail.text, mail.subject))
+
+
+def _hosts(reading: Reading) -> list[str]:
     return list(dict.fromkeys(general.host_of(f.value) for f in reading.fields if f.role is Role.HOST))[:20]
 
 
 def _unwrap(mail: InboundMail) -> tuple[InboundMail, str] | None:
     """A forwarded mail's own subject and text, and what the forwarder wrote on top."""
     body = mail.body or mail.text
+    low = body.lower()
+    if "--" not in body and "forwarded" not in low and "from:" not in low and "от:" not in low:
+        return None  # the common case, without the markers' searches
     m = _FORWARD.search(body) or _OUTLOOK.search(body)
     if m is None:
         return None
@@ -102,6 +115,24 @@ def _unwrap(mail: InboundMail) -> tuple[InboundMail, str] | None:
     inner = InboundMail(mail.mail_from, mail.rcpt_tos, subject or general.strip_prefix(mail.subject), text,
                         mail.body_source, text, mail.header_from)  # fmt: skip
     return inner, note
+
+
+def describe(summary: AlertSummary, sent: str, shortened: tuple[str, ...] = ()) -> str:
+    """For `render` and the log: which recogniser took the mail, each piece and what became of
+    it in the text sent, what the summary left out and what fitting one part shortened."""
+    kind = ("configured" if summary.recogniser.startswith("config:")
+            else "general" if summary.recogniser == "general" else "built-in")  # fmt: skip
+    low = sent.lower()
+    pieces = []
+    for p in summary.pieces:
+        fate = "kept" if p.text.lower() in low else "shortened" if p.text[:12].lower() in low else "dropped"
+        pieces.append(f"{p.role.value}={p.text[:40]!r} {fate}")
+    out = f"{summary.recogniser} summary ({kind}): " + "; ".join(pieces)
+    if summary.dropped:
+        out += f"; left out of the mail: {', '.join(summary.dropped)}"
+    if shortened:
+        out += f"; to fit one part: {', '.join(shortened)}"
+    return out
 
 
 def fingerprint(text: str) -> str:

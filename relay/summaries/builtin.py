@@ -24,19 +24,20 @@ from relay.summaries.reading import fields_of, plain, read
 Recogniser = Callable[[InboundMail], AlertSummary | None]
 
 
+def folded(pieces: list[Piece]) -> list[Piece]:
+    """Pieces on one line each, pictographs gone; a host only folded (`plain` would drop a
+    name made of symbols)."""
+    return [
+        Piece(p.role, (segments.fold_to_gsm if p.role is Role.HOST else plain)(" ".join(p.text.split())).strip(" ;,"),
+              p.sep)
+        for p in pieces
+    ]  # fmt: skip
+
+
 def _summary(
     name: str, pieces: list[Piece], host: str, key: tuple[str, ...], recovery: bool, dropped: tuple[str, ...]
 ) -> AlertSummary:
-    # A host is only folded (`plain` would drop a name made of symbols); the rest loses pictographs.
-    folded = [
-        Piece(
-            p.role,
-            (segments.fold_to_gsm if p.role is Role.HOST else plain)(" ".join(p.text.split())).strip(" ;,"),
-            p.sep,
-        )
-        for p in pieces
-    ]
-    return AlertSummary(name, compose(folded), host, identity(name, *key), recovery, dropped)
+    return AlertSummary(name, compose(folded(pieces)), host, identity(name, *key), recovery, dropped)
 
 
 # ---- Nagios 4 / Icinga 2 -----------------------------------------------------------------------
@@ -109,6 +110,9 @@ _ZABBIX_SUBJECT = re.compile(
 
 
 def zabbix(mail: InboundMail) -> AlertSummary | None:
+    low = mail.text.lower()
+    if "problem" not in low and "проблема" not in low:
+        return None
     start = _ZABBIX_START.search(mail.text)
     if not start:
         return None
@@ -347,6 +351,8 @@ def apcupsd(mail: InboundMail) -> AlertSummary | None:
 
 
 def nut(mail: InboundMail) -> AlertSummary | None:
+    if "ups" not in mail.subject.lower() and "ups" not in mail.text.lower():
+        return None
     m = _NUT.search(mail.subject) or _NUT.search(mail.text)
     if not m:
         return None

@@ -35,8 +35,10 @@ _LOG_STAMP = re.compile(
 )
 
 
-def summarise(subject: str, text: str, header_from: str = "") -> AlertSummary | None:
-    reading = read(text, subject)
+def summarise(
+    subject: str, text: str, header_from: str = "", reading: Reading | None = None
+) -> AlertSummary | None:
+    reading = reading if reading is not None else read(text, subject)
     core = plain(expand(without_tool_name(strip_prefix(subject), header_from), reading.kept))
     if not (any(f.role for f in reading.fields) or reading.dropped or _state_word(core)):
         return None  # no alert structure: the plain text is what the sender meant

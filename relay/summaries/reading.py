@@ -224,6 +224,109 @@ _TABLE_HEAD = re.compile(
 _TABLE_ROW = re.compile(r"^(?P<first>[\w][\w.:@/-]{0,60})\s+(?P<second>\S+)")
 
 
+# Whatever `read` could find, looked for cheaply: mail with none of it (most application mail)
+# is left alone after a few substring tests and one anchored match a line, not a full reading.
+_WORDS = (
+    "<", "&", "©", "://", "***", "###", "===", "~~~", "%%%", "___", "+++", "---", "www.", "map[", "automatic", "generated", "reply", "receiv", "unsubscribe", "notification", "sent by",
+    "sent from", "delivered", "(c)", "copyright", "автоматическ", "отвечайте", "сформирован", "создано",
+)  # fmt: skip
+_FIRST_WORDS = frozenset(
+    [
+        "hi",
+        "hello",
+        "hey",
+        "dear",
+        "greetings",
+        "good",
+        "hallo",
+        "bonjour",
+        "regards",
+        "best",
+        "kind",
+        "warm",
+        "thanks",
+        "thank",
+        "cheers",
+        "sincerely",
+        "yours",
+        "faithfully",
+        "view",
+        "open",
+        "see",
+        "go",
+        "click",
+        "show",
+        "silence",
+        "detail",
+        "details",
+        "more",
+        "manage",
+        "acknowledge",
+        "ack",
+        "dashboard",
+        "panel",
+        "source",
+        "runbook",
+        "edit",
+        "mute",
+        "visit",
+        "log",
+        "login",
+        "sign",
+        "you",
+        "здравствуйте",
+        "добрый",
+        "доброе",
+        "привет",
+        "уважаемый",
+        "уважаемая",
+        "уважаемые",
+        "с",
+        "спасибо",
+        "всего",
+        "перейти",
+        "открыть",
+        "подробнее",
+        "смотрите",
+    ]
+)
+_HEADINGS = frozenset(k for k, role in KEYS.items() if role is not Role.HOST)
+_FIELD_START = re.compile(r"[ \t>*•-]*[^\W\d][^:=\n]{0,40}?(?::(?:[ \t]|$)|=)")
+_COUNT_OR_DATE = re.compile(r"\W*\(?\d+\)? |[(\[]?\s*\d{1,4}[./-]|(?:mon|tue|wed|thu|fri|sat|sun)\w*,? ")
+_TABLE_FIRST = ("metric", "name", "host", "server", "node", "vm", "object", "series", "device", "узел", "имя")
+_PUNCT = " \t,!.:;-*>•()[]"
+
+
+def _line_signs(line: str) -> bool:
+    """A line `read` would do something with: a field or heading, a greeting, sign-off or link
+    word among its first two, a count or a date, a table's head."""
+    if (":" in line or "=" in line) and _FIELD_START.match(line) is not None:
+        return True
+    words = line.split(None, 2)
+    if not words:
+        return False
+    if words[0].strip(_PUNCT) in _FIRST_WORDS or (len(words) > 1 and words[1].strip(_PUNCT) in _FIRST_WORDS):
+        return True
+    if line.strip(_PUNCT) in _HEADINGS or _COUNT_OR_DATE.match(line) is not None:
+        return True
+    return line.startswith(_TABLE_FIRST) and _TABLE_HEAD.match(line) is not None
+
+
+def signals(text: str, subject: str = "") -> bool:
+    """Whether `read` could find anything in this text: fields, boilerplate, a repeated subject."""
+    low = text.lower()
+    if any(word in low for word in _WORDS):
+        return True
+    lines = low.split("\n")
+    if any(_line_signs(line) for line in lines):
+        return True
+    subject_key = _norm(subject) if subject else ""
+    if not subject_key or subject_key[:8] not in low:
+        return False
+    near = len(subject_key) + 12  # a line that repeats the subject is about as long as it
+    return any(len(line) <= near and _norm(line) == subject_key for line in lines)
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     role: Role | None  # None: a field whose name says nothing we know
