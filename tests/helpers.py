@@ -18,7 +18,7 @@ from relay import pipeline
 from relay.config import load as config_mod
 from relay.config.schema import Config
 from relay.daemon.main import Daemon
-from relay.model import State
+from relay.model import InboundMail, State
 from tests.fakes import FakeProvider, wait_for
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -292,3 +292,9 @@ def body_text(msg: email.message.Message) -> str:
     payload = msg.get_payload(decode=True)
     assert isinstance(payload, bytes)
     return payload.decode(msg.get_content_charset() or "ascii")
+
+
+def variant_of(m: InboundMail, cut: int, lines: list[str]) -> InboundMail:
+    """A mail's text cut at `cut` with `lines` added: what a property test feeds a summariser."""
+    text = (m.text[:cut] + "\n" + "\n".join(lines)).strip()
+    return InboundMail(m.mail_from, m.rcpt_tos, m.subject, text, m.body_source, text, m.header_from)

@@ -16,6 +16,7 @@ from relay.config.schema import ParsingConfig
 from relay.model import InboundMail
 from relay.parsers import inbound
 from tests.alert_corpus import ROOT, Case, cases, example_config, judge
+from tests.helpers import variant_of
 
 CASES = cases()
 DEV = [c for c in CASES if c.split == "dev"]
@@ -87,9 +88,7 @@ def test_a_summary_is_never_longer_than_its_mail_nor_loses_a_host_it_names(
 ) -> None:
     """Every corpus mail, cut anywhere and with arbitrary lines added: never longer than the mail,
     and every host its own fields name is in the summary (else the plain text goes)."""
-    m = MAILS[n]
-    text = (m.text[:cut] + "\n" + "\n".join(lines)).strip()
-    variant = InboundMail(m.mail_from, m.rcpt_tos, m.subject, text, m.body_source, text, m.header_from)
+    variant = variant_of(MAILS[n], cut, lines)
     summary = summaries.summarise(variant)
     if summary is None:
         return

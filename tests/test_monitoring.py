@@ -13,7 +13,7 @@ from relay.config.schema import ParsingConfig, StormSettings
 from relay.model import AlertSummary, BodySource, InboundMail
 from relay.parsers import inbound
 from relay.storm import plan as storm
-from tests.helpers import BASE_CONFIG, CORPUS, make_config, render
+from tests.helpers import BASE_CONFIG, CORPUS, make_config, render, variant_of
 
 
 def parse(name: str) -> InboundMail:
@@ -196,9 +196,7 @@ def test_no_variant_of_a_senders_mail_gets_a_longer_summary_or_loses_its_host(
     name: str, lines: list[str], cut: int
 ) -> None:
     """Each sender's real mail, with arbitrary lines added and its text cut anywhere."""
-    m = parse(name)
-    text = (m.text[:cut] + "\n" + "\n".join(lines)).strip()
-    variant = InboundMail(m.mail_from, m.rcpt_tos, m.subject, text, m.body_source, text, m.header_from)
+    variant = variant_of(parse(name), cut, lines)
     summary = summaries.summarise(variant)
     if summary is None:
         return
