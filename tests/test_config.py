@@ -201,6 +201,31 @@ def test_yaml_syntax_error_and_duplicate_keys_are_problems() -> None:
     assert "line 2" in found[0]
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "shown", "hint"),
+    [
+        ("listen:\n  host: 127.0.0.1\n\tport: 2525\n", 3, "→port: 2525", "YAML does not allow tabs"),
+        (
+            "provider:\n  login: a\n   password: x\n",
+            3,
+            "   password: x",
+            "indented deeper than the key above",
+        ),
+        ("routes: [\n", 2, "", "not closed"),
+    ],
+)
+def test_yaml_errors_name_line_column_the_line_and_a_hint(
+    text: str, line: int, shown: str, hint: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_mod.parse(text, env={}, source="relay.yaml")
+    (problem,) = info.value.problems
+    assert problem.line == line and "at column" in problem.message
+    assert f"\n      {shown}\n" in problem.message and "^" in problem.message
+    assert "\n    hint: " in problem.message and hint in problem.message.split("hint: ")[1]
+    assert "<unicode string>" not in str(info.value)
+
+
 def test_password_from_env_with_default_and_missing() -> None:
     text = BASE_CONFIG.replace(f'password: "{PASSWORD}"', "password: ${SMSC_PASSWORD}")
     assert config_mod.parse(text, env={"SMSC_PASSWORD": "from-env"}).provider.password.value == "from-env"

@@ -43,7 +43,7 @@ from relay.config.schema import (
 )
 from relay.config.summary_rules import read_summaries
 from relay.config.users import load_users
-from relay.config.yamlsrc import load as load_yaml
+from relay.config.yamlsrc import syntax_problem, load as load_yaml
 from relay.errors import ConfigError, Problem
 from relay.model import RouteMode, Secret, SpoolBackend, TransportKind
 
@@ -71,7 +71,8 @@ def parse(
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([Problem("(yaml)", None, str(exc).replace("\n", " "))], source) from None
+        line, message = syntax_problem(exc, text)
+        raise ConfigError([Problem("(yaml)", line, message)], source) from None
     problems: list[Problem] = []
     top = Reader(problems, data, "", 1)
     listen = _listen(top.child("listen"), base_dir)
