@@ -82,3 +82,25 @@ async def test_end_to_end_logs_never_hold_the_password(log_output: io.StringIO, 
     assert "disk full" not in text  # texts are not logged at INFO
     info_and_up = [line for line in text.splitlines() if " DEBUG " not in line]
     assert not any("79991234567" in line for line in info_and_up)
+
+
+async def test_a_dry_run_logs_dry_run_not_sent(
+    log_output: io.StringIO, provider: Any, relay_factory: Any, tmp_path: Any
+) -> None:
+    """`queue list` says `dry-run`; the log says the same, never that an SMS was sent."""
+    _fake, port = provider
+    relay = await relay_factory(port, outbox=tmp_path / "outbox")
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    await wait_for(lambda: "event=dry_run" in log_output.getvalue())
+    assert "event=sent" not in log_output.getvalue()
+
+
+async def test_the_http_librarys_own_lines_stay_out_of_the_log(
+    log_output: io.StringIO, http_relay: Any
+) -> None:
+    """One format: httpx's `INFO httpx HTTP Request: POST ...` lines do not come among event= lines."""
+    _fake, relay = await http_relay()
+    await asyncio.to_thread(smtplib_send, relay.port, message(to="79990000001@sms.example.com"))
+    await wait_for(lambda: "event=sent" in log_output.getvalue())
+    lines = log_output.getvalue().splitlines()
+    assert not [line for line in lines if " httpx " in line or " httpcore" in line or "HTTP Request" in line]

@@ -4,6 +4,7 @@ unconfirmed; errors that every request would hit pause delivery instead of burni
 from __future__ import annotations
 
 import asyncio
+import email
 import json
 import smtplib
 import time
@@ -66,7 +67,7 @@ async def replying(replying_relay: Any) -> tuple[ReplyingProvider, Any]:
 async def test_ok_reply_confirms(
     replying: tuple[ReplyingProvider, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fake, relay = replying
+    fake, relay = replying
     await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))
     r = await wait_state(relay, "confirmed")
     assert r["sms_count"] == 2  # two on-call phones
@@ -79,6 +80,12 @@ async def test_ok_reply_confirms(
     shown = json.loads(capsys.readouterr().out)
     assert (shown["state"], shown["sms_count"]) == ("confirmed", 2)
     assert [x["line"] for x in shown["provider_replies"]] == [f"OK - 2 SMS, ID - {r['id']}"]
+    # What `queue show` says was sent is what was sent: the tagged return path, in the envelope
+    # and in the provider mail's From:.
+    (sent,) = fake.received
+    assert "+" in sent.mail_from and shown["envelope_from"] == sent.mail_from
+    header = email.message_from_bytes(sent.raw)["From"]
+    assert header == sent.mail_from and f"From: {sent.mail_from}\r\n" in shown["message"]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -12,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relay import provider_errors
+from relay import ids, provider_errors
 from relay.config.load import load
-from relay.config.schema import SpoolConfig
+from relay.config.schema import Config, SpoolConfig
+from relay.delivery.workers import retag_from
 from relay.errors import Exit, SpoolError
 from relay.formatters import mime
 from relay.model import AlertState, SpoolBackend, State
@@ -167,17 +169,23 @@ def cmd_queue_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_one(args: argparse.Namespace) -> int:
-    with contextlib.closing(_open(args)) as spool:
-        return _one(args, spool)
+    cfg = load(args.config, secrets=False)
+    with contextlib.closing(open_admin(cfg.spool)) as spool:
+        return _one(args, spool, cfg)
 
 
-def _one(args: argparse.Namespace, spool: SpoolAdmin) -> int:
+def _one(args: argparse.Namespace, spool: SpoolAdmin, cfg: Config) -> int:
     row = spool.get(args.id)
     if row is None:
         print(f"smsc-relay: no message {args.id}", file=sys.stderr)
         return Exit.FAILURE
     if args.action == "show":
         data = as_json(row, full=True)
+        sender = _envelope_sender(row, spool, cfg)
+        data["envelope_from"] = sender
+        if sender != row.upstream_from and row.masked:
+            data["message"] = retag_from(row.message, row.upstream_from, sender).decode("ascii")
+            row = dataclasses.replace(row, message=data["message"].encode("ascii"))
         data["provider_replies"] = [
             {"received": _iso(float(r["received"])), "line": r["line"], "outcome": r["outcome"]}  # type: ignore[arg-type]
             for r in spool.replies(args.id)
@@ -198,6 +206,15 @@ def _one(args: argparse.Namespace, spool: SpoolAdmin) -> int:
     spool.drop(args.id)
     print(f"{args.id}: dropped")
     return Exit.OK
+
+
+def _envelope_sender(row: Row, spool: SpoolAdmin, cfg: Config) -> str:
+    """The return path the relay sends (or sent) this message with: the reply address tagged
+    for it (provider.reply_tags), as delivery tags it; the HTTP API carries no mail."""
+    key = spool.reply_key() if cfg.provider.reply_tags and row.via != "http" else None
+    if not key or not row.upstream_from:
+        return row.upstream_from
+    return ids.tagged(row.upstream_from, ids.reply_tag(key, row.id))
 
 
 def _phone_status(s: dict[str, Any]) -> dict[str, Any]:

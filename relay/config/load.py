@@ -43,7 +43,8 @@ from relay.config.schema import (
 )
 from relay.config.summary_rules import read_summaries
 from relay.config.users import load_users
-from relay.config.yamlsrc import syntax_problem, load as load_yaml
+from relay.config.yamlsrc import load as load_yaml
+from relay.config.yamlsrc import syntax_problem
 from relay.errors import ConfigError, Problem
 from relay.model import RouteMode, Secret, SpoolBackend, TransportKind
 

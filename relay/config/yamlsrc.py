@@ -69,7 +69,8 @@ _HINTS = (
     ("\t", "YAML does not allow tabs: indent with spaces"),
     ("mapping values are not allowed", "a value that holds ': ' needs quotes, or this line is indented "
      "deeper than the key above it"),
-    ("could not find expected ':'", "a line that is not `key: value`, or a quote opened above and not closed"),
+    ("could not find expected ':'", "a line that is not `key: value`, or a quote opened above and not "
+     "closed"),
     ("did not find expected key", "this line's indentation does not match the lines above it"),
     ("expected <block end>", "this line's indentation does not match the lines above it"),
     ("unexpected end of stream", "a quote or bracket opened above is not closed"),

@@ -20,8 +20,12 @@ def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> logging.
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiosmtpd logs every command and peer at INFO: too chatty, and it would log AUTH data.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # aiosmtpd logs every command and peer at INFO: too chatty, and it would log AUTH data. The
+    # HTTP and database libraries log every request and connection at INFO in their own words
+    # (`HTTP Request: POST ...`): the relay's own event= lines say what matters; their warnings
+    # still come, through the same formatter and mask.
+    for name in ("mail.log", "httpx", "httpcore", "psycopg", "psycopg.pool", "aiosmtplib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 

@@ -307,9 +307,11 @@ class Deliverer:
                 raise
             self._pause = 0.0
             self.metrics.transport_sends.labels(accepted.via.value).inc()
+            # A dry run sent nothing: its line says so, as `queue list` does (`dry-run`).
             log.info(
-                "event=sent id=%s route=%s attempts=%d via=%s upstream=%r",
-                row.id, row.route, row.attempts, accepted.via.value, accepted.reply,
+                "event=%s id=%s route=%s attempts=%d via=%s upstream=%r",
+                "dry_run" if accepted.dry_run else "sent", row.id, row.route, row.attempts,
+                accepted.via.value, accepted.reply,
             )  # fmt: skip
             if accepted.answer is not None:
                 await self._answered(row, accepted)

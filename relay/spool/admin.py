@@ -94,6 +94,11 @@ class SpoolAdmin:
     def get(self, relay_id: str) -> Row | None:
         return messages.get(self.conn, relay_id)
 
+    def reply_key(self) -> bytes | None:
+        """The reply tags' key, if a relay has made it (read only: an admin never makes one)."""
+        found = self.conn.execute("SELECT value FROM control WHERE key = ?", (messages.REPLY_KEY,)).fetchone()
+        return bytes.fromhex(found[0]) if found else None
+
     def replies(self, relay_id: str) -> list[dict[str, object]]:
         return [dict(r) for r in replies.of_message(self.conn, relay_id)]
 
