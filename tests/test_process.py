@@ -244,10 +244,10 @@ async def test_queue_and_stats_commands(
     assert "phones:       79991234567\n" in out
     code, out = await asyncio.to_thread(run, "stats", "--json")
     assert json.loads(out)["states"]["failed"] == 1
-    code, out = await asyncio.to_thread(run, "queue", "retry", item["id"])
+    code, out = await asyncio.to_thread(run, "queue", "retry", item["id"], "--yes")
     assert code == 0
     await wait_for(lambda: len(fake.received) == 1, timeout=40)
-    code, out = await asyncio.to_thread(run, "queue", "drop", item["id"])
+    code, out = await asyncio.to_thread(run, "queue", "drop", item["id"], "--yes")
     assert code == 0
     code, out = await asyncio.to_thread(run, "queue", "show", "nope")
     assert code == 1

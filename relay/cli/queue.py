@@ -26,7 +26,8 @@ from relay.spool.messages import Row
 T = TypeVar("T")
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> Any:
+    """`queue ...` and `stats`; returns the queue's subcommands, for queue_change's retry and drop."""
     q = sub.add_parser("queue", parents=[common], help="list, show, retry or drop spooled messages")
     qs = q.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = qs.add_parser("list", parents=[common], help="messages, newest first")
@@ -34,13 +35,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue_list)
-    for action, helptext in (("show", "one message in full (password masked)"),
-                             ("retry", "send again now (deferred, failed or expired)"),
-                             ("drop", "delete from the spool")):  # fmt: skip
-        p = qs.add_parser(action, parents=[common], help=helptext)
-        p.add_argument("id")
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(func=cmd_queue_one)
+    p = qs.add_parser("show", parents=[common], help="one message in full (password masked)")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue_one)
 
     p = qs.add_parser("alerts", parents=[common], help="storm routes' alerts: held, sent, repeats, flaps")
     p.add_argument("--state", choices=[s.value for s in AlertState], help="only this state")
@@ -54,6 +52,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("stats", parents=[common], help="message counts by state")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+    return qs
 
 
 def _open(args: argparse.Namespace) -> SpoolAdmin:
@@ -179,32 +178,18 @@ def _one(args: argparse.Namespace, spool: SpoolAdmin, cfg: Config) -> int:
     if row is None:
         print(f"smsc-relay: no message {args.id}", file=sys.stderr)
         return Exit.FAILURE
-    if args.action == "show":
-        data = as_json(row, full=True)
-        sender = _envelope_sender(row, spool, cfg)
-        data["envelope_from"] = sender
-        if sender != row.upstream_from and row.masked:
-            data["message"] = retag_from(row.message, row.upstream_from, sender).decode("ascii")
-            row = dataclasses.replace(row, message=data["message"].encode("ascii"))
-        data["provider_replies"] = [
-            {"received": _iso(float(r["received"])), "line": r["line"], "outcome": r["outcome"]}  # type: ignore[arg-type]
-            for r in spool.replies(args.id)
-        ]
-        data["delivery"] = [_phone_status(s) for s in spool.phone_statuses(args.id)]
-        print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(row, data))
-        return Exit.OK
-    if args.action == "retry":
-        if row.state in (State.SENDING, State.QUEUED):
-            print(f"smsc-relay: {args.id} is {row.state.value} already", file=sys.stderr)
-            return Exit.FAILURE
-        spool.retry(args.id)
-        print(f"{args.id}: queued again (a running relay picks it up within 5 s)")
-        return Exit.OK
-    if row.state is State.SENDING:
-        print(f"smsc-relay: {args.id} is being sent right now; try again in a moment", file=sys.stderr)
-        return Exit.FAILURE
-    spool.drop(args.id)
-    print(f"{args.id}: dropped")
+    data = as_json(row, full=True)
+    sender = _envelope_sender(row, spool, cfg)
+    data["envelope_from"] = sender
+    if sender != row.upstream_from and row.masked:
+        data["message"] = retag_from(row.message, row.upstream_from, sender).decode("ascii")
+        row = dataclasses.replace(row, message=data["message"].encode("ascii"))
+    data["provider_replies"] = [
+        {"received": _iso(float(r["received"])), "line": r["line"], "outcome": r["outcome"]}  # type: ignore[arg-type]
+        for r in spool.replies(args.id)
+    ]
+    data["delivery"] = [_phone_status(s) for s in spool.phone_statuses(args.id)]
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(row, data))
     return Exit.OK
 
 

@@ -105,13 +105,16 @@ class SpoolAdmin:
     def phone_statuses(self, relay_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in tracking.of_message(self.conn, relay_id)]
 
-    def retry(self, relay_id: str) -> None:
+    def retry(self, relay_id: str, states: tuple[State, ...]) -> bool:
+        """Queue it again if it is (still) in one of `states`; whether it was."""
         with self._transaction() as conn:
-            messages.retry(conn, relay_id, time.time())
-            self._notify(conn, QUEUED)
+            done = messages.retry(conn, relay_id, time.time(), states)
+            if done:
+                self._notify(conn, QUEUED)
+        return done
 
-    def drop(self, relay_id: str) -> None:
-        messages.drop(self.conn, relay_id)
+    def drop(self, relay_id: str, states: tuple[State, ...]) -> bool:
+        return messages.drop(self.conn, relay_id, states)
 
     def alerts(self, limit: int, state: AlertState | None = None) -> list[dict[str, object]]:
         return alerts.list_alerts(self.conn, limit=limit, state=state)

@@ -233,16 +233,21 @@ def newest(conn: Db, limit: int, state: State | None = None) -> list[Row]:
     return [from_db(r) for r in conn.execute(sql + " ORDER BY created DESC LIMIT ?", [*params, limit])]
 
 
-def retry(conn: Db, relay_id: str, now: float) -> None:
-    conn.execute(
+def retry(conn: Db, relay_id: str, now: float, states: tuple[State, ...]) -> bool:
+    """Queued again, if it is still in one of `states` (a relay may have moved it meanwhile)."""
+    marks = ", ".join("?" * len(states))
+    return bool(conn.execute(
         "UPDATE messages SET state = ?, next_attempt = ?, updated = ?, claimed_by = NULL, lease_until = NULL"
-        " WHERE id = ?",
-        (State.QUEUED.value, now, now, relay_id),
-    )
+        f" WHERE id = ? AND state IN ({marks})",
+        (State.QUEUED.value, now, now, relay_id, *(s.value for s in states)),
+    ).rowcount)  # fmt: skip
 
 
-def drop(conn: Db, relay_id: str) -> None:
-    conn.execute("DELETE FROM messages WHERE id = ?", (relay_id,))
+def drop(conn: Db, relay_id: str, states: tuple[State, ...]) -> bool:
+    marks = ", ".join("?" * len(states))
+    return bool(conn.execute(
+        f"DELETE FROM messages WHERE id = ? AND state IN ({marks})", (relay_id, *(s.value for s in states))
+    ).rowcount)  # fmt: skip
 
 
 def sweep_unconfirmed(conn: Db, now: float, older_than: float) -> int:

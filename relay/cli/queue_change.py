@@ -1,0 +1,141 @@
+"""`queue retry|drop ID... | --state STATE | --all`: changes to the queue that cannot cost money or
+lose a message by mistake. Each says what it will do and to how many, asks unless `--yes`, and a
+retry never sends again what the provider already took without `--force`, which says the cost."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from relay.cli.queue import open_admin
+from relay.config.load import load
+from relay.errors import Exit
+from relay.model import State
+from relay.spool.admin import SpoolAdmin
+from relay.spool.messages import Row
+
+# The provider took these (or may have): sending again is a second, paid SMS.
+TAKEN = (State.SENT, State.CONFIRMED, State.DELIVERED, State.UNDELIVERED, State.UNCONFIRMED,
+         State.STATUS_UNKNOWN, State.DUPLICATE, State.DRY_RUN)  # fmt: skip
+# What a retry may queue again without a second thought: it never reached the provider.
+RETRYABLE = (State.DEFERRED, State.FAILED, State.EXPIRED, State.REPEAT)
+BUSY = (State.QUEUED, State.SENDING)  # a relay has it now, or will within seconds
+MOST = 100_000  # --all and --state look at this many messages at the most
+
+EXAMPLES = """examples:
+  smsc-relay queue retry r1a2b3c4-5d6e          one message, after a question
+  smsc-relay queue retry --state deferred --yes every deferred message, from a script
+  smsc-relay queue retry --force r1a2b3c4-5d6e  send again what the provider already took (costs)
+  smsc-relay queue drop --state failed          forget the failed ones"""
+
+
+def add_commands(qs: Any, common: argparse.ArgumentParser) -> None:
+    for action, helptext in (("retry", "send again now: deferred, failed, expired (sent ones: --force)"),
+                             ("drop", "delete from the spool")):  # fmt: skip
+        p = qs.add_parser(action, parents=[common], help=helptext, epilog=EXAMPLES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        p.add_argument("ids", nargs="*", metavar="ID", help="message ids (`queue list` shows them)")
+        p.add_argument("--state", choices=[s.value for s in State], help="every message in this state")
+        p.add_argument("--all", action="store_true", help="every message in the spool")
+        p.add_argument("--yes", "-y", action="store_true", help="do it without asking (scripts)")
+        if action == "retry":
+            p.add_argument("--force", action="store_true",
+                           help="also send again what the provider took: a second, paid SMS")  # fmt: skip
+        p.set_defaults(func=cmd_change, action=action)
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    chosen = sum((bool(args.ids), args.state is not None, args.all))
+    if chosen != 1:
+        print("smsc-relay: name message ids, or --state STATE, or --all (one of them)", file=sys.stderr)
+        return Exit.USAGE
+    cfg = load(args.config, secrets=False)
+    with contextlib.closing(open_admin(cfg.spool)) as spool:
+        rows, missing = _select(spool, args)
+        for relay_id in missing:
+            print(f"smsc-relay: no message {relay_id}", file=sys.stderr)
+        plan, skipped = _plan(rows, args)
+        for row, why in skipped:
+            print(f"skipped {row.id} ({row.state.value}): {why}", file=sys.stderr)
+        if not plan:
+            print(f"nothing to {args.action}")
+            return Exit.FAILURE if missing or skipped else Exit.OK
+        print(_summary(args.action, plan))
+        if not args.yes and not _confirmed(args.action, len(plan)):
+            print("nothing changed")
+            return Exit.FAILURE
+        states = tuple(State) if args.action == "drop" else RETRYABLE + (TAKEN if args.force else ())
+        change: Callable[[str, tuple[State, ...]], bool] = (
+            spool.retry if args.action == "retry" else spool.drop
+        )
+        allowed = tuple(s for s in states if s not in BUSY)
+        done = [row for row in plan if change(row.id, allowed)]
+        gone = len(plan) - len(done)
+        verb = (
+            "queued again (a running relay picks them up within seconds)"
+            if args.action == "retry"
+            else "dropped"
+        )
+        print(
+            f"{len(done)} {verb}" + (f"; {gone} changed state meanwhile and were left alone" if gone else "")
+        )
+        return Exit.OK if not (gone or missing or skipped) else Exit.FAILURE
+
+
+def _select(spool: SpoolAdmin, args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+    if args.ids:
+        found = {relay_id: spool.get(relay_id) for relay_id in dict.fromkeys(args.ids)}
+        return [r for r in found.values() if r is not None], [i for i, r in found.items() if r is None]
+    return spool.newest(MOST, State(args.state) if args.state else None), []
+
+
+def _plan(rows: Sequence[Row], args: argparse.Namespace) -> tuple[list[Row], list[tuple[Row, str]]]:
+    plan: list[Row] = []
+    skipped: list[tuple[Row, str]] = []
+    for row in rows:
+        if row.state in BUSY:
+            skipped.append((row, "a relay has it now" if row.state is State.SENDING else "queued already"))
+        elif args.action == "retry" and row.state in TAKEN and not args.force:
+            skipped.append((row, _why_not(row)))
+        else:
+            plan.append(row)
+    return plan, skipped
+
+
+def _why_not(row: Row) -> str:
+    if row.state is State.DRY_RUN:
+        return "a dry run wrote it to the outbox; retried under a live config it is sent for real (--force)"
+    sms = row.sms_count if row.sms_count is not None else row.parts * max(1, len(row.phones))
+    cost = f" ({sms} SMS" + (f", cost {row.cost}" if row.cost else "") + ")"
+    return f"the provider took it already{cost}; --force sends it again and pays again"
+
+
+def _summary(action: str, plan: Sequence[Row]) -> str:
+    lines = [f"{action} {len(plan)} message(s):"]
+    lines += [
+        f"  {r.id:<24} {r.state.value:<14} {r.route:<12} {','.join(r.phones) or r.mode.value}"
+        for r in plan[:20]
+    ]
+    if len(plan) > 20:
+        lines.append(f"  ... and {len(plan) - 20} more")
+    paid = [r for r in plan if r.state in TAKEN]
+    if action == "retry" and paid:
+        sms = sum(r.sms_count if r.sms_count is not None else r.parts * max(1, len(r.phones)) for r in paid)
+        lines.append(f"  {len(paid)} of them the provider took already: about {sms} more SMS to pay for")
+    return "\n".join(lines)
+
+
+def _confirmed(action: str, count: int) -> bool:
+    if not sys.stdin.isatty():
+        print(
+            f"smsc-relay: not asking without a terminal: add --yes to {action} {count} message(s)",
+            file=sys.stderr,
+        )
+        return False
+    try:
+        return input(f"{action} {count} message(s)? [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False

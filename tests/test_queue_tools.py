@@ -1,0 +1,81 @@
+"""`queue retry|drop`: ids, --state or --all; they say what they will do, ask unless --yes, and a
+retry never sends again what the provider took without --force (a second, paid SMS)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.cli import main as cli
+from tests.fakes import ReplyingProvider, wait_for
+from tests.helpers import message, smtplib_send, wait_state
+
+
+async def _queue(relay: Any, *args: str) -> tuple[int, str, str]:
+    """The command as an operator types it, on the relay's own config; stdin is no terminal."""
+    import contextlib
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = await asyncio.to_thread(cli.main, ["queue", *args, "-c", str(relay.config_path)])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+async def confirmed(replying_relay: Any) -> tuple[ReplyingProvider, Any, str]:
+    fake, relay = await replying_relay()
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    row = await wait_state(relay, "confirmed")
+    return fake, relay, str(row["id"])
+
+
+async def test_a_confirmed_message_is_not_sent_again_without_force(confirmed: Any) -> None:
+    fake, relay, relay_id = confirmed
+    code, out, err = await _queue(relay, "retry", relay_id, "--yes")
+    assert code == 1 and "nothing to retry" in out
+    assert f"skipped {relay_id} (confirmed): the provider took it already (1 SMS)" in err and "--force" in err
+    assert (await wait_state(relay, "confirmed"))["attempts"] == 1 and len(fake.received) == 1
+
+
+async def test_force_sends_it_again_and_says_what_it_costs(confirmed: Any) -> None:
+    fake, relay, relay_id = confirmed
+    code, out, _err = await _queue(relay, "retry", relay_id, "--force", "--yes")
+    assert code == 0
+    assert "retry 1 message(s):" in out and "the provider took already: about 1 more SMS to pay for" in out
+    assert "1 queued again" in out
+    await wait_for(lambda: len(fake.received) == 2, timeout=20)
+
+
+async def test_without_yes_and_without_a_terminal_nothing_changes(confirmed: Any) -> None:
+    _fake, relay, relay_id = confirmed
+    code, out, err = await _queue(relay, "drop", relay_id)
+    assert code == 1 and "drop 1 message(s):" in out and "nothing changed" in out and "add --yes" in err
+    assert (await wait_state(relay, "confirmed"))["id"] == relay_id
+
+
+async def test_drop_by_state_and_a_selector_is_required(confirmed: Any) -> None:
+    _fake, relay, relay_id = confirmed
+    code, _out, err = await _queue(relay, "drop")
+    assert code == 2 and "name message ids, or --state STATE, or --all" in err
+    code, out, _err = await _queue(relay, "drop", "--state", "confirmed", "--yes")
+    assert code == 0 and "1 dropped" in out
+    code, _out, err = await _queue(relay, "show", relay_id)
+    assert code == 1 and f"no message {relay_id}" in err
+
+
+async def test_a_dry_run_message_needs_force_too(provider: Any, relay_factory: Any, tmp_path: Path) -> None:
+    """In a dry run nothing was sent; retried after the config went live, it would be: a cost."""
+    _fake, port = provider
+    relay = await relay_factory(port, outbox=tmp_path / "outbox")
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    row = await wait_state(relay, "dry-run")
+    code, _out, err = await _queue(relay, "retry", "--all", "--yes")
+    assert (
+        code == 1
+        and f"skipped {row['id']} (dry-run): a dry run wrote it to the outbox" in err
+        and "--force" in err
+    )
