@@ -41,9 +41,15 @@ def _summary(
 
 
 # ---- Nagios 4 / Icinga 2 -----------------------------------------------------------------------
+# Nagios 4 and the tools that kept its notify-by-email commands (Naemon, Icinga 1, Shinken,
+# Centreon): `** PROBLEM Service Alert: host/service is STATE **`, `** PROBLEM alert - host/... **`
 _NAGIOS_SUBJECT = re.compile(
-    r"^\*\* (?P<type>[A-Z]+) (?:Host|Service) Alert: (?P<host>[^/\s]+)(?:/(?P<service>.+?))? is (?P<state>\S+) \*\*$"
+    r"^\*\* (?P<type>[A-Z]+) (?:(?:Host|Service) Alert: |alert - )(?P<host>[^/\s]+)(?:/(?P<service>.+?))? is "
+    r"(?P<state>\S+) \*\*$",
+    re.IGNORECASE,
 )
+_NAGIOS_BANNER = re.compile(r"^\*{5} \w+(?: \w+)? \*{5}$", re.MULTILINE)
+_ADDITIONAL = re.compile(r"Additional Info\s*:\s*(?P<info>.+)", re.IGNORECASE)
 _ICINGA_SUBJECT = re.compile(
     r"^\[(?P<type>[A-Z]+)\] (?:Host |(?P<service>.+) on )?(?P<host>\S+) is (?P<state>\w+)!?$"
 )
@@ -51,7 +57,7 @@ _ICINGA_SUBJECT = re.compile(
 
 def nagios(mail: InboundMail) -> AlertSummary | None:
     m = _NAGIOS_SUBJECT.match(mail.subject)
-    if not m and "***** Nagios *****" not in mail.text:
+    if not m and not _NAGIOS_BANNER.search(mail.text):
         return None
     f = fields_of(mail.text)
     kind = (f.get("notification type") or (m["type"] if m else "")).upper()
@@ -60,7 +66,8 @@ def nagios(mail: InboundMail) -> AlertSummary | None:
     state = f.get("state") or (m["state"] if m else "")
     if not (kind and host):
         return None
-    detail = f.get("info") or f.get("additional info") or _after(mail.text, "Additional Info:")
+    additional = _ADDITIONAL.search(mail.text)
+    detail = f.get("info") or f.get("additional info") or (additional["info"] if additional else "")
     return _summary(
         "nagios", _host_service(kind, host, service, state, detail), host, (host, service), kind == "RECOVERY",
         ("banner", "subject", "Notification Type", "Address", "Date/Time"),
@@ -296,6 +303,32 @@ def fail2ban(mail: InboundMail) -> AlertSummary | None:
                     ("greeting", "whois", "log lines", "sign-off"))  # fmt: skip
 
 
+_OSSEC_SUBJECT = re.compile(r"^(?P<tool>OSSEC|Wazuh) (?:HIDS )?[Nn]otification - (?P<rest>.+)$")
+_OSSEC_FROM = re.compile(r"^Received From: \(?(?P<host>[^)\s]+)\)?", re.MULTILINE)
+_OSSEC_RULE = re.compile(
+    r'^Rule: (?P<id>\d+) fired \(level (?P<level>\d+)\) -> "(?P<what>[^"]+)"', re.MULTILINE
+)
+
+
+def ossec(mail: InboundMail) -> AlertSummary | None:
+    """OSSEC and Wazuh alert mail, one or several alerts: level, each host with what fired."""
+    m = _OSSEC_SUBJECT.match(mail.subject)
+    if not m:
+        return None
+    hosts = _OSSEC_FROM.findall(mail.text)
+    rules = _OSSEC_RULE.findall(mail.text)
+    if not hosts or not rules:
+        return None
+    level = max(int(level) for _, level, _ in rules)
+    pairs = list(
+        dict.fromkeys(f"{h}: {what.rstrip('.')}" for h, (_, _, what) in zip(hosts, rules, strict=False))
+    )
+    pieces = [Piece(Role.STATE, f"level {level}"), Piece(Role.PROBLEM, m["tool"]), Piece(Role.HOST, hosts[0]),
+              Piece(Role.DETAIL, "; ".join(pairs), " ")]  # fmt: skip
+    return _summary("ossec", pieces, hosts[0], (m["tool"], *dict.fromkeys(hosts), rules[0][0]), False,
+                    ("banner", "log portion", "end marker"))  # fmt: skip
+
+
 _LOGWATCH = re.compile(r"^Logwatch for (?P<host>\S+)")
 _SECTION_BEGIN = re.compile(r"^-{3,} (?P<name>.+?) Begin -{3,}$")
 
@@ -378,10 +411,5 @@ def synology(mail: InboundMail) -> AlertSummary | None:
 
 
 RECOGNISERS: tuple[Recogniser, ...] = (
-    nagios, icinga, zabbix, grafana, alertmanager, cron, smartd, apcupsd, nut, synology, mdadm, logwatch, fail2ban,
+    nagios, icinga, zabbix, grafana, alertmanager, cron, smartd, apcupsd, nut, synology, mdadm, logwatch, fail2ban, ossec,
 )  # fmt: skip
-
-
-def _after(text: str, marker: str) -> str:
-    _, found, rest = text.partition(marker)
-    return rest.strip().split("\n", 1)[0] if found else ""

@@ -97,8 +97,9 @@ def key_value(pieces: Sequence[Piece]) -> str:
         if p.role is Role.VALUE:
             return p.text
     detail = " ".join(p.text for p in pieces if p.role is Role.DETAIL)
-    m = MEASURE.search(detail)
-    return m.group(0) if m else ""
+    found = [m.group(0) for m in MEASURE.finditer(detail)]
+    # a percentage first: what a threshold is set on (`Used: 14.83 GB (95.61%)`)
+    return next((v for v in found if v.endswith("%")), found[0] if found else "")
 
 
 def fit(pieces: Sequence[Piece], fits: Fits, marker: str = "...") -> tuple[str, tuple[str, ...]]:
