@@ -15,8 +15,10 @@ from relay.formatters import segments
 from relay.model import AlertSummary, InboundMail, Piece, Role
 from relay.parsers import cleanup
 from relay.summaries import general
-from relay.summaries.builtin import RECOGNISERS, Recogniser
-from relay.summaries.reading import STATE_WORD, Reading, read, signals
+from relay.summaries.builtin import RECOGNISERS
+from relay.summaries.make import Recogniser
+from relay.summaries.reading import Reading, read, signals
+from relay.summaries.vocabulary import STATE_WORD
 
 __all__ = ["RECOGNISERS", "Recogniser", "describe", "fingerprint", "hosts_named", "summarise"]
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from relay.config.schema import SummaryRule
 from relay.model import AlertSummary, InboundMail, Piece, Role
-from relay.summaries.builtin import Recogniser, folded
 from relay.summaries.fit import compose
 from relay.summaries.general import identity
+from relay.summaries.make import Recogniser, folded
 
 _ROLES = {
     "host": Role.HOST,

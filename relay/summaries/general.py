@@ -13,7 +13,8 @@ import re
 from relay.formatters import segments
 from relay.model import AlertSummary, Piece, Role
 from relay.summaries.fit import MEASURE, compose
-from relay.summaries.reading import STATE_WORD, Field, Reading, plain, read
+from relay.summaries.reading import Field, Reading, read
+from relay.summaries.vocabulary import STATE_WORD, plain
 
 RECOVERED = re.compile(
     r"^(?:RECOVERY|RECOVERED|RESOLVED|OK|UP|CLEAR|CLEARED|RESTORED|SUCCESS|SUCCEEDED|SUCCESSFUL|Решена|"

@@ -10,220 +10,27 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from dataclasses import dataclass
 
-from relay.formatters import segments
 from relay.model import Role
-
-# Field names, lower-case, by what they say. Exact names first; a name that ends in one of the
-# host words (`affected host`, `имя узла`) counts as a host too.
-KEYS: dict[str, Role] = {
-    **dict.fromkeys(
-        (
-            "host",
-            "hostname",
-            "host name",
-            "host alias",
-            "server",
-            "node",
-            "instance",
-            "machine",
-            "system",
-            "computer",
-            "target",
-            "hosts",
-            "nas",
-            "ups",
-            "узел",
-            "узел сети",
-            "сервер",
-            "хост",
-            "компьютер",
-            "имя узла",
-            "система",
-            "printer",
-            "vm",
-            "vm name",
-            "принтер",
-        ),
-        Role.HOST,
-    ),
-    **dict.fromkeys(
-        (
-            "state",
-            "status",
-            "severity",
-            "level",
-            "priority",
-            "event",
-            "event type",
-            "notification type",
-            "alert state",
-            "current state",
-            "result",
-            "termination",
-            "важность",
-            "статус",
-            "состояние",
-            "событие",
-            "уровень",
-            "результат",
-            "тип уведомления",
-        ),
-        Role.STATE,
-    ),
-    **dict.fromkeys(
-        (
-            "service",
-            "check",
-            "trigger",
-            "problem",
-            "problem name",
-            "alert",
-            "alert name",
-            "alertname",
-            "monitor",
-            "monitor name",
-            "rule",
-            "rule name",
-            "job",
-            "job name",
-            "task",
-            "task name",
-            "test",
-            "check name",
-            "service name",
-            "sensor",
-            "проблема",
-            "сервис",
-            "служба",
-            "триггер",
-            "задание",
-            "проверка",
-            "задача",
-            "датчик",
-        ),
-        Role.PROBLEM,
-    ),
-    **dict.fromkeys(
-        (
-            "summary",
-            "description",
-            "message",
-            "info",
-            "output",
-            "additional info",
-            "details",
-            "detail",
-            "error",
-            "reason",
-            "cause",
-            "service output",
-            "host output",
-            "check output",
-            "text",
-            "сообщение",
-            "описание",
-            "информация",
-            "ошибка",
-            "причина",
-            "вывод",
-            "подробности",
-        ),
-        Role.DETAIL,
-    ),
-    **dict.fromkeys(
-        (
-            "value",
-            "values",
-            "current value",
-            "operational data",
-            "metric value",
-            "reading",
-            "usage",
-            "оперативные данные",
-            "значение",
-            "текущее значение",
-        ),
-        Role.VALUE,
-    ),
-}
-# Fields no phone needs: when, where to click, which id, who wrote it.
-IGNORED = frozenset(
-    ("date", "time", "date/time", "when", "timestamp", "started", "start time", "end time", "since",
-     "address", "ip", "ipv4", "ipv6", "host address", "url", "link", "dashboard", "panel", "runbook",
-     "runbook url", "source", "id", "event id", "alert id", "problem id", "original problem id",
-     "comment", "comments", "author", "to", "from", "cc", "sent", "subject", "notification number",
-     "acknowledged", "ack", "age", "silence", "fingerprint", "generatorurl", "generator url", "labels",
-     "annotations", "job id", "jobid", "дата", "время", "адрес", "ссылка", "идентификатор")
+from relay.summaries.vocabulary import (
+    _DATE,
+    _FIELD,
+    _LABEL_ROW,
+    _MAP,
+    _PAIRS,
+    _SECTION,
+    _TABLE_HEAD,
+    _TABLE_ROW,
+    _TAG,
+    _TROUBLE_WORD,
+    _URL,
+    IGNORED,
+    KEYS,
+    STATE_WORD,
+    boilerplate,
+    role_of,
 )  # fmt: skip
-
-_FIELD = re.compile(r"^\s*(?:[-*•]\s*)?(?P<key>[^\W\d][^:=\n]{0,38}?)\s*(?::(?=\s|$)|=)\s*(?P<value>.*?)\s*$")
-_URL = re.compile(r"(?:https?|ftp)://\S+|(?<![\w-])www\.[\w-]+\.[a-z]{2,}\S*", re.IGNORECASE)
-_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,200}>")
-_MAP = re.compile(r"map\[(?P<inner>[^\]]*)\]")
-_RULE = re.compile(r"^\W*([*#=~%_+.\-])\1{2,}\W*$|^[\s*#=~%_+\-]{3,}$")
-_BANNER = re.compile(r"^\s*([*#=~%-])\1{2,}\s*(?P<title>.*?)\s*\1{3,}\s*$")
-_GREETING = re.compile(
-    r"^(?:[\w ]{1,20},\s*)?(?:hi|hello|hey|dear\b.{0,40}|greetings|good (?:morning|afternoon|evening)|hallo|"
-    r"bonjour|здравствуйте|добрый (?:день|вечер)|доброе утро|привет|уважаем\w*\b.{0,40})(?:\s+[\w-]+){0,3}[\s,!.:]*$",
-    re.IGNORECASE,
-)
-_SIGNOFF = re.compile(
-    r"^(?:(?:best |kind |warm )?regards|thanks?(?: you)?|cheers|sincerely|your faithful employee|"
-    r"(?:faithfully |sincerely )?yours(?: truly| faithfully)?|с уважением|спасибо|всего доброго)\b[\s,!.\w-]{0,40}$",
-    re.IGNORECASE,
-)
-_AUTOMATIC = re.compile(
-    r"automatically generated|auto-?generated|(?:do|please do) not reply|don'?t reply|no-?reply|"
-    r"(?:this|the) (?:e-?mail|message|notification|alert|report) (?:was|is|has been) (?:sent|generated|"
-    r"created|triggered)|you (?:are receiving|received|get) this|unsubscribe|notification settings|"
-    r"manage (?:your )?(?:notifications|alerts|subscriptions)|sent (?:by|from) \S+ (?:at|on)\b|"
-    r"generated by|this message was generated|sent by \S+(?: v?[\d.]+)?\W*$|^(?:©|\(c\))\s*\d{4}|copyright \d{4}|"
-    r"(?:notification|message|e-?mail) was delivered|(?:notification|alert|message|report|e-?mail) generated\b|сформировано автоматически|создано автоматически|"
-    r"не отвечайте\b|(?:отправлено|создано|сформировано) автоматически|"
-    r"автоматическ\w+ (?:сообщение|уведомление|рассылк)",
-    re.IGNORECASE,
-)
-_LINK_WORDS = re.compile(
-    r"^(?:view|open|see|go to|click|show|silence|details?|more info|manage|acknowledge|ack|dashboard|"
-    r"panel|source|runbook|edit|mute|visit|log ?in|sign in|перейти|открыть|подробнее|смотрите)\b",
-    re.IGNORECASE,
-)
-_DATE = re.compile(
-    r"^[(\[]?\s*(?:(?:[A-Z][a-z]{2},? )?\d{1,4}[./-](?:\d{1,2}|[A-Za-z]{3})[./-]\d{1,4}"
-    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)?(?:\s*(?:[+-]\d{2}:?\d{2}|Z|UTC|GMT|[A-Z]{3,4}))?"
-    r"|\w{3},? \d{1,2} \w{3} \d{4} \d{2}:\d{2}\S*(?: \S+)?"
-    r"|\w{3} \w{3} +\d{1,2} \d{2}:\d{2}(?::\d{2})?(?: [A-Z]{2,5})? \d{4})\s*[)\]]?\.?$"
-)
-_PAIRS = re.compile(r"(?<![^\s,{(])(?P<key>[A-Za-z_][\w.-]{0,40})=(?P<value>\"[^\"]*\"|[^\s,})]+)")
-STATE_WORD = re.compile(
-    r"(?<!\w)(PROBLEM|RECOVERY|RECOVERED|RESOLVED|FIRING|TRIGGERED|ALERT|ALERTING|ALARM|CRITICAL|CRIT|WARNING|"
-    r"WARN|OK|UP|DOWN|UNREACHABLE|UNKNOWN|FAILED|FAILURE|FAIL|ERROR|SUCCESS|SUCCEEDED|SUCCESSFUL|DEGRADED|"
-    r"ACKNOWLEDGEMENT|ACKNOWLEDGED|FLAPPING|CLEAR|CLEARED|RESTORED|BANNED|Проблема|Решена|Восстановлен\w*|"
-    r"Авария|Ошибка|Сбой|Недоступ\w*|Предупреждение|Критическ\w*)(?!\w)",
-    re.IGNORECASE,
-)
-_COUNT = re.compile(
-    r"^(?:you have )?\(?\d+\)? (?:firing|resolved)(?: (?:alerts?|alert\(s\)|instances?))?\b|^\d+ alerts? for \S+=",
-    re.IGNORECASE,
-)
-_TROUBLE_WORD = re.compile(
-    r"\b(?:fail\w*|error\w*|down|critical|warning|fatal|out of memory|not found|denied|ошибк\w*|сбой|не удалось)\b",
-    re.IGNORECASE,
-)
-_SECTION = re.compile(r"^(?:labels|annotations|source|silence|common labels|group labels)\s*:?\s*$", re.I)
-# A label table row as HTML mail renders it: `instance db01:9100`
-_LABEL_ROW = re.compile(r"^(?P<key>[a-z_][\w.]{0,40})\s+(?P<value>\S.*)$")
-# A table's head: `Metric name Value`, `Name Status Start time ...`, `Host State Output`
-_TABLE_HEAD = re.compile(
-    r"^(?P<first>metric name|metric|name|host|hostname|server|node|vm|object|series|device|узел|имя)\s+"
-    r"(?P<second>value|status|state|result|состояние|статус|значение)\b",
-    re.IGNORECASE,
-)
-_TABLE_ROW = re.compile(r"^(?P<first>[\w][\w.:@/-]{0,60})\s+(?P<second>\S+)")
-
 
 # Whatever `read` could find, looked for cheaply: mail with none of it (most application mail)
 # is left alone after a few substring tests and one anchored match a line, not a full reading.
@@ -347,25 +154,6 @@ class Reading:
     ignored: tuple[str, ...] = ()  # fields an alert summary leaves out (dates, addresses, ids)
 
 
-def plain(text: str) -> str:
-    """Typography folded to GSM-7 look-alikes, and pictographs (emoji, symbols, variation
-    selectors) gone: one 🔴 would make a Latin text UCS-2, 70 characters a part instead of 160."""
-    text = segments.fold_to_gsm(text)
-    kept = "".join(ch for ch in text if not _pictograph(ch))
-    if kept == text:
-        return text
-    kept = re.sub(r"([(\[])\s+", r"\1", re.sub(r"\s+([)\]])", r"\1", kept))  # `[🔴 Down]` -> `[Down]`
-    return re.sub(r"[ \t]{2,}", " ", kept).strip()
-
-
-def _pictograph(ch: str) -> bool:
-    if ch in segments.GSM_ALL:
-        return False
-    if ord(ch) > 0xFFFF or 0xFE00 <= ord(ch) <= 0xFE0F or ch == "\u200d":
-        return True
-    return unicodedata.category(ch) in ("So", "Sk") and ch not in "°№"
-
-
 _NAMED = re.compile(
     r"^[ \t]*(?:-[ \t]*)?(?P<name>[^:=\n]{1,40}?)[ \t]*[:=][ \t]*(?P<value>.*?)[ \t]*$", re.MULTILINE
 )
@@ -378,18 +166,6 @@ def fields_of(text: str) -> dict[str, str]:
     for m in _NAMED.finditer(text):
         found.setdefault(m["name"].strip().lower(), m["value"])
     return found
-
-
-def role_of(key: str) -> Role | None:
-    name = " ".join(key.lower().replace("_", " ").split())
-    if name in KEYS:
-        return KEYS[name]
-    last = name.rsplit(" ", 1)[-1]
-    if last in ("host", "hostname", "server", "node", "instance", "узел", "сервер", "хост"):
-        return Role.HOST
-    if last in ("job", "task", "check", "service", "trigger", "alert", "monitor", "задание", "задача"):
-        return Role.PROBLEM  # `Backup job: SQL Nightly`, `Sync task: ...`
-    return None
 
 
 def read(text: str, subject: str = "") -> Reading:
@@ -503,31 +279,6 @@ def read(text: str, subject: str = "") -> Reading:
         free.append(line)
         kept.append(line)
     return Reading(tuple(fields), tuple(free), tuple(others), tuple(kept), tuple(dropped), tuple(ignored))
-
-
-def boilerplate(line: str) -> str:
-    """The kind of boilerplate a line is, or "" when it may say something."""
-    if _RULE.match(line) or _BANNER.match(line):
-        return "banner"
-    if _GREETING.match(line):
-        return "greeting"
-    if _SIGNOFF.match(line):
-        return "sign-off"
-    if _AUTOMATIC.search(line):
-        return "automatic-mail note"
-    if _URL.search(line):
-        rest = _URL.sub("", line).strip(" :-()<>[]|")
-        if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
-            return "link"
-    if _LINK_WORDS.match(line) and (
-        line.rstrip().endswith((":", ">", "»")) or (len(line.split()) <= 3 and not _TROUBLE_WORD.search(line))
-    ):
-        return "link"  # `View alert`, `Silence`, `Go to the Alerts page:` (the address was a button)
-    if _COUNT.match(line):
-        return "alert count"
-    if _DATE.match(line):
-        return "date"
-    return ""
 
 
 _MENTION = re.compile(r"(?<!\S)@[\w.@-]+")  # `@slack-payments-oncall`: a notification handle
