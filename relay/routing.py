@@ -79,7 +79,7 @@ def check_recipient(
     route = find_route(routes, rcpt, mail_from)
     if route is None:
         raise NoRouteError(rcpt)
-    _phones(route, aliases, rcpt)
+    phones_for(route, aliases, rcpt)
     return route
 
 
@@ -115,12 +115,13 @@ def resolve(
             if not any(r.route == route.name for r in passthrough):
                 passthrough.append(_passthrough(mail, route, rcpt, new_id))
             continue
-        phones = _phones(route, aliases, rcpt)
+        phones = phones_for(route, aliases, rcpt)
         targets.append(_target(route, mail, rcpt, phones, recognised if route.summary else None))
     return targets, passthrough
 
 
-def _phones(route: Route, aliases: Mapping[str, tuple[str, ...]], rcpt: str) -> tuple[str, ...]:
+def phones_for(route: Route, aliases: Mapping[str, tuple[str, ...]], rcpt: str) -> tuple[str, ...]:
+    """The phones a recipient of this route gets: the route's, its alias's, or the address's number."""
     if route.mode is not RouteMode.COMMAND or route.phones:
         return route.phones
     m = route.recipient.search(rcpt)

@@ -141,3 +141,23 @@ def test_queue_list_columns_hold_the_longest_state(
     starts = {line[25:].split()[0]: line.index(line[25:].split()[1], 25) for line in lines}
     assert set(starts) == {"unconfirmed", "sent"} and len(set(starts.values())) == 1  # one column
     assert header.index("ATT") <= min(starts.values())
+
+
+def test_route_says_what_a_recipient_gets_without_a_mail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No password needed (the file does not exist here): routing reads only the routes."""
+    from tests.helpers import BASE_CONFIG, PASSWORD
+
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text(BASE_CONFIG.replace(f'password: "{PASSWORD}"', "password_file: /nonexistent/pw"))
+    assert cli.main(["route", "oncall@sms.example.com", "-c", str(cfg), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["route"], shown["mode"], shown["phones"], shown["sender"]) == (
+        "oncall", "command", ["+79990000001", "+79990000002"], "ALERTS",
+    )  # fmt: skip
+    assert cli.main(["route", "79991234567@sms.example.com", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "route:         number\n" in out and "phones:        79991234567\n" in out
+    assert cli.main(["route", "nobody@sms.example.com", "-c", str(cfg), "--subject", "hello"]) == 1
+    assert "550 5.1.1 no route for <nobody@sms.example.com>" in capsys.readouterr().err
