@@ -161,3 +161,26 @@ def test_route_says_what_a_recipient_gets_without_a_mail(
     assert "route:         number\n" in out and "phones:        79991234567\n" in out
     assert cli.main(["route", "nobody@sms.example.com", "-c", str(cfg), "--subject", "hello"]) == 1
     assert "550 5.1.1 no route for <nobody@sms.example.com>" in capsys.readouterr().err
+
+
+def test_config_shows_the_effective_configuration_with_secrets_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import BASE_CONFIG, PASSWORD
+
+    dsn = "host=/tmp user=relay password=s3cret-dsn dbname=spool"
+    cfg = tmp_path / "relay.yaml"
+    cfg.write_text(BASE_CONFIG + f"spool: {{backend: postgresql, dsn: '{dsn}'}}\n")
+    assert cli.main(["config", "-c", str(cfg), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert PASSWORD not in out and "s3cret-dsn" not in out
+    full = json.loads(out)
+    assert full["listen"]["port"] == 2525 and full["delivery"]["concurrency"] == 2  # defaults filled in
+    assert full["spool"]["dsn"] == "***" and full["spool"]["backend"] == "postgresql"
+    assert cli.main(["config", "-c", str(cfg), "--diff", "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert "listen" not in diff and "delivery" not in diff  # nothing there differs from the defaults
+    assert diff["provider"]["login"] == "mylogin" and diff["spool"]["backend"] == "postgresql"
+    assert [r["name"] for r in diff["routes"]] == ["number", "oncall", "ops", "legacy"]
+    assert cli.main(["config", "-c", str(cfg)]) == 0  # YAML for people
+    assert "listen:\n  host: 127.0.0.1\n  port: 2525\n" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from relay import __version__
-from relay.cli import balance, keys, queue, queue_change, render, route, sendtest, spool
+from relay.cli import balance, keys, queue, queue_change, render, route, sendtest, showconfig, spool
 from relay.config.load import load
 from relay.config.placeholders import placeholders
 from relay.errors import ConfigError, Exit
@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     render.add_command(sub, common)
     route.add_command(sub, common)
+    showconfig.add_command(sub, common)
     queue_change.add_commands(queue.add_commands(sub, common), common)
     sendtest.add_command(sub, common)
     balance.add_command(sub, common)
