@@ -155,6 +155,8 @@ class Exit(enum.IntEnum):
     OSERR = os.EX_OSERR  # serve: cannot listen
     TEMPFAIL = os.EX_TEMPFAIL  # serve: the spool cannot be opened
     CONFIG = os.EX_CONFIG  # check/serve: the config is broken
+    NOPERM = os.EX_NOPERM  # a file the command may not read or write (owner, mode and user said)
+    SOFTWARE = os.EX_SOFTWARE  # a fault of ours: said in one line, no traceback
     INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 

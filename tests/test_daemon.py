@@ -216,7 +216,7 @@ async def test_corrupt_spool_refuses_to_start(tmp_path: Path, relay_factory: Any
     (tmp_path / "spool.db").write_bytes(b"this is not a database" * 100)
     from relay.errors import SpoolError
 
-    with pytest.raises(SpoolError, match="cannot open spool"):
+    with pytest.raises(SpoolError, match="not a readable SQLite database"):
         await relay_factory(1)  # never reached: the spool fails first
 
 

@@ -18,7 +18,7 @@ import pytest
 from relay.cli import main as cli
 from relay.daemon.main import Daemon
 from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
-from tests.helpers import STORM_ROUTES, Clock, drain, smtplib_send, until
+from tests.helpers import STORM_ROUTES, Clock, drain, smtplib_send, until, wait_settled
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 CORPUS = Path(__file__).parent / "corpus"
@@ -191,6 +191,9 @@ async def test_corpus_storm(replying_relay: Any, problem: str, recovery: str, rc
         if i % 10 == 0:
             await until(relay, clock, clock.now)
     await drain(relay, clock)
+    # The planner is done; delivery may still be sending its last SMS (a busy machine): wait for
+    # the queue to be empty, then for the provider's replies.
+    await wait_settled(relay, timeout=60)
     await wait_for(lambda: not fake.tasks)
     assert limits.rejections == []
     units = [alert for t in sms_texts(fake) for alert in alerts_in(t)]
@@ -250,6 +253,9 @@ async def test_a_storm_with_volatile_fields_on_default_settings_names_every_host
         if i % 10 == 0:
             await until(relay, clock, clock.now)
     await drain(relay, clock)
+    # The planner is done; delivery may still be sending its last SMS (a busy machine): wait for
+    # the queue to be empty, then for the provider's replies.
+    await wait_settled(relay, timeout=60)
     await wait_for(lambda: not fake.tasks)
     assert limits.rejections == []
     texts = sms_texts(fake)

@@ -13,7 +13,7 @@ from relay import __version__
 from relay.cli import balance, keys, queue, queue_change, render, route, sendtest, showconfig, spool
 from relay.config.load import load
 from relay.config.placeholders import placeholders
-from relay.errors import ConfigError, Exit
+from relay.errors import ConfigError, Exit, SpoolError
 from relay.model import TransportKind
 
 DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
@@ -33,8 +33,30 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return Exit.CONFIG
+    except SpoolError as exc:
+        print(f"smsc-relay: {exc}", file=sys.stderr)
+        return Exit.TEMPFAIL
+    except PermissionError as exc:
+        print(f"smsc-relay: permission denied: {exc.filename or exc}: {_as_who()}", file=sys.stderr)
+        return Exit.NOPERM
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
+    except Exception as exc:  # no traceback for an operator; the debug switch shows it
+        if os.environ.get("SMSC_RELAY_DEBUG"):
+            raise
+        print(f"smsc-relay: internal error: {type(exc).__name__}: {exc} (SMSC_RELAY_DEBUG=1 shows where)",
+              file=sys.stderr)  # fmt: skip
+        return Exit.SOFTWARE
+
+
+def _as_who() -> str:
+    import pwd
+
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        name = str(os.geteuid())
+    return f"this command runs as {name} (uid {os.geteuid()}); run it as the file's owner or as root"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ import psycopg
 import yaml
 from psycopg import conninfo
 
-from relay import fields
+from relay import access, fields
 from relay.config import values
 from relay.config.reader import Reader
 from relay.config.routes import read_routes
@@ -55,6 +55,11 @@ def load(path: str | Path, env: Mapping[str, str] | None = None, *, secrets: boo
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except PermissionError:
+        why = access.explain(path, write=False) or "permission denied"
+        raise ConfigError([Problem("(file)", None, f"cannot read {path}: {why}")], str(path)) from None
+    except FileNotFoundError:
+        raise ConfigError([Problem("(file)", None, f"cannot read {path}: no such file")], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("(file)", None, f"cannot read {path}: {exc}")], str(path)) from None
     env = os.environ if env is None else env

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from relay import fields
+from relay import access, fields
 from relay.config.reader import Reader
 from relay.model import Secret
 
@@ -50,6 +50,10 @@ def secret(
         file = path(r, file_key, base_dir, env)
         try:
             raw = file.read_text(encoding="utf-8").strip() if file else ""
+        except PermissionError as exc:
+            why = access.explain(file, write=False) if file else ""
+            r.problem(file_key, f"cannot read {file}: {why or exc.strerror}")
+            return Secret("")
         except OSError as exc:
             r.problem(file_key, f"cannot read {file}: {exc.__class__.__name__}: {exc.strerror}")
             return Secret("")

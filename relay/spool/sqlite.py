@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from relay import access
 from relay.errors import SpoolError
 from relay.spool import messages, schema
 from relay.spool.base import SqlSpool
@@ -25,10 +26,20 @@ T = TypeVar("T")
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection as the spool uses it: autocommit (transactions are explicit), WAL."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    """A connection as the spool uses it: autocommit (transactions are explicit), WAL. A file the
+    process may not open or write is a SpoolError that says why (owner, mode, user)."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        why = access.explain(Path(path))
+        raise SpoolError(f"cannot open the spool {path}: {why or exc}") from None
+    except sqlite3.DatabaseError as exc:  # not a database at all, or one damaged past reading
+        raise SpoolError(
+            f"the spool {path} is not a readable SQLite database ({exc}): move it aside and restore it from a"
+            " backup, or start with an empty spool (the relay makes a new one)"
+        ) from None
     conn.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit
     conn.execute("PRAGMA busy_timeout=10000")  # `queue` commands may read while we write
     # The WAL is checkpointed every 256 pages (1 MiB) and cut back to 1 MiB after, instead of
