@@ -147,6 +147,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--messages", type=int, default=1000)
     args = parser.parse_args()
+    missing = [
+        m
+        for m in (None if shutil.which("postfix") else "postfix", None if os.geteuid() == 0 else "root")
+        if m
+    ]
+    if missing:
+        # Say what to do rather than fail on the first subprocess (FileNotFoundError: 'postfix').
+        sys.exit(
+            "benchmarks/e2e_postfix.py needs Debian's postfix package (it starts nothing itself) and root:\n"
+            "  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections\n"
+            "  apt-get install -y --no-install-recommends postfix\n"
+            f"missing here: {', '.join(missing)}"
+        )
     print(f"end to end, msgs/s delivered to the sink, median of {args.runs} alternating runs:")
     print(f"{'sessions':>8} {'Postfix':>8} {'smsc-relay':>11} {'relay/Postfix':>14}  pairs")
     for sessions in (1, 10, 50):

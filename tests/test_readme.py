@@ -27,3 +27,13 @@ def test_the_readme_names_every_tool_the_alert_corpus_tests() -> None:
     names = {re.sub(r"\s*\(.*\)$", "", c.tool).split()[0] for c in cases()}
     unnamed = sorted(n for n in names if n.lower() not in section.lower())
     assert unnamed == [], f"README's alert summaries section does not name: {unnamed}"
+
+
+def test_the_postfix_benchmark_says_what_to_install_rather_than_a_traceback() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "e2e_postfix.py"), "--runs", "1"],
+                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "apt-get install -y --no-install-recommends postfix" in done.stderr
