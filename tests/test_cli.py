@@ -184,3 +184,41 @@ def test_config_shows_the_effective_configuration_with_secrets_masked(
     assert [r["name"] for r in diff["routes"]] == ["number", "oncall", "ops", "legacy"]
     assert cli.main(["config", "-c", str(cfg)]) == 0  # YAML for people
     assert "listen:\n  host: 127.0.0.1\n  port: 2525\n" in capsys.readouterr().out
+
+
+def _spool_only_config(tmp_path: Path) -> Path:
+    """A config whose password file does not exist here, and an existing (empty) spool."""
+    import sqlite3
+
+    from relay.spool import schema
+    from tests.helpers import BASE_CONFIG, PASSWORD
+
+    spool = tmp_path / "spool.db"
+    conn = sqlite3.connect(spool)
+    schema.migrate(conn)
+    conn.close()
+    cfg = tmp_path / "relay.yaml"
+    text = BASE_CONFIG.replace(f'password: "{PASSWORD}"', "password_file: /nonexistent/pw")
+    cfg.write_text(text + f"spool: {{path: {spool}}}\n")
+    return cfg
+
+
+def test_send_test_needs_no_password_and_removes_what_no_relay_took(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _spool_only_config(tmp_path)
+    assert cli.main(["send-test", "+79990001122", "hello", "--wait", "0.5", "-c", str(cfg)]) == Exit.TEMPFAIL
+    err = capsys.readouterr().err
+    assert (
+        "is the relay running?" in err
+        and "no relay took it within 0 s: removed (--keep leaves it queued)" in err
+    )
+    assert cli.main(["queue", "list", "--json", "-c", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # nothing left to go out when a relay next starts
+    assert (
+        cli.main(["send-test", "+79990001122", "again", "--wait", "0.5", "--keep", "-c", str(cfg)])
+        == Exit.TEMPFAIL
+    )
+    capsys.readouterr()
+    assert cli.main(["queue", "list", "--json", "-c", str(cfg)]) == 0
+    assert [m["state"] for m in json.loads(capsys.readouterr().out)] == ["queued"]

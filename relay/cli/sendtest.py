@@ -39,11 +39,13 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("phone", help="international format, e.g. +79991234567")
     p.add_argument("text", help="the SMS text")
     p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the outcome (default 120)")
+    p.add_argument("--keep", action="store_true",
+                   help="leave it queued if no relay takes it within --wait (else it goes)")  # fmt: skip
     p.set_defaults(func=cmd_send_test)
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
-    cfg = load(args.config)
+    cfg = load(args.config, secrets=False)  # it only writes to the spool: the relay holds the password
     try:
         phone = fields.phone(args.phone)
     except ValueError as exc:
@@ -69,7 +71,13 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         print(f"{request.relay_id}: queued for {phone} (the running relay sends it within seconds)")
         # With test=1 the provider's reply says whether it went out; with test=0, `sent` is the end.
         waits_for_reply = cfg.provider.test and cfg.provider.outbox is None
-        return _wait(spool, request.relay_id, args.wait, sent_is_final=not waits_for_reply)
+        code = _wait(spool, request.relay_id, args.wait, sent_is_final=not waits_for_reply)
+        if code == Exit.TEMPFAIL and not args.keep and spool.drop(request.relay_id, (State.QUEUED,)):
+            # Never claimed: no relay is running (or none reads this spool). Left queued, it would go
+            # out whenever a relay next starts, long after the test.
+            print(f"{request.relay_id}: no relay took it within {args.wait:.0f} s: removed "
+                  "(--keep leaves it queued)", file=sys.stderr)  # fmt: skip
+        return code
 
 
 def _wait(spool: SpoolAdmin, relay_id: str, seconds: float, *, sent_is_final: bool) -> int:
