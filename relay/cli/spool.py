@@ -12,7 +12,7 @@ from relay.config.load import load
 from relay.errors import Exit, SpoolError
 from relay.model import SpoolBackend
 from relay.spool import migrate
-from relay.spool.sqlite import connect
+from relay.spool.sqlite import connect, held, lock_path
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -23,6 +23,9 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
         help="copy a SQLite spool into the config's PostgreSQL spool (stop the old relay first)",
     )  # fmt: skip
     m.add_argument("--from", dest="source", type=Path, required=True, help="the SQLite spool file")
+    m.add_argument(
+        "--force", action="store_true", help="copy even while a relay serves the file (it may change)"
+    )
     m.set_defaults(func=cmd_migrate)
 
 
@@ -34,6 +37,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not args.source.is_file():
         print(f"smsc-relay: no SQLite spool at {args.source}", file=sys.stderr)
         return Exit.USAGE
+    if held(args.source) and not args.force:
+        print(f"smsc-relay: a relay serves {args.source} (it holds {lock_path(args.source)}): stop it first "
+              "(systemctl stop smsc-relay), so nothing changes while it is copied; --force copies anyway",
+              file=sys.stderr)  # fmt: skip
+        return Exit.FAILURE
     try:
         with contextlib.closing(connect(args.source)) as source:
             done = migrate.copy(source, cfg.spool.dsn.value)

@@ -7,6 +7,8 @@ alerts.py's, tracking.py's); the transactions are writer.py's.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import socket
 import sqlite3
 import time
@@ -50,6 +52,41 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def hold(path: Path) -> int:
+    """The relay's lock on its spool file (flock on `<spool>.lock`), held while it runs and let go
+    by the kernel when it dies: a second relay on the same file, or `spool migrate` of a spool a
+    relay still serves, finds it taken."""
+    lock = lock_path(path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolError(
+            f"another relay serves {path} (it holds {lock}): one SQLite spool, one relay"
+        ) from None
+    return fd
+
+
+def held(path: Path) -> bool:
+    """Whether a running relay holds this spool (its lock is taken)."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # no relay has ever run on it, or it was copied here without its lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 class SqliteSpool(SqlSpool):
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         # One relay holds every claim: the lease is never read (open() takes all back).
@@ -57,6 +94,7 @@ class SqliteSpool(SqlSpool):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._conn: sqlite3.Connection | None = None
+        self._lock: int | None = None  # the flock on `<spool>.lock` while this relay serves it
 
     async def open(self) -> int:
         """Open (creating, migrating) the spool; rows left `sending` by a crash are queued again."""
@@ -71,6 +109,8 @@ class SqliteSpool(SqlSpool):
 
     def _open(self) -> tuple[sqlite3.Connection, int]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = hold(self.path)
         conn = connect(self.path)
         try:
             schema.migrate(conn)
@@ -92,6 +132,9 @@ class SqliteSpool(SqlSpool):
             await self._in_thread(self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     async def watch(self, wake: Callable[[str], None]) -> None:
         """Nothing to watch: no other relay writes this file (`queue` commands are polled)."""
