@@ -53,6 +53,8 @@ class State(enum.Enum):
     DELIVERED = "delivered"  # every phone has a delivered status
     UNDELIVERED = "undelivered"  # some phone has a final failure status (error_code holds it)
     STATUS_UNKNOWN = "status-unknown"  # tracked for provider.track_timeout, never a final status
+    # `queue hold`: kept in the spool, never claimed, never pruned, until `queue release`.
+    HELD = "held"
 
 
 class ReplyKind(enum.Enum):

@@ -79,3 +79,53 @@ async def test_a_dry_run_message_needs_force_too(provider: Any, relay_factory: A
         and f"skipped {row['id']} (dry-run): a dry run wrote it to the outbox" in err
         and "--force" in err
     )
+
+
+async def _state_of(relay: Any, relay_id: str) -> str:
+    found = await relay.spool.write(
+        lambda c: c.execute("SELECT state FROM messages WHERE id = ?", (relay_id,)).fetchone()
+    )
+    return str(found[0])
+
+
+async def test_a_held_message_stays_unsent_until_released(provider: Any, relay_factory: Any) -> None:
+    """Held: kept, never claimed, even when it is due first; released, it goes out."""
+    fake, port = provider
+    fake.replies = ["451 4.3.0 try again later"]  # the first attempt is deferred
+    relay = await relay_factory(port)
+    await asyncio.to_thread(smtplib_send, relay.port, message("first: held"))
+    held_id = str((await wait_state(relay, "deferred"))["id"])
+    code, out, err = await _queue(relay, "hold", held_id, "--yes")
+    assert code == 0 and "hold 1 message(s):" in out and "1 held" in out, (out, err)
+    # Due long ago: a relay that claimed held messages would send it before the next one.
+    await relay.spool.write(
+        lambda c: c.execute("UPDATE messages SET next_attempt = 0 WHERE id = ?", (held_id,))
+    )
+    await asyncio.to_thread(smtplib_send, relay.port, message("second: goes out"))
+    await wait_for(lambda: len(fake.received) == 1, timeout=20)
+    assert "second: goes out" in fake.received[0].body
+    assert await _state_of(relay, held_id) == "held"
+    code, out, err = await _queue(relay, "retry", held_id, "--yes")  # a retry releases it too
+    assert code == 0 and "1 queued again" in out, (out, err)
+    await wait_for(lambda: len(fake.received) == 2, timeout=20)
+    assert "first: held" in fake.received[1].body
+
+
+async def test_hold_and_release_say_what_they_do_not_apply_to(provider: Any, relay_factory: Any) -> None:
+    fake, port = provider
+    fake.replies = ["451 4.3.0 try again later"]
+    relay = await relay_factory(port)
+    await asyncio.to_thread(smtplib_send, relay.port, message())
+    relay_id = str((await wait_state(relay, "deferred"))["id"])
+    code, out, err = await _queue(relay, "release", relay_id, "--yes")
+    assert code == 1 and "nothing to release" in out and f"skipped {relay_id} (deferred): not held" in err
+    code, out, _err = await _queue(relay, "hold", "--state", "deferred", "--yes")
+    assert code == 0 and "1 held" in out
+    code, out, err = await _queue(relay, "hold", relay_id, "--yes")
+    assert code == 1 and "only a waiting message (queued, deferred) can be held" in err
+    code, out, _err = await _queue(relay, "list", "--state", "held")
+    assert code == 0 and relay_id in out
+    code, out, _err = await _queue(relay, "release", "--all", "--yes")
+    assert code == 0 and "1 released" in out
+    await wait_for(lambda: len(fake.received) == 1, timeout=20)
+    assert await _state_of(relay, relay_id) == "sent"

@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> Any:
     """`queue ...` and `stats`; returns the queue's subcommands, for queue_change's retry and drop."""
-    q = sub.add_parser("queue", parents=[common], help="list, show, retry or drop spooled messages")
+    q = sub.add_parser("queue", parents=[common], help="list, show, retry, drop, hold, release messages")
     qs = q.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = qs.add_parser("list", parents=[common], help="messages, newest first")
     p.add_argument("--state", choices=[s.value for s in State], help="only this state")

@@ -1,6 +1,7 @@
-"""`queue retry|drop ID... | --state STATE | --all`: changes to the queue that cannot cost money or
-lose a message by mistake. Each says what it will do and to how many, asks unless `--yes`, and a
-retry never sends again what the provider already took without `--force`, which says the cost."""
+"""`queue retry|drop|hold|release ID... | --state STATE | --all`: changes to the queue that cannot
+cost money or lose a message by mistake. Each says what it will do and to how many, asks unless
+`--yes`, and a retry never sends again what the provider already took without `--force`, which
+says the cost."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from relay.cli.queue import open_admin
@@ -21,30 +23,68 @@ from relay.spool.messages import Row
 TAKEN = (State.SENT, State.CONFIRMED, State.DELIVERED, State.UNDELIVERED, State.UNCONFIRMED,
          State.STATUS_UNKNOWN, State.DUPLICATE, State.DRY_RUN)  # fmt: skip
 # What a retry may queue again without a second thought: it never reached the provider.
-RETRYABLE = (State.DEFERRED, State.FAILED, State.EXPIRED, State.REPEAT)
+RETRYABLE = (State.DEFERRED, State.FAILED, State.EXPIRED, State.REPEAT, State.HELD)
 BUSY = (State.QUEUED, State.SENDING)  # a relay has it now, or will within seconds
 MOST = 100_000  # --all and --state look at this many messages at the most
 
-EXAMPLES = """examples:
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    helptext: str
+    states: tuple[State, ...]  # what it applies to (retry adds TAKEN with --force)
+    done: str  # what the summary line says of the ones it changed
+    examples: str
+
+
+CHANGES = {
+    "retry": Change(
+        "send again now: deferred, failed, expired, held (sent ones: --force)",
+        RETRYABLE,
+        "queued again (a running relay picks them up within seconds)",
+        """examples:
   smsc-relay queue retry r1a2b3c4-5d6e          one message, after a question
   smsc-relay queue retry --state deferred --yes every deferred message, from a script
-  smsc-relay queue retry --force r1a2b3c4-5d6e  send again what the provider already took (costs)
-  smsc-relay queue drop --state failed          forget the failed ones"""
+  smsc-relay queue retry --force r1a2b3c4-5d6e  send again what the provider already took (costs)""",
+    ),
+    "drop": Change(
+        "delete from the spool",
+        tuple(s for s in State if s is not State.SENDING),
+        "dropped",
+        """examples:
+  smsc-relay queue drop r1a2b3c4-5d6e           one message, after a question
+  smsc-relay queue drop --state failed --yes    forget the failed ones, from a script""",
+    ),
+    "hold": Change(
+        "keep waiting messages in the spool, unsent, until `queue release`",
+        (State.QUEUED, State.DEFERRED),
+        "held (no relay sends them until `queue release`)",
+        """examples:
+  smsc-relay queue hold --all --yes             stop sending: every waiting message stays put
+  smsc-relay queue hold r1a2b3c4-5d6e           one message""",
+    ),
+    "release": Change(
+        "queue held messages again",
+        (State.HELD,),
+        "released (a running relay sends them within seconds)",
+        """examples:
+  smsc-relay queue release --all --yes          everything held goes out again
+  smsc-relay queue release r1a2b3c4-5d6e        one message""",
+    ),
+}
 
 
 def add_commands(qs: Any, common: argparse.ArgumentParser) -> None:
-    for action, helptext in (("retry", "send again now: deferred, failed, expired (sent ones: --force)"),
-                             ("drop", "delete from the spool")):  # fmt: skip
-        p = qs.add_parser(action, parents=[common], help=helptext, epilog=EXAMPLES,
+    for action, change in CHANGES.items():
+        p = qs.add_parser(action, parents=[common], help=change.helptext, epilog=change.examples,
                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         p.add_argument("ids", nargs="*", metavar="ID", help="message ids (`queue list` shows them)")
         p.add_argument("--state", choices=[s.value for s in State], help="every message in this state")
-        p.add_argument("--all", action="store_true", help="every message in the spool")
+        p.add_argument("--all", action="store_true", help="every message in the spool it applies to")
         p.add_argument("--yes", "-y", action="store_true", help="do it without asking (scripts)")
         if action == "retry":
             p.add_argument("--force", action="store_true",
                            help="also send again what the provider took: a second, paid SMS")  # fmt: skip
-        p.set_defaults(func=cmd_change, action=action)
+        p.set_defaults(func=cmd_change, action=action, force=False)
 
 
 def cmd_change(args: argparse.Namespace) -> int:
@@ -67,20 +107,16 @@ def cmd_change(args: argparse.Namespace) -> int:
         if not args.yes and not _confirmed(args.action, len(plan)):
             print("nothing changed")
             return Exit.FAILURE
-        states = tuple(State) if args.action == "drop" else RETRYABLE + (TAKEN if args.force else ())
-        change: Callable[[str, tuple[State, ...]], bool] = (
-            spool.retry if args.action == "retry" else spool.drop
+        change = CHANGES[args.action]
+        states = change.states + (TAKEN if args.force else ())
+        apply: Callable[[str, tuple[State, ...]], bool] = getattr(
+            spool, "retry" if args.action == "release" else args.action
         )
-        allowed = tuple(s for s in states if s not in BUSY)
-        done = [row for row in plan if change(row.id, allowed)]
+        done = [row for row in plan if apply(row.id, states)]
         gone = len(plan) - len(done)
-        verb = (
-            "queued again (a running relay picks them up within seconds)"
-            if args.action == "retry"
-            else "dropped"
-        )
         print(
-            f"{len(done)} {verb}" + (f"; {gone} changed state meanwhile and were left alone" if gone else "")
+            f"{len(done)} {change.done}"
+            + (f"; {gone} changed state meanwhile and were left alone" if gone else "")
         )
         return Exit.OK if not (gone or missing or skipped) else Exit.FAILURE
 
@@ -95,14 +131,29 @@ def _select(spool: SpoolAdmin, args: argparse.Namespace) -> tuple[list[Row], lis
 def _plan(rows: Sequence[Row], args: argparse.Namespace) -> tuple[list[Row], list[tuple[Row, str]]]:
     plan: list[Row] = []
     skipped: list[tuple[Row, str]] = []
+    applies = CHANGES[args.action].states
     for row in rows:
-        if row.state in BUSY:
-            skipped.append((row, "a relay has it now" if row.state is State.SENDING else "queued already"))
+        if row.state is State.SENDING:
+            skipped.append((row, "a relay has it now"))
         elif args.action == "retry" and row.state in TAKEN and not args.force:
             skipped.append((row, _why_not(row)))
+        elif row.state not in applies and not (args.action == "retry" and row.state in TAKEN):
+            if args.all:
+                continue  # --all: every message it applies to, the others are not news
+            skipped.append((row, _not_for(args.action, row)))
         else:
             plan.append(row)
     return plan, skipped
+
+
+def _not_for(action: str, row: Row) -> str:
+    if row.state is State.QUEUED:
+        return "queued already"
+    if action == "hold":
+        return "only a waiting message (queued, deferred) can be held"
+    if action == "release":
+        return "not held"
+    return f"a {row.state.value} message is not retried"
 
 
 def _why_not(row: Row) -> str:

@@ -113,6 +113,10 @@ class SpoolAdmin:
                 self._notify(conn, QUEUED)
         return done
 
+    def hold(self, relay_id: str, states: tuple[State, ...]) -> bool:
+        with self._transaction() as conn:
+            return messages.hold(conn, relay_id, time.time(), states)
+
     def drop(self, relay_id: str, states: tuple[State, ...]) -> bool:
         return messages.drop(self.conn, relay_id, states)
 

@@ -243,6 +243,15 @@ def retry(conn: Db, relay_id: str, now: float, states: tuple[State, ...]) -> boo
     ).rowcount)  # fmt: skip
 
 
+def hold(conn: Db, relay_id: str, now: float, states: tuple[State, ...]) -> bool:
+    """Held (no relay claims it, retention keeps it), if it is still in one of `states`."""
+    marks = ", ".join("?" * len(states))
+    return bool(conn.execute(
+        f"UPDATE messages SET state = ?, updated = ? WHERE id = ? AND state IN ({marks})",
+        (State.HELD.value, now, relay_id, *(s.value for s in states)),
+    ).rowcount)  # fmt: skip
+
+
 def drop(conn: Db, relay_id: str, states: tuple[State, ...]) -> bool:
     marks = ", ".join("?" * len(states))
     return bool(conn.execute(
