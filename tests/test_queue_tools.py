@@ -129,3 +129,51 @@ async def test_hold_and_release_say_what_they_do_not_apply_to(provider: Any, rel
     assert code == 0 and "1 released" in out
     await wait_for(lambda: len(fake.received) == 1, timeout=20)
     assert await _state_of(relay, relay_id) == "sent"
+
+
+def _deny_sender(name: str) -> Any:
+    """The provider's ERROR 6 for one sender name, OK for any other."""
+
+    def answer(got: Any) -> str:
+        if got.command.options.sender == name:
+            return "ERROR = 6 (message denied)"
+        return f"OK - 2 SMS, ID - {got.relay_id}"
+
+    return answer
+
+
+async def test_a_retry_after_fixing_the_config_sends_the_fixed_request(replying_relay: Any) -> None:
+    """Friction 3: the route's sender was refused; the operator fixes it and retries: the mail
+    is rendered again under the config in force, not sent as stored with the old sender."""
+    fake, relay = await replying_relay(ReplyingProvider(answer=_deny_sender("ALERTS")))
+    await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))
+    relay_id = str((await wait_state(relay, "failed"))["id"])
+    before = relay.config_path.read_text()
+    relay.config_path.write_text(before.replace("sender: ALERTS", "sender: OPSDESK"))
+    code, out, _err = await _queue(relay, "show", relay_id)
+    assert code == 0 and "config in force is" in out and "renders it again from the kept mail" in out
+    code, out, err = await _queue(relay, "retry", relay_id, "--yes")
+    assert code == 0, (out, err)
+    assert f"{relay_id}: rendered again under config" in out and "changed: the request's options" in out
+    row = await wait_state(relay, "confirmed")
+    assert row["id"] == relay_id and row["attempts"] == 2
+    assert [r.command.options.sender for r in fake.received] == ["ALERTS", "OPSDESK"]
+    code, out, _err = await _queue(relay, "show", relay_id)
+    assert "(the config in force)" in out
+
+
+async def test_a_retry_the_config_in_force_refuses_is_not_sent(replying_relay: Any) -> None:
+    fake, relay = await replying_relay(ReplyingProvider(answer=_deny_sender("ALERTS")))
+    await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))
+    relay_id = str((await wait_state(relay, "failed"))["id"])
+    text = relay.config_path.read_text()
+    relay.config_path.write_text(
+        text.replace("'^oncall@sms\\.example\\.com$'", "'^pager@sms\\.example\\.com$'")
+    )
+    code, out, err = await _queue(relay, "retry", relay_id, "--yes")
+    assert code == 1 and "nothing to retry" in out
+    assert "the config in force refuses its mail" in err and "--as-stored sends the stored request" in err
+    code, out, err = await _queue(relay, "retry", relay_id, "--yes", "--as-stored")
+    assert code == 0 and "1 queued again" in out, (out, err)
+    await wait_for(lambda: len(fake.received) == 2, timeout=20)
+    assert fake.received[1].command is not None and fake.received[1].command.options.sender == "ALERTS"

@@ -179,6 +179,8 @@ def _one(args: argparse.Namespace, spool: SpoolAdmin, cfg: Config) -> int:
         print(f"smsc-relay: no message {args.id}", file=sys.stderr)
         return Exit.FAILURE
     data = as_json(row, full=True)
+    data["rendered_with"] = rendered_with(row, cfg)
+    data["mail_kept"] = f"{len(row.inbound)} bytes" if row.inbound is not None else "no"
     sender = _envelope_sender(row, spool, cfg)
     data["envelope_from"] = sender
     if sender != row.upstream_from and row.masked:
@@ -191,6 +193,20 @@ def _one(args: argparse.Namespace, spool: SpoolAdmin, cfg: Config) -> int:
     data["delivery"] = [_phone_status(s) for s in spool.phone_statuses(args.id)]
     print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(row, data))
     return Exit.OK
+
+
+def rendered_with(row: Row, cfg: Config) -> str:
+    """Which config made this request, against the one in force (digests: `sha256sum`)."""
+    if not row.config:
+        return "unknown (queued by an older relay)"
+    if row.config == cfg.digest:
+        return f"config {row.config} (the config in force)"
+    again = (
+        "`queue retry` renders it again from the kept mail"
+        if row.inbound is not None
+        else "no mail kept: `queue retry` sends it as stored"
+    )
+    return f"config {row.config}; the config in force is {cfg.digest}: {again}"
 
 
 def _envelope_sender(row: Row, spool: SpoolAdmin, cfg: Config) -> str:

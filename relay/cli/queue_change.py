@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from relay.cli import rerender
 from relay.cli.queue import open_admin
 from relay.config.load import load
+from relay.config.schema import Config
 from relay.errors import Exit
 from relay.model import State
 from relay.spool.admin import SpoolAdmin
@@ -84,7 +86,10 @@ def add_commands(qs: Any, common: argparse.ArgumentParser) -> None:
         if action == "retry":
             p.add_argument("--force", action="store_true",
                            help="also send again what the provider took: a second, paid SMS")  # fmt: skip
-        p.set_defaults(func=cmd_change, action=action, force=False)
+        if action in ("retry", "release"):
+            p.add_argument("--as-stored", action="store_true",
+                           help="send the stored request, not its mail rendered again")  # fmt: skip
+        p.set_defaults(func=cmd_change, action=action, force=False, as_stored=False)
 
 
 def cmd_change(args: argparse.Namespace) -> int:
@@ -98,21 +103,30 @@ def cmd_change(args: argparse.Namespace) -> int:
         for relay_id in missing:
             print(f"smsc-relay: no message {relay_id}", file=sys.stderr)
         plan, skipped = _plan(rows, args)
+        renderings: dict[str, Row] = {}
+        if args.action in ("retry", "release") and not args.as_stored:
+            plan, refused = _render_again(spool, plan, cfg, renderings)
+            skipped += refused
         for row, why in skipped:
             print(f"skipped {row.id} ({row.state.value}): {why}", file=sys.stderr)
         if not plan:
             print(f"nothing to {args.action}")
             return Exit.FAILURE if missing or skipped else Exit.OK
         print(_summary(args.action, plan))
+        for row in plan:
+            if row.id in renderings:
+                print(f"  {row.id}: rendered again under config {cfg.digest} (was {row.config or 'unknown'}):"
+                      f" {rerender.changes(row, renderings[row.id])}")  # fmt: skip
         if not args.yes and not _confirmed(args.action, len(plan)):
             print("nothing changed")
             return Exit.FAILURE
         change = CHANGES[args.action]
         states = change.states + (TAKEN if args.force else ())
-        apply: Callable[[str, tuple[State, ...]], bool] = getattr(
-            spool, "retry" if args.action == "release" else args.action
-        )
-        done = [row for row in plan if apply(row.id, states)]
+        if args.action in ("retry", "release"):
+            done = [row for row in plan if spool.retry(row.id, states, renderings.get(row.id))]
+        else:
+            apply: Callable[[str, tuple[State, ...]], bool] = getattr(spool, args.action)
+            done = [row for row in plan if apply(row.id, states)]
         gone = len(plan) - len(done)
         print(
             f"{len(done)} {change.done}"
@@ -144,6 +158,26 @@ def _plan(rows: Sequence[Row], args: argparse.Namespace) -> tuple[list[Row], lis
         else:
             plan.append(row)
     return plan, skipped
+
+
+def _render_again(
+    spool: SpoolAdmin, plan: list[Row], cfg: Config, renderings: dict[str, Row]
+) -> tuple[list[Row], list[tuple[Row, str]]]:
+    """Each message rendered under another config, rendered again under this one (into
+    `renderings`); those it cannot be are not retried."""
+    kept: list[Row] = []
+    refused: list[tuple[Row, str]] = []
+    for row in plan:
+        full = spool.get(row.id) if row.config != cfg.digest and row.inbound is None else row
+        try:
+            new = rerender.again(full or row, cfg)
+        except rerender.CannotRender as exc:
+            refused.append((row, f"{exc}; --as-stored sends the stored request"))
+            continue
+        if new is not None:
+            renderings[row.id] = new
+        kept.append(row)
+    return kept, refused
 
 
 def _not_for(action: str, row: Row) -> str:

@@ -65,8 +65,9 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         return Exit.DATAERR
     with contextlib.closing(open_admin(cfg.spool)) as spool:
         rows = messages.new_rows(
-            [mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=time.time()
-        )
+            [mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=time.time(),
+            config=cfg.digest,
+        )  # fmt: skip
         spool.enqueue(rows, [mail], protect=cfg.provider.phone_limits)
         print(f"{request.relay_id}: queued for {phone} (the running relay sends it within seconds)")
         # With test=1 the provider's reply says whether it went out; with test=0, `sent` is the end.

@@ -6,6 +6,7 @@ password_file, the users file, the DKIM key) and checks values, nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -95,7 +96,10 @@ def parse(
     top.finish()
     if problems:
         raise ConfigError(problems, source)
-    return Config(provider, routes, listen, spool, parsing, delivery, notify, metrics, aliases, source, rules)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return Config(
+        provider, routes, listen, spool, parsing, delivery, notify, metrics, aliases, source, rules, digest
+    )
 
 
 def _listen(r: Reader, base_dir: Path) -> ListenConfig:
@@ -344,7 +348,8 @@ def _spool(r: Reader, base_dir: Path, env: Mapping[str, str]) -> SpoolConfig:
             if r.has(key):
                 r.problem(key, "is for backend: postgresql")
     path = values.path(r, "path", base_dir) or DEFAULT_SPOOL
-    result = SpoolConfig(path, keep_days, backend, dsn, name, lease)
+    keep_mail = r.integer("keep_mail", default(SpoolConfig, "keep_mail"), 0, 64 * 1024 * 1024)
+    result = SpoolConfig(path, keep_days, backend, dsn, name, lease, keep_mail)
     r.finish()
     return result
 

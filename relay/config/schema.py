@@ -220,6 +220,9 @@ class SpoolConfig:
     )  # backend: postgresql; it may hold the database password
     relay_name: str = ""  # this relay's name among those sharing the database; "": hostname:port
     lease: int = 60  # seconds another relay waits for a silent relay's claims (renewed every lease/3)
+    # Each message keeps the mail it was made from, up to this size, so that `queue retry`
+    # renders it again under the config in force; 0 keeps none (a retry sends what is stored).
+    keep_mail: int = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +263,9 @@ class Config:
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "config"
     summaries: tuple[SummaryRule, ...] = ()  # configured recognisers, tried before the built-in ones
+    # The first 12 hex digits of the file's SHA-256 (`sha256sum relay.yaml`): each message
+    # records the config it was rendered with, `queue show` compares it with the one in force.
+    digest: str = ""
 
     def storm_settings(self, route: str) -> StormSettings:
         """A route's storm settings by name; a route removed by a reload gets the defaults, so

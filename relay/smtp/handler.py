@@ -212,6 +212,9 @@ class Handler:
                 claimed=claimed,
                 storm=storm,
                 protect=cfg.provider.phone_limits,
+                # Alert mail is a few KB; a big mail would be kept once per provider request.
+                inbound=raw if len(raw) <= cfg.spool.keep_mail else None,
+                config=cfg.digest,
             )
             enqueued = await asyncio.shield(write)
         except RelayError as exc:

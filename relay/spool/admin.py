@@ -105,10 +105,11 @@ class SpoolAdmin:
     def phone_statuses(self, relay_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in tracking.of_message(self.conn, relay_id)]
 
-    def retry(self, relay_id: str, states: tuple[State, ...]) -> bool:
-        """Queue it again if it is (still) in one of `states`; whether it was."""
+    def retry(self, relay_id: str, states: tuple[State, ...], rendered: Row | None = None) -> bool:
+        """Queue it again (as `rendered`, a new rendering of its mail) if it is (still) in one
+        of `states`; whether it was."""
         with self._transaction() as conn:
-            done = messages.retry(conn, relay_id, time.time(), states)
+            done = messages.retry(conn, relay_id, time.time(), states, rendered)
             if done:
                 self._notify(conn, QUEUED)
         return done

@@ -127,7 +127,10 @@ def tick(
         request = digest_request(new_id(), name, routes.get(name), digests)
         mail = provider.build(request, config.provider, hostname=hostname, now=stamp, with_secret=False)
         stamp_now = now if wall is None else wall
-        queued = new_rows([mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=stamp_now)
+        queued = new_rows(
+            [mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=stamp_now,
+            config=config.digest,
+        )  # fmt: skip
         insert(conn, queued)
         rows.extend(queued)
         for d in digests:

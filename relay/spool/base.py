@@ -69,12 +69,15 @@ class SqlSpool:
         claimed: bool = False,
         storm: StormAdmit | None = None,
         protect: bool = False,
+        inbound: bytes | None = None,
+        config: str = "",
     ) -> Enqueued:
         now = self.clock()
         state, attempts = (State.SENDING, 1) if claimed else (State.QUEUED, 0)
         rows = messages.new_rows(
-            mails, mail_from=mail_from, inbound_id=inbound_id, state=state, attempts=attempts, now=now
-        )
+            mails, mail_from=mail_from, inbound_id=inbound_id, state=state, attempts=attempts, now=now,
+            inbound=inbound, config=config,
+        )  # fmt: skip
 
         def op(conn: Db) -> Enqueued:
             final = alerts.protect(conn, rows, mails, now) if protect else rows

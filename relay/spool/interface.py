@@ -63,8 +63,13 @@ class Spool(Protocol):
         claimed: bool = False,
         storm: StormAdmit | None = None,
         protect: bool = False,
+        inbound: bytes | None = None,
+        config: str = "",
     ) -> Enqueued:
         """Store new provider mails (and a mail's storm alerts) durably, all or none.
+
+        `inbound`: the mail they were made from, kept with each (`queue retry` renders it
+        again); `config`: the digest of the config that rendered them.
 
         `claimed`: the rows go in as `sending` (attempt 1), owned by a delivery worker that is
         handed them in memory, which saves a claim transaction per message. `protect`: keep

@@ -21,7 +21,7 @@ FINISHED = (
     State.CONFIRMED, State.FAILED, State.EXPIRED, State.DUPLICATE, State.SENT, State.UNCONFIRMED,
     State.REPEAT, State.DRY_RUN, State.DELIVERED, State.UNDELIVERED, State.STATUS_UNKNOWN,
 )  # fmt: skip
-_INSERT_MARKS = ", ".join("?" * 22)  # one per column of `insert`
+_INSERT_MARKS = ", ".join("?" * 24)  # one per column of `insert`
 # Columns `finish` may set besides the state.
 FINISH_COLUMNS = frozenset(
     {"next_attempt", "last_error", "error_code", "sms_count", "attempts", "uncertain", "via", "next_poll",
@@ -62,14 +62,17 @@ class Row:
     next_poll: float | None = None  # delivery tracking
     track_until: float | None = None
     polls: int = 0
+    inbound: bytes | None = None  # the mail it was made from (spool.keep_mail); not read by `claim`
+    config: str = ""  # the digest of the config it was rendered with (Config.digest)
 
 
 def from_db(r: Any) -> Row:
     """A stored row (sqlite3.Row, the PostgreSQL adapter's, a mapping) as a Row; extra columns
     (the claim's holder and lease) are dropped."""
     d = {k: v for k, v in dict(r).items() if k in ROW_FIELDS}
-    if isinstance(d["message"], memoryview):
-        d["message"] = bytes(d["message"])
+    for key in ("message", "inbound"):
+        if isinstance(d.get(key), memoryview):
+            d[key] = bytes(d[key])
     for key in ("rcpt_tos", "phones", "texts"):
         d[key] = json.loads(d[key])
     d["state"] = State(d["state"])
@@ -81,10 +84,21 @@ def from_db(r: Any) -> Row:
 
 
 ROW_FIELDS = frozenset(Row.__dataclass_fields__)
+# Every column of a Row but the kept mail (up to spool.keep_mail each): what lists and claims
+# read, so that neither drags every mail through memory.
+LISTED = ", ".join(f for f in Row.__dataclass_fields__ if f != "inbound")
 
 
 def new_rows(
-    mails: Sequence[ProviderMail], *, mail_from: str, inbound_id: str, state: State, attempts: int, now: float
+    mails: Sequence[ProviderMail],
+    *,
+    mail_from: str,
+    inbound_id: str,
+    state: State,
+    attempts: int,
+    now: float,
+    inbound: bytes | None = None,
+    config: str = "",
 ) -> list[Row]:
     return [
         Row(
@@ -94,7 +108,7 @@ def new_rows(
             upstream_to=m.rcpt_to,
             message=m.masked.encode("ascii") if m.keeps_config_secret else m.message,
             masked=m.keeps_config_secret, attempts=attempts, created=now, updated=now, next_attempt=now,
-            last_error="", error_code=None, sms_count=None,
+            last_error="", error_code=None, sms_count=None, inbound=inbound, config=config,
         )
         for m in mails
     ]  # fmt: skip
@@ -123,13 +137,14 @@ def insert(conn: Db, rows: Sequence[Row], claim: Claim | None = None) -> None:
     conn.executemany(
         "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones,"
         " texts, parts, encoding, upstream_from, upstream_to, message, masked, attempts, created,"
-        f" updated, next_attempt, last_error, claimed_by, lease_until) VALUES ({_INSERT_MARKS})",
+        " updated, next_attempt, last_error, inbound, config, claimed_by, lease_until)"
+        f" VALUES ({_INSERT_MARKS})",
         [
             (
                 r.id, r.state.value, r.mode.value, r.route, r.mail_from, json.dumps(r.rcpt_tos), r.inbound_id,
                 json.dumps(r.phones), json.dumps(r.texts, ensure_ascii=False), r.parts, r.encoding.value,
                 r.upstream_from, r.upstream_to, r.message, int(r.masked), r.attempts, r.created, r.updated,
-                r.next_attempt, r.last_error, *holder(r),
+                r.next_attempt, r.last_error, r.inbound, r.config, *holder(r),
             )
             for r in rows
         ],
@@ -174,7 +189,8 @@ def claim(conn: Db, limit: int, now: float, claim: Claim, *, skip_locked: bool =
         return []  # a provider error holds the queue (written with the error itself)
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     found = conn.execute(
-        f"SELECT * FROM messages WHERE {WAITING} AND next_attempt <= ? ORDER BY next_attempt LIMIT ?{lock}",
+        f"SELECT {LISTED} FROM messages WHERE {WAITING} AND next_attempt <= ? ORDER BY next_attempt"
+        f" LIMIT ?{lock}",
         (now, limit),
     ).fetchall()
     conn.executemany(
@@ -227,20 +243,43 @@ def get(conn: Db, relay_id: str) -> Row | None:
 
 
 def newest(conn: Db, limit: int, state: State | None = None) -> list[Row]:
-    sql, params = "SELECT * FROM messages", []
+    sql, params = f"SELECT {LISTED} FROM messages", []
     if state is not None:
         sql, params = sql + " WHERE state = ?", [state.value]
     return [from_db(r) for r in conn.execute(sql + " ORDER BY created DESC LIMIT ?", [*params, limit])]
 
 
-def retry(conn: Db, relay_id: str, now: float, states: tuple[State, ...]) -> bool:
-    """Queued again, if it is still in one of `states` (a relay may have moved it meanwhile)."""
+# What a new rendering of a message's mail may change (`queue retry` under a changed config).
+RENDERED = ("mode", "route", "phones", "texts", "parts", "encoding", "upstream_from", "upstream_to",
+            "message", "masked", "config")  # fmt: skip
+
+
+def retry(
+    conn: Db, relay_id: str, now: float, states: tuple[State, ...], rendered: Row | None = None
+) -> bool:
+    """Queued again, if it is still in one of `states` (a relay may have moved it meanwhile);
+    with `rendered`, as that new rendering of its mail (RENDERED: the same id, attempts, history)."""
     marks = ", ".join("?" * len(states))
+    columns, values = "", ()
+    if rendered is not None:
+        stored = _stored(rendered)
+        columns = "".join(f", {c} = ?" for c in RENDERED)
+        values = tuple(stored[c] for c in RENDERED)
     return bool(conn.execute(
         "UPDATE messages SET state = ?, next_attempt = ?, updated = ?, claimed_by = NULL, lease_until = NULL"
-        f" WHERE id = ? AND state IN ({marks})",
-        (State.QUEUED.value, now, now, relay_id, *(s.value for s in states)),
+        f"{columns} WHERE id = ? AND state IN ({marks})",
+        (State.QUEUED.value, now, now, *values, relay_id, *(s.value for s in states)),
     ).rowcount)  # fmt: skip
+
+
+def _stored(r: Row) -> dict[str, Any]:
+    """The column values of the RENDERED fields, as `insert` writes them."""
+    return {
+        "mode": r.mode.value, "route": r.route, "phones": json.dumps(r.phones),
+        "texts": json.dumps(r.texts, ensure_ascii=False), "parts": r.parts, "encoding": r.encoding.value,
+        "upstream_from": r.upstream_from, "upstream_to": r.upstream_to, "message": r.message,
+        "masked": int(r.masked), "config": r.config,
+    }  # fmt: skip
 
 
 def hold(conn: Db, relay_id: str, now: float, states: tuple[State, ...]) -> bool:

@@ -156,7 +156,12 @@ CREATE TABLE phone_status (
 );
 """
 # Index i holds migration i + 1. Append, never edit: a released database has run the old text.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: as SQLite's version 5, the mail a message was made from and the config's digest.
+_V2 = """
+ALTER TABLE messages ADD COLUMN inbound BYTEA;
+ALTER TABLE messages ADD COLUMN config TEXT NOT NULL DEFAULT '';
+"""
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 VERSION = len(MIGRATIONS)
 
 

@@ -140,8 +140,15 @@ ALTER TABLE messages ADD COLUMN claimed_by TEXT;
 ALTER TABLE messages ADD COLUMN lease_until REAL;
 """
 
+# Version 5: the mail a message was made from (`queue retry` renders it again under the config
+# in force), and which config rendered it (the file's digest).
+_V5 = """
+ALTER TABLE messages ADD COLUMN inbound BLOB;                       -- NULL: not kept (spool.keep_mail)
+ALTER TABLE messages ADD COLUMN config TEXT NOT NULL DEFAULT '';    -- Config.digest it was rendered with
+"""
+
 # Index i holds migration i + 1. Append, never edit: a released spool has run the old text.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 VERSION = len(MIGRATIONS)
 
 
