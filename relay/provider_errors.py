@@ -6,8 +6,10 @@ The codes and meanings are the provider's (SMTP page, and the HTTP page for the 
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 
@@ -22,11 +24,14 @@ class Action(enum.Enum):
 class Rule:
     action: Action
     meaning: str
+    # The config may be its cause (the login, the password, the way out): a relay started
+    # with other settings than those that met it asks the provider again (account_cause).
+    config_cause: bool = False
 
 
 ERRORS: dict[int, Rule] = {
     1: Rule(Action.FAIL, "error in parameters"),
-    2: Rule(Action.PAUSE, "invalid login or password, or sent from an IP address not allowed"),
+    2: Rule(Action.PAUSE, "invalid login or password, or sent from an IP address not allowed", True),
     3: Rule(Action.PAUSE, "insufficient funds on the account"),
     4: Rule(Action.BACKOFF, "IP address temporarily blocked after frequent errors"),
     5: Rule(Action.FAIL, "invalid date format"),
@@ -47,6 +52,31 @@ class PauseLengths(Protocol):
     def pause_interval(self) -> float: ...
     @property
     def block_backoff(self) -> float: ...
+
+
+class Account(Protocol):
+    @property
+    def login(self) -> str: ...
+    @property
+    def hosts(self) -> tuple[str, ...]: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def api_urls(self) -> tuple[str, ...]: ...
+
+
+def account_cause(provider: Account, password: str, salt: bytes) -> str:
+    """What a pause for the account (ERROR 2) depends on, as a digest kept with the pause: the
+    login, the password and the way out (the provider's hosts, its API). Never the password:
+    a slow key derivation, salted with the queue's own key, so that the spool gives no cheap
+    way to guess it."""
+    material = "\0".join((provider.login, password, *provider.hosts, str(provider.port), *provider.api_urls))
+    return _derive(material.encode("utf-8"), salt)
+
+
+@lru_cache(maxsize=8)
+def _derive(material: bytes, salt: bytes) -> str:
+    return hashlib.pbkdf2_hmac("sha256", material, salt, 200_000).hex()[:32]
 
 
 def pause_length(provider: PauseLengths) -> Callable[[Rule], float]:

@@ -36,11 +36,12 @@ from relay.delivery.workers import Deliverer, unmasker
 from relay.errors import ConfigError, Exit, SpoolError
 from relay.metrics import Metrics
 from relay.model import State, TransportKind
-from relay.provider_errors import pause_length
+from relay.provider_errors import account_cause, pause_length
 from relay.smtp.handler import Handler
 from relay.smtp.intake import ReplyIntake
 from relay.smtp.session import Sessions
 from relay.spool import backends
+from relay.spool.replies import PAUSE_CAUSE
 
 log = logging.getLogger("relay.daemon")
 SWEEP_INTERVAL = 60.0  # seconds between retention / unconfirmed sweeps, at most
@@ -94,6 +95,7 @@ class Daemon:
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
             return_path=self._return_path,
             pause_for=lambda rule: pause_length(self.cfg.provider)(rule),
+            pause_cause=self._pause_cause,
             track_timeout=self._track_timeout,
             on_balance=self.balance.update,
         )
@@ -153,6 +155,7 @@ class Daemon:
         recovered = await self.spool.open()
         if recovered:
             log.warning("event=recovered rows=%d note='left sending by a crash; queued again'", recovered)
+        await self._pause_still_owed()
         self.storm_runner.start()
         self.server = await asyncio.get_running_loop().create_server(
             self.handler.factory, self.cfg.listen.host, self.cfg.listen.port
@@ -307,9 +310,30 @@ class Daemon:
 
     async def resume(self) -> None:
         """Lift a provider pause, in the spool (for `queue` and a restart) and in delivery."""
-        await self.spool.set_control("paused_until", None)
-        await self.spool.set_control("pause_reason", None)
+        for key in ("paused_until", "pause_reason", PAUSE_CAUSE):
+            await self.spool.set_control(key, None)
         self.deliverer.resume()
+
+    def _pause_cause(self) -> str:
+        p = self.cfg.provider
+        return account_cause(p, p.password.value, self.spool.reply_key)
+
+    async def _pause_still_owed(self) -> None:
+        """A pause the provider's ERROR 2 started under other settings than these (the operator
+        changed the password, the login, the way out and restarted) is lifted: the next
+        message asks the provider again. One under the same settings is waited out."""
+        control = await self.spool.control()
+        until, cause = float(control.get("paused_until", "0")), control.get(PAUSE_CAUSE, "")
+        if until <= time.time() or not cause:
+            return
+        reason = control.get("pause_reason", "")
+        if cause == self._pause_cause():
+            log.warning("event=delivery_paused_at_start reason=%r note=%r", reason,
+                        "the provider settings are those it met; `queue resume` lifts it")  # fmt: skip
+            return
+        log.warning("event=pause_lifted reason=%r note=%r", reason,
+                    "the provider settings changed since: asking the provider again")  # fmt: skip
+        await self.resume()
 
     async def stop(self) -> None:
         self.systemd.stopping()

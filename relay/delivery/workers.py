@@ -55,6 +55,7 @@ class Deliverer:
         batch: int = CLAIM_BATCH,
         return_path: Callable[[str, str], str] = lambda relay_id, address: address,
         pause_for: Callable[[Rule], float] = lambda rule: 3600.0,
+        pause_cause: Callable[[], str] = lambda: "",
         track_timeout: Callable[[], float | None] = lambda: None,
         on_balance: Callable[[str], None] = lambda balance: None,
     ) -> None:
@@ -71,6 +72,7 @@ class Deliverer:
         self.batch = batch
         self.return_path = return_path  # (relay id, reply address) -> the address it goes out from
         self.pause_for = pause_for  # how long a provider error 2/3/4 holds the queue
+        self.pause_cause = pause_cause  # the settings in force a pause may be owed to
         self.track_timeout = track_timeout  # delivery tracking: how long, or None when off
         self.on_balance = on_balance  # the balance an HTTP answer reported
         # An HTTP answer is the provider's word at once: applied like a reply mail.
@@ -360,7 +362,7 @@ class Deliverer:
                 await self.spool.start_tracking(row.id, via=source, next_poll=poll, until=until)
             applied = await self.spool.record_reply(
                 answer, mail_from=f"<{source} answer>", raw=accepted.raw[:KEEP_ANSWER_BYTES],
-                pause_for=self.pause_for,
+                pause_for=self.pause_for, cause=self.pause_cause,
             )  # fmt: skip
             self.effects(answer, applied, source=source)
             if applied.outcome is ReplyOutcome.CONFIRMED:

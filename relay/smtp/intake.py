@@ -20,7 +20,7 @@ from relay.errors import ContentError, TemporaryError, TooBigError
 from relay.metrics import Metrics
 from relay.model import ProviderReply, ReplyKind
 from relay.parsers import reply as reply_parser
-from relay.provider_errors import pause_length
+from relay.provider_errors import account_cause, pause_length
 from relay.spool.interface import Spool
 
 log = logging.getLogger("relay.listener")
@@ -109,6 +109,7 @@ class ReplyIntake:
                     "event=reply_untrusted from=%s id=%s reason=%r", mail_from, result.relay_id or "-", doubt
                 )
             applied = await self.spool.record_reply(
-                result, mail_from=mail_from, raw=kept, untrusted=doubt, pause_for=pause_length(cfg.provider)
-            )
+                result, mail_from=mail_from, raw=kept, untrusted=doubt, pause_for=pause_length(cfg.provider),
+                cause=lambda: account_cause(cfg.provider, cfg.provider.password.value, self.spool.reply_key),
+            )  # fmt: skip
             self.effects(result, applied, source=f"mail from {mail_from}", trusted=not doubt)

@@ -136,8 +136,8 @@ class SpoolAdmin:
         """Clear a provider pause; returns its reason, or None when delivery was not paused."""
         reason = messages.get_control(self.conn).get("pause_reason")
         with self._transaction() as conn:
-            messages.set_control(conn, "paused_until", None)
-            messages.set_control(conn, "pause_reason", None)
+            for key in ("paused_until", "pause_reason", replies.PAUSE_CAUSE):
+                messages.set_control(conn, key, None)
             self._notify(conn, CONTROL)
         return reason
 

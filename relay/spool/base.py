@@ -158,13 +158,15 @@ class SqlSpool:
         raw: bytes,
         untrusted: str = "",
         pause_for: Callable[[Rule], float] = lambda rule: 3600.0,
+        cause: Callable[[], str] = lambda: "",
     ) -> Applied:
         now = self.clock()
 
         def op(conn: Db) -> Applied:
             applied = replies.record(
-                conn, reply, now=now, mail_from=mail_from, raw=raw, untrusted=untrusted, pause_for=pause_for
-            )
+                conn, reply, now=now, mail_from=mail_from, raw=raw, untrusted=untrusted, pause_for=pause_for,
+                cause=cause,
+            )  # fmt: skip
             if applied.pause is not None:
                 self.notify(conn, CONTROL)
             return applied

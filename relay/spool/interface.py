@@ -118,7 +118,10 @@ class Spool(Protocol):
         raw: bytes,
         untrusted: str = "",
         pause_for: Callable[[Rule], float] = ...,
-    ) -> Applied: ...
+        cause: Callable[[], str] = ...,
+    ) -> Applied:
+        """Keep a provider reply and apply it; a pause it starts is kept with `cause()` (the
+        settings it may be owed to: provider_errors.account_cause)."""
 
     async def start_tracking(
         self, relay_id: str, *, via: str, next_poll: float | None, until: float | None

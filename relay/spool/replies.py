@@ -95,6 +95,9 @@ def apply_reply(conn: Db, reply: ProviderReply, now: float) -> Applied:
     return Applied(outcome, pause=rule if rule.action in (Action.PAUSE, Action.BACKOFF) else None)
 
 
+PAUSE_CAUSE = "pause_cause"
+
+
 def record(
     conn: Db,
     reply: ProviderReply,
@@ -104,6 +107,7 @@ def record(
     raw: bytes,
     untrusted: str,
     pause_for: Callable[[Rule], float],
+    cause: Callable[[], str] = lambda: "",
 ) -> Applied:
     """Keep the reply and move its message to the state the reply means; an `untrusted`
     reply (the reason) is kept and changes nothing."""
@@ -113,9 +117,12 @@ def record(
     if applied.pause is not None:
         until = now + pause_for(applied.pause)
         reason = f"provider ERROR {reply.code}: {applied.pause.meaning}"
+        # With what the pause may be owed to (provider_errors.account_cause), so that a relay
+        # started after the operator changed it asks again instead of waiting the pause out.
+        cause_of = cause() if applied.pause.config_cause else ""
         conn.executemany(
             f"INSERT INTO control (key, value) VALUES (?, ?) {UPSERT_CONTROL}",
-            [("paused_until", f"{until:.3f}"), ("pause_reason", reason)],
+            [("paused_until", f"{until:.3f}"), ("pause_reason", reason), (PAUSE_CAUSE, cause_of)],
         )
         applied = replace(applied, paused_until=until, pause_reason=reason)
     kept = applied.outcome is ReplyOutcome.KEPT
