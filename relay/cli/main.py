@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 
 from relay import __version__
-from relay.cli import balance, keys, queue, queue_change, render, route, sendtest, showconfig, spool
+from relay.cli import balance, check, keys, queue, queue_change, render, route, sendtest, showconfig, spool
 from relay.config.load import load
-from relay.config.placeholders import placeholders
 from relay.errors import ConfigError, Exit, SpoolError
-from relay.model import TransportKind
 
 DEFAULT_CONFIG = "/etc/smsc-relay/relay.yaml"
 CONFIG_ENV = "SMSC_RELAY_CONFIG"  # the config file when no -c is given
@@ -74,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("check", parents=[common], help="validate the config; exit 0 or 78")
-    p.set_defaults(func=cmd_check)
-
+    check.add_command(sub, common)
     render.add_command(sub, common)
     route.add_command(sub, common)
     showconfig.add_command(sub, common)
@@ -86,34 +82,6 @@ def _parser() -> argparse.ArgumentParser:
     spool.add_command(sub, common)
     keys.add_commands(sub)
     return parser
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    cfg = load(args.config)
-    p = cfg.provider
-    way = (
-        f"provider API {', '.join(p.api_urls)}"
-        if p.transport is TransportKind.HTTP
-        else f"provider {', '.join(p.hosts)}" + (f", failover to {p.api_urls[0]}" if p.failover else "")
-    )
-    extras = [way] + (["delivery tracking"] if p.track_delivery else [])
-    print(
-        f"{args.config}: OK ({len(cfg.routes)} route(s); {'; '.join(extras)}"
-        f"{'; dry-run outbox ' + str(p.outbox) if p.outbox else ''})"
-    )
-    found = placeholders(cfg)
-    if found and cfg.provider.outbox is not None:
-        print(
-            f"note: {len(found)} example value(s) left; fine for a dry run, not for going live",
-            file=sys.stderr,
-        )
-    elif found:
-        for warning in found:
-            print(f"warning: {warning}", file=sys.stderr)
-        print(
-            f"warning: {len(found)} example value(s) in a live config (no provider.outbox)", file=sys.stderr
-        )
-    return Exit.OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
