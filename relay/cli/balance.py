@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.delivery.http import ApiClient
 from relay.errors import DeliveryError, Exit
@@ -19,7 +20,10 @@ from relay.parsers.api import StatusError
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("balance", parents=[common], help="the provider account's balance (HTTP API)")
+    p = sub.add_parser("balance", parents=[common], help="the provider account's balance (HTTP API)",
+                       **examples("""
+  smsc-relay balance                        84.75 RUB
+  smsc-relay balance --json"""))  # fmt: skip
     p.add_argument("--json", action="store_true", help='print {"balance": "84.75", ...}')
     p.set_defaults(func=cmd_balance)
 

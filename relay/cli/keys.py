@@ -9,17 +9,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from relay.cli.helptext import examples
 from relay.errors import Exit
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("dkim-keygen", help="make a DKIM key for provider mail and print its DNS record")
+    p = sub.add_parser("dkim-keygen", help="make a DKIM key for provider mail and print its DNS record",
+                       **examples("""
+  smsc-relay dkim-keygen --domain relay.example.com --key /etc/smsc-relay/dkim.pem
+  smsc-relay dkim-keygen --domain relay.example.com --selector smsc2 --key dkim2.pem   a 2nd key
+"""))  # fmt: skip
     p.add_argument("--domain", required=True, help="the d= domain (yours, e.g. relay.example.com)")
     p.add_argument("--selector", default="smsc", help="the s= selector (default smsc)")
     p.add_argument("--key", required=True, type=Path, help="where to write the private key (PEM, 0600)")
     p.set_defaults(func=cmd_dkim_keygen)
 
-    p = sub.add_parser("passwd", help="print a users_file line for SMTP AUTH (reads the password)")
+    p = sub.add_parser("passwd", help="print a users_file line for SMTP AUTH (reads the password)",
+                       **examples("""
+  smsc-relay passwd zabbix >> /etc/smsc-relay/users    asks for the password
+  printf '%s\\n' "$PW" | smsc-relay passwd zabbix       from a script (stdin no terminal)"""))  # fmt: skip
     p.add_argument("user")
     p.set_defaults(func=cmd_passwd)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relay import __version__
 from relay.cli import balance, check, keys, queue, queue_change, render, route, sendtest, showconfig, spool
+from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.errors import ConfigError, Exit, SpoolError
 
@@ -68,7 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-c", "--config", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    p = sub.add_parser("serve", parents=[common], help="run the relay in the foreground (logs to stderr)")
+    p = sub.add_parser("serve", parents=[common], help="run the relay in the foreground (logs to stderr)",
+                       **examples("""
+  smsc-relay serve -c /etc/smsc-relay/relay.yaml     as systemd runs it (contrib/smsc-relay.service)
+  smsc-relay serve -c config/relay.example.yaml --log-level DEBUG   a dry run, every decision logged
+SIGHUP reloads the config; SIGTERM stops after in-flight sessions and sends finish."""))  # fmt: skip
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_serve)
 

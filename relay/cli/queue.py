@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relay import ids, provider_errors
+from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.config.schema import Config, SpoolConfig
 from relay.delivery.workers import retag_from
@@ -30,26 +31,39 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> Any:
     """`queue ...` and `stats`; returns the queue's subcommands, for queue_change's retry and drop."""
     q = sub.add_parser("queue", parents=[common], help="list, show, retry, drop, hold, release messages")
     qs = q.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = qs.add_parser("list", parents=[common], help="messages, newest first")
+    p = qs.add_parser("list", parents=[common], help="messages, newest first", **examples("""
+  smsc-relay queue list                     the newest 100
+  smsc-relay queue list --state deferred    what waits for another attempt, and why
+  smsc-relay queue list --json --limit 1000 for scripts"""))  # fmt: skip
     p.add_argument("--state", choices=[s.value for s in State], help="only this state")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue_list)
-    p = qs.add_parser("show", parents=[common], help="one message in full (password masked)")
+    p = qs.add_parser("show", parents=[common], help="one message in full (password masked)", **examples("""
+  smsc-relay queue show r1a2b3c4d5e6-0f1e2d3c     state, text, the provider's replies, the mail sent
+  smsc-relay queue show --json r1a2b3c4d5e6-0f1e2d3c"""))  # fmt: skip
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue_one)
 
-    p = qs.add_parser("alerts", parents=[common], help="storm routes' alerts: held, sent, repeats, flaps")
+    p = qs.add_parser("alerts", parents=[common], help="storm routes' alerts: held, sent, repeats, flaps",
+                      **examples("""
+  smsc-relay queue alerts                   the newest 100 alerts of storm routes
+  smsc-relay queue alerts --state held      what waits to be merged into a digest"""))  # fmt: skip
     p.add_argument("--state", choices=[s.value for s in AlertState], help="only this state")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue_alerts)
 
-    p = qs.add_parser("resume", parents=[common], help="resume delivery paused by a provider error")
+    p = qs.add_parser("resume", parents=[common], help="resume delivery paused by a provider error",
+                      **examples("""
+  smsc-relay queue resume                   after topping up the account (ERROR 3)
+`stats` shows whether delivery is paused and why; SIGHUP to the relay resumes it too."""))  # fmt: skip
     p.set_defaults(func=cmd_queue_resume)
 
-    p = sub.add_parser("stats", parents=[common], help="message counts by state")
+    p = sub.add_parser("stats", parents=[common], help="message counts by state", **examples("""
+  smsc-relay stats                          counts by state, the oldest waiting, a pause
+  smsc-relay stats --json                   for monitoring scripts"""))  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
     return qs

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from relay import pipeline
+from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.config.schema import Config
 from relay.errors import Exit, RelayError
@@ -20,7 +21,11 @@ from relay.model import Encoding, ProviderMail
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("render", parents=[common], help="show what one mail becomes, without sending")
+    p = sub.add_parser("render", parents=[common], help="show what one mail becomes, without sending",
+                       **examples("""
+  smsc-relay render alert.eml                          to the mail's own To and Cc
+  smsc-relay render --to oncall@sms.example.com --from nagios@mon1.example.com < alert.eml
+  smsc-relay render --json alert.eml | jq '.[0].text'  the SMS text only"""))  # fmt: skip
     p.add_argument("file", nargs="?", default="-", help="the mail (RFC 5322); - or nothing for stdin")
     p.add_argument("--from", dest="mail_from", default="", help="envelope sender")
     p.add_argument(

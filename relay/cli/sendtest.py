@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay import fields
+from relay.cli.helptext import examples
 from relay.cli.queue import open_admin
 from relay.config.load import load
 from relay.errors import Exit, RelayError
@@ -34,8 +35,11 @@ DONE_BAD = (
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "send-test", parents=[common], help="send one SMS through the running relay; print the outcome"
-    )
+        "send-test", parents=[common], help="send one SMS through the running relay; print the outcome",
+        **examples("""
+  smsc-relay send-test +79991234567 "smsc-relay works"          waits up to 120 s for the outcome
+  smsc-relay send-test --wait 30 --keep +79991234567 "test"     leave it queued if no relay runs"""),
+    )  # fmt: skip
     p.add_argument("phone", help="international format, e.g. +79991234567")
     p.add_argument("text", help="the SMS text")
     p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the outcome (default 120)")

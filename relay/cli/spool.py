@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.errors import Exit, SpoolError
 from relay.model import SpoolBackend
@@ -21,6 +22,10 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
     m = actions.add_parser(
         "migrate", parents=[common],
         help="copy a SQLite spool into the config's PostgreSQL spool (stop the old relay first)",
+        **examples("""
+  systemctl stop smsc-relay
+  smsc-relay spool migrate --from /var/lib/smsc-relay/spool.db -c /etc/smsc-relay/relay-pg.yaml
+(docs/ha.md: two relays sharing one PostgreSQL spool)"""),
     )  # fmt: skip
     m.add_argument("--from", dest="source", type=Path, required=True, help="the SQLite spool file")
     m.add_argument(
