@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/relay.example.yaml
 SRC    := relay tests benchmarks
 
-.PHONY: setup run test test-deps lint check-config bench clean install check-unit
+.PHONY: setup run test test-deps lint check-config bench clean install check-unit man
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -33,9 +33,17 @@ test: test-deps lint
 	$(BIN)/smsc-relay check -c $(CONFIG)
 	$(BIN)/pytest --cov --cov-report=term
 
-# Server install (root): /opt/smsc-relay, /etc/smsc-relay, the systemd unit. See docs/install.md.
+# Server install (root): /opt/smsc-relay, /etc/smsc-relay, /var/lib/smsc-relay, the systemd unit
+# and smsc-relay(8). See docs/install.md. Every path can be moved, the defaults staying those:
+# make install PREFIX=... ETC=... STATE_DIR=... UNIT_DIR=... BIN_DIR=... MAN_DIR=...
+# (make hands variables given on its command line to the script's environment).
 install:
 	./scripts/install.sh
+
+# smsc-relay(8) from the argument parser, to read before installing: man -l var/smsc-relay.8
+man: setup
+	mkdir -p var
+	$(BIN)/python scripts/manpage.py var/smsc-relay.8
 
 # The unit as installed: systemd-analyze verify, and an exposure score of 2.0 or lower.
 check-unit:

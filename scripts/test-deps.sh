@@ -7,8 +7,9 @@ set -euo pipefail
 # swaks: a real SMTP client in the tests; openssl: DKIM keys; systemd: systemd-analyze for the
 # unit checks; prometheus-alertmanager: a real sender for the storm tests; prometheus: promtool
 # for contrib/ (its alert rules); postgresql: initdb and pg_ctl for the tests' own throwaway
-# clusters (tests/pg.py; the system service is never used).
-packages=(swaks make openssl systemd prometheus-alertmanager prometheus postgresql)
+# clusters (tests/pg.py; the system service is never used); groff-base: groff renders the manual
+# page (tests/test_manpage.py).
+packages=(swaks make openssl systemd prometheus-alertmanager prometheus postgresql groff-base)
 missing=()
 for p in "${packages[@]}"; do
   # "install ok installed": a removed package can leave config files behind and still be known
