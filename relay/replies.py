@@ -28,6 +28,9 @@ S250_ACCEPTED = Reply(250, "2.0.0", "queued as")
 S250_OK = Reply(250, "2.1.5", "OK")
 S421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "too many connections, try again later")
 S421_TOO_MANY_FROM_YOU = Reply(421, "4.7.0", "too many connections from your address, try again later")
+S421_MAKING_ROOM = Reply(421, "4.7.0", "closing an idle connection to make room, try again later")
+S421_NO_MAIL = Reply(421, "4.4.2", "no MAIL within the time allowed to clients outside the relay's networks")
+S421_TOO_MANY_RSET = Reply(421, "4.7.0", "RSET sent too many times without a mail")
 S421_SHUTTING_DOWN = Reply(421, "4.3.2", "service shutting down, try again later")
 S450_REPLY_RATE = Reply(
     450, "4.7.1", "too many mails to the reply address from your address; try again later"

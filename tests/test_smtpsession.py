@@ -44,8 +44,9 @@ async def compare(handler: Handler) -> None:
     options = handler.session_options()
     stock = RelaySMTP.__new__(RelaySMTP)
     SMTP.__init__(stock, handler, **options)
-    stock.sessions = handler.sessions
     lean = RelaySMTP(handler, sessions=handler.sessions, **options)
+    for key in RelaySMTP.OWN:  # the relay's own state on top of aiosmtpd's
+        setattr(stock, key, getattr(lean, key))
     expected, got = state(stock, handler), state(lean, handler)
     assert sorted(got) == sorted(expected)
     for key in expected:

@@ -122,6 +122,12 @@ def _listen(r: Reader, base_dir: Path) -> ListenConfig:
             "max_connections_per_address", d.max_connections_per_address, 1, 100_000
         ),
         untrusted_connections=r.integer("untrusted_connections", d.untrusted_connections, 0, 100_000),
+        untrusted_connections_per_address=r.integer(
+            "untrusted_connections_per_address", d.untrusted_connections_per_address, 1, 100_000
+        ),
+        untrusted_mail_timeout=float(
+            r.integer("untrusted_mail_timeout", int(d.untrusted_mail_timeout), 1, 3600)
+        ),
         idle_timeout=float(r.integer("idle_timeout", int(d.idle_timeout), 1, 86400)),
         command_call_limit=r.integer("command_call_limit", d.command_call_limit, 1, 1_000_000),
         **_tls_and_auth(r, base_dir),

@@ -128,6 +128,10 @@ class ListenConfig:
     # Clients outside `networks` (only the reply address is theirs) share at most this many
     # slots, so that they can never lock the trusted ones out. 0: a quarter of max_connections.
     untrusted_connections: int = 0
+    untrusted_connections_per_address: int = 2  # the provider's reply server needs one at a time
+    # An untrusted session that has not said MAIL this long after connecting (or after its
+    # last mail) is closed: an idle attacker cannot keep the reply address's slots.
+    untrusted_mail_timeout: float = 10.0
     idle_timeout: float = 300.0  # seconds a client may stay silent (RFC 5321 asks for >= 5 min)
     command_call_limit: int = 100  # then 421: a client looping on NOOP/HELP is cut off
     tls_cert: Path | None = None  # with tls_key: offer STARTTLS

@@ -104,8 +104,8 @@ class Handler:
             # that sends many messages over one connection (an MTA in front of us does).
             command_call_limit={
                 "*": cfg.command_call_limit,
-                # RSET counts: an idle client looping on it must not hold a slot for ever.
-                **dict.fromkeys(("MAIL", "RCPT", "DATA", "QUIT"), TRANSACTION_CALLS),
+                # RSET is capped by RelaySMTP: RSET after RSET with no mail between.
+                **dict.fromkeys(("MAIL", "RCPT", "DATA", "RSET", "QUIT"), TRANSACTION_CALLS),
             },
         )
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import ipaddress
+import logging
 import ssl
 import weakref
 from collections.abc import Callable, Sequence
@@ -39,6 +41,8 @@ from aiosmtpd.smtp import (
 
 from relay import replies
 from relay.config.schema import ListenConfig, Network
+
+log = logging.getLogger("relay.listener")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,17 +207,29 @@ def tls_context(listen: ListenConfig) -> ssl.SSLContext | None:
 
 
 class RelaySMTP(LeanSMTP):
-    """aiosmtpd's SMTP with the limits legacy senders need and a connection cap."""
+    """aiosmtpd's SMTP with the limits legacy senders need and a connection cap.
+
+    A client outside the trusted networks may only mail the reply address, which the
+    provider's servers do with a few mails a session: every command of its session is capped,
+    and it must say MAIL within `untrusted_mail_timeout` of connecting (and of its last mail),
+    so that idle connections cannot hold the slots the provider's replies need."""
 
     # Some loggers send one very long line; aiosmtpd's default (1001) would answer 500.
     line_length_limit = 1 << 17
+    # What this class adds to aiosmtpd's state (tests/test_smtpsession.py compares the rest).
+    OWN = ("sessions", "trusted", "last_active", "_mail_deadline", "_rsets")
 
     def __init__(self, handler: Any, *, sessions: Sessions, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.sessions = sessions
+        self.trusted = True
+        self.last_active = 0.0  # the loop's time of the last command: who is idlest
+        self._mail_deadline: asyncio.TimerHandle | None = None
+        self._rsets = 0  # since the last MAIL: an MTA sends one between mails, a loop sends many
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.transport is None:  # not a STARTTLS re-entry
+        first = self.transport is None  # not a STARTTLS re-entry
+        if first:
             peer = transport.get_extra_info("peername")
             refused = self.sessions.admit(self, str(peer[0]) if isinstance(peer, tuple) else "")
             if refused is not None:
@@ -221,12 +237,78 @@ class RelaySMTP(LeanSMTP):
                 transport.write(f"{refused}\r\n".encode())
                 transport.close()
                 return
+            self.trusted = self.sessions.trusted(self)
+            if not self.trusted:
+                # Read by the command loop when it starts, after this returns.
+                self._call_limit_base = {"*": self._call_limit_default}
+            self.last_active = self.loop.time()
         super().connection_made(transport)
+        if first and not self.trusted:
+            self._arm_mail_deadline()
 
     def connection_lost(self, error: Exception | None) -> None:
         self.sessions.release(self)
+        self._disarm_mail_deadline()
         if self.session is not None:
             super().connection_lost(error)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        super()._reset_timeout(duration)
+        self.last_active = self.loop.time()
+
+    def close_with(self, reply: replies.Reply) -> None:
+        """Say why and hang up (the client keeps its mail and comes back)."""
+        self.sessions.release(self)
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            with contextlib.suppress(OSError, RuntimeError, AttributeError):
+                transport.write(f"{reply}\r\n".encode())
+            transport.close()
+
+    def _arm_mail_deadline(self) -> None:
+        self._disarm_mail_deadline()
+        self._mail_deadline = self.loop.call_later(self.sessions.mail_timeout, self._no_mail)
+
+    def _disarm_mail_deadline(self) -> None:
+        if self._mail_deadline is not None:
+            self._mail_deadline.cancel()
+            self._mail_deadline = None
+
+    def _no_mail(self) -> None:
+        self._mail_deadline = None
+        if self.session in self.sessions.busy:
+            return  # its mail is being written to the spool
+        log.info("event=closed reason=no_mail peer=%s", peer_of(self.session))
+        self.close_with(replies.S421_NO_MAIL)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(arg)
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            self._rsets = 0
+            self._disarm_mail_deadline()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        await super().smtp_DATA(arg)
+        if not self.trusted and self.envelope is not None and self.envelope.mail_from is None:
+            self._arm_mail_deadline()  # the mail is done: the next one within the deadline too
+
+    async def smtp_RSET(self, arg: str) -> None:
+        if self.trusted:
+            # Not aiosmtpd's count per session: an MTA reusing a connection sends RSET before
+            # each of its many mails; what is capped is RSET after RSET with no mail between.
+            self._rsets += 1
+            if self._rsets > self._call_limit_default:
+                log.warning("event=closed reason=rset_loop peer=%s", peer_of(self.session))
+                self.close_with(replies.S421_TOO_MANY_RSET)
+                return
+        await super().smtp_RSET(arg)
+        if not self.trusted:
+            self._arm_mail_deadline()
+
+
+# aiosmtpd's HELP reads each command's syntax from the method: the overrides keep it.
+for _name in ("smtp_MAIL", "smtp_DATA", "smtp_RSET"):
+    functools.update_wrapper(getattr(RelaySMTP, _name), getattr(SMTP, _name))
 
 
 def in_networks(host: str, networks: Sequence[Network]) -> bool:
@@ -259,21 +341,40 @@ class Sessions:
         self.limit = listen.max_connections
         self.per_address = listen.max_connections_per_address
         self.untrusted_limit = listen.untrusted_connections or max(1, listen.max_connections // 4)
+        self.untrusted_per_address = min(self.per_address, listen.untrusted_connections_per_address)
+        self.mail_timeout = listen.untrusted_mail_timeout
         self.networks = listen.networks
 
     def admit(self, protocol: RelaySMTP, host: str = "") -> replies.Reply | None:
-        """None when admitted, else the 421 to answer."""
-        if not self.accepting or len(self.open) >= self.limit:
+        """None when admitted, else the 421 to answer. A full untrusted share makes room: its
+        idlest session is closed, so that a newcomer (the provider's reply server) gets in
+        whoever holds the share."""
+        if not self.accepting:
             return replies.S421_TOO_MANY_CONNECTIONS
         trusted = in_networks(host, self.networks)
-        held = [t for h, t in self._hosts.values() if h == host]
-        if len(held) >= self.per_address:
+        held = sum(1 for h, _ in self._hosts.values() if h == host)
+        if held >= (self.per_address if trusted else self.untrusted_per_address):
             return replies.S421_TOO_MANY_FROM_YOU
         if not trusted and sum(1 for _, t in self._hosts.values() if not t) >= self.untrusted_limit:
+            idlest = self._idlest_untrusted()
+            if idlest is None:
+                return replies.S421_TOO_MANY_CONNECTIONS
+            log.warning("event=closed reason=making_room peer=%s", peer_of(idlest.session))
+            idlest.close_with(replies.S421_MAKING_ROOM)
+        if len(self.open) >= self.limit:
             return replies.S421_TOO_MANY_CONNECTIONS
         self.open.add(protocol)
         self._hosts[protocol] = (host, trusted)
         return None
+
+    def trusted(self, protocol: RelaySMTP) -> bool:
+        return self._hosts.get(protocol, ("", True))[1]
+
+    def _idlest_untrusted(self) -> RelaySMTP | None:
+        """The untrusted session that said nothing for longest; never one whose mail is being
+        written to the spool."""
+        idle = [p for p, (_, t) in self._hosts.items() if not t and p.session not in self.busy]
+        return min(idle, key=lambda p: p.last_active, default=None)
 
     def release(self, protocol: RelaySMTP) -> None:
         self.open.discard(protocol)
