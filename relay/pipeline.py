@@ -17,7 +17,7 @@ from relay.config.schema import Config, Route
 from relay.errors import ContentError, TooBigError
 from relay.formatters import provider
 from relay.model import Entry, InboundMail, ProviderMail, RouteMode, SmsRequest
-from relay.parsers import inbound
+from relay.parsers import inbound, mimescan
 from relay.routing import Target, merge, resolve
 from relay.storm.plan import Alert, Digest, build_digest, new_alert
 from relay.summaries import describe
@@ -60,6 +60,7 @@ def render(
 ) -> Rendered:
     if len(raw) > config.listen.max_message_size:
         raise TooBigError(f"message is {len(raw)} bytes; this relay accepts {config.listen.max_message_size}")
+    mimescan.check(raw, max_depth=config.parsing.max_mime_depth, max_parts=config.parsing.max_mime_parts)
     mail = inbound.parse(raw, mail_from=mail_from, rcpt_tos=rcpt_tos, settings=config.parsing)
     targets, passthrough = resolve(mail, config.routes, config.aliases, new_id, recognisers(config.summaries))
     requests = merge([t for t in targets if t.route.storm is None], new_id) + passthrough

@@ -394,6 +394,9 @@ def _parsing(r: Reader) -> ParsingConfig:
         strip_signature=r.value("strip_signature", bool, d.strip_signature),
         strip_quotes=r.value("strip_quotes", bool, d.strip_quotes),
         boilerplate=tuple(patterns),
+        # Above ~200 levels the stdlib parser itself runs out of stack.
+        max_mime_depth=r.integer("max_mime_depth", d.max_mime_depth, 2, 200),
+        max_mime_parts=r.integer("max_mime_parts", d.max_mime_parts, 2, 1_000_000),
     )
     r.finish()
     return result

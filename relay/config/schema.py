@@ -236,6 +236,9 @@ class ParsingConfig:
     strip_signature: bool = True
     strip_quotes: bool = True
     boilerplate: tuple[re.Pattern[str], ...] = ()
+    # Checked before the parser reads the mail (parsers/mimescan.py): then 554 5.6.0.
+    max_mime_depth: int = 20  # multiparts within multiparts; a forwarded mail nests 3 or 4
+    max_mime_parts: int = 1000
 
 
 SUMMARY_GROUPS = frozenset({"host", "state", "problem", "value", "detail"})

@@ -19,6 +19,7 @@ from relay.delivery.outcomes import Effects
 from relay.errors import ContentError, TemporaryError, TooBigError
 from relay.metrics import Metrics
 from relay.model import ProviderReply, ReplyKind
+from relay.parsers import mimescan
 from relay.parsers import reply as reply_parser
 from relay.provider_errors import account_cause, pause_length
 from relay.spool.interface import Spool
@@ -34,6 +35,9 @@ KEEP_RAW_BYTES = 4096  # of each reply, stored with it
 PARSE_BUDGET = 5.0  # seconds: parsing runs in a thread, never on the event loop
 
 
+REPLY_MIME_DEPTH, REPLY_MIME_PARTS = 4, 20
+
+
 def check_reply_size(raw: bytes) -> None:
     """Refuse what no provider reply looks like, before any decoding."""
     if len(raw) > MAX_REPLY_BYTES:
@@ -47,6 +51,8 @@ def check_reply_size(raw: bytes) -> None:
         raise ContentError(
             f"more than {MAX_ENCODED_WORDS} encoded words in the headers: not a provider reply"
         )
+    # A provider reply is one text part, perhaps with an HTML twin.
+    mimescan.check(raw, max_depth=REPLY_MIME_DEPTH, max_parts=REPLY_MIME_PARTS)
 
 
 class ReplyIntake:
