@@ -45,6 +45,12 @@ class Metrics:
             "Age of the oldest message not yet with the provider (queued, deferred, sending); 0: none",
             registry=r,
         )
+        self.spool_readable = Gauge(
+            "smsc_relay_spool_readable",
+            "1 when this scrape read the queue figures from the spool; 0: the spool did not answer"
+            " in time, smsc_relay_queue is absent and the oldest-waiting age NaN (counters are current)",
+            registry=r,
+        )
         self.transport_sends = Counter(
             "smsc_relay_transport_sends", "Requests the provider took, by the way they went (smtp, http)",
             ["transport"], registry=r,
