@@ -287,7 +287,6 @@ class SmsRequest:
     comment: str = ""  # unbilled comment after \n~~~\n, seen only in the account history
     translit: int = 0  # what the provider will do to the text, for part counting
     original_id: str = ""  # passthrough: the id the legacy mail asked for (the relay's replaces it)
-    credentials: tuple[str, Secret] | None = None  # passthrough route that keeps the mail's login
 
     @property
     def phones(self) -> tuple[str, ...]:

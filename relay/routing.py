@@ -24,7 +24,6 @@ from relay.model import (
     Options,
     Piece,
     RouteMode,
-    Secret,
     SmsRequest,
 )  # fmt: skip
 from relay.parsers import command as command_parser
@@ -284,5 +283,4 @@ def _passthrough(mail: InboundMail, route: Route, rcpt: str, new_id: Callable[[]
         options=options,
         translit=int(parsed.options.translit or 0),
         original_id=parsed.request_id,
-        credentials=(parsed.login, Secret(parsed.password)) if route.keep_credentials else None,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.errors import AddressError, ContentError, LoopError, NoRouteError
+from relay.errors import AddressError, ConfigError, ContentError, LoopError, NoRouteError
 from relay.formatters import command, mime
 from relay.model import RouteMode
 from relay.routing import check_recipient
@@ -104,13 +104,17 @@ def test_passthrough_replaces_credentials_and_id() -> None:
     assert out == f"mylogin:{PASSWORD}:id1::1,0,SHOP,1:+79991112233,79994445566:Your order: ready"
 
 
-def test_passthrough_can_keep_its_credentials() -> None:
-    cfg = make_config(
-        BASE_CONFIG.replace("    mode: passthrough\n", "    mode: passthrough\n    credentials: keep\n")
-    )
+def test_passthrough_never_keeps_the_clients_password() -> None:
+    """`credentials: keep` stored the mail's own password in the spool (issue 22, item 5): it
+    is refused, and a passthrough mail's credentials never reach the spool."""
+    with pytest.raises(ConfigError, match="keep is refused: the client's own provider password"):
+        make_config(
+            BASE_CONFIG.replace("    mode: passthrough\n", "    mode: passthrough\n    credentials: keep\n")
+        )
+    cfg = make_config()
     (pm,) = render(mail("old:oldpw:7:,::79991112233:hi"), ["send@send.smscentre.com"], cfg).provider_mails
-    assert "old:***:id1:" in mime.readable(pm.masked.encode())
-    assert "old:oldpw:id1:" in mime.readable(pm.message)
+    assert "oldpw" not in pm.masked and b"oldpw" not in pm.message and pm.keeps_config_secret
+    assert "mylogin:***:id1:" in mime.readable(pm.masked.encode())
 
 
 @pytest.mark.parametrize(

@@ -81,9 +81,14 @@ def _route(
         template=template,
         max_parts=r.integer("max_parts", default(Route, "max_parts"), 0, MAX_PARTS_LIMIT),
         marker=r.value("truncation_marker", str, default(Route, "marker")),
-        keep_credentials=r.choice("credentials", "config", ("config", "keep")) == "keep",
         summary=_summary(r),
     )
+    if r.has("credentials") and r.choice("credentials", "config", ("config", "keep")) == "keep":
+        # The client's own password would wait in the spool, in the clear, until the message is
+        # final: against "the password is never stored". The mail's login is replaced instead.
+        r.problem("credentials", "keep is refused: the client's own provider password would be stored in the "
+                  "spool; passthrough mail goes out with provider.login and its password (remove the key), "
+                  "and another account needs a relay with that account's config")  # fmt: skip
     route = _storm(r, route)
     _cross_check(r, route, provider)
     return route if recipient else None

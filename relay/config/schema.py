@@ -97,7 +97,6 @@ class Route:
     template: str | None = None  # None: "{subject}\n{text}", without repeating the subject
     max_parts: int = 0
     marker: str = "..."
-    keep_credentials: bool = False  # passthrough: keep the login/password the mail carries
     storm: StormSettings | None = None  # alert-storm control (relay/storm/); None: send each mail
     summary: bool = True  # `summary: auto`: a monitoring mail a recogniser knows becomes its summary
 

@@ -21,10 +21,7 @@ def build(
 ) -> ProviderMail:
     """`with_secret=False` (the daemon's hot path) skips building the sendable copy when the
     spool will keep only the masked one; `message` is then the masked mail too."""
-    if request.credentials:  # a passthrough route that keeps the mail's own login
-        creds = command.Credentials(request.credentials[0], request.credentials[1].value)
-    else:
-        creds = command.Credentials(provider.login, provider.password.value)
+    creds = command.Credentials(provider.login, provider.password.value)
     masked_creds = command.Credentials(creds.login, MASK)
     if request.mode is RouteMode.EMAIL2SMS:
         rcpt_to = email2sms.address(provider.login, provider.email2sms_domain)
@@ -34,7 +31,7 @@ def build(
         rcpt_to = provider.address
         test = request.options.test or provider.test_flag
         masked = command.format_command(request, masked_creds, test)
-        real = command.format_command(request, creds, test) if with_secret or request.credentials else masked
+        real = command.format_command(request, creds, test) if with_secret else masked
         texts = [e.text for e in request.entries]
     envelope = mime.Envelope(
         mail_from=provider.reply_address,
@@ -57,7 +54,7 @@ def build(
         texts=tuple(texts),
         segments=_largest(texts, request.translit),
         rcpt_tos=request.rcpt_tos,
-        keeps_config_secret=request.mode is not RouteMode.EMAIL2SMS and request.credentials is None,
+        keeps_config_secret=request.mode is not RouteMode.EMAIL2SMS,
         entries=request.entries if request.mode is not RouteMode.EMAIL2SMS else (),
     )
 
