@@ -22,10 +22,12 @@ CASES = cases()
 DEV = [c for c in CASES if c.split == "dev"]
 HELDOUT = [c for c in CASES if c.split == "heldout"]
 HELDOUT2 = [c for c in CASES if c.split == "heldout2"]  # a second set, made after the first was scored
+HELDOUT3 = [c for c in CASES if c.split == "heldout3"]  # a third, made by a helper that saw no other mail
 # The held-out score when the summariser was last changed (see docs/summaries.md): a floor
 # against regressions, raised as it improves, never tuned towards by looking at those mails.
 HELDOUT_FLOOR = 30
 HELDOUT2_FLOOR = 19
+HELDOUT3_FLOOR = 6  # scored once, after the third round's code: 6/28, as the code before it scored
 CONFIG = example_config()
 
 
@@ -42,7 +44,7 @@ def _decoded(path: object) -> str:
 def test_the_corpus_is_large_and_every_fact_is_in_its_mail() -> None:
     assert len(CASES) >= 40 and len({c.tool for c in CASES}) >= 30
     assert DEV and HELDOUT
-    assert {c.split for c in CASES} <= {"dev", "heldout", "heldout2"}
+    assert {c.split for c in CASES} <= {"dev", "heldout", "heldout2", "heldout3"}
     files = {p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/*.eml")}
     assert files == {c.file for c in CASES}, "every mail has facts, every fact a mail"
     for case in CASES:
@@ -62,6 +64,15 @@ KNOWN_GAPS = {
     "dev/synology_dsm_cms_managed_server_offline.eml": "'A new system event occurred on your ...' is not known as boilerplate",
     "dev/blat_3.2_html_sql_backup_failed_cp1251.eml": "UCS-2: the return code does not fit after the subject",
     "dev/vzdump_pve9_notification_failed_enospc.eml": "the error line is below the job table and the command line",
+    # The third round's dev mails (facts/dev3.yaml), after the general changes they led to:
+    "dev/kapacitor_1.8_default_email_critical.eml": "the details are a JSON dump; its value sits in Series",
+    "dev/kapacitor_1.8_doc_details_html_warning.eml": "the id is repeated as three lines; `Value:` is kept",
+    "dev/gatus_5.36_email_triggered.eml": "the value (503) is inside a condition result `[STATUS] (503) == 200`",
+    "dev/gatus_5.36_email_resolved_cyrillic_endpoint.eml": "the condition results of a resolved alert are kept",
+    "dev/pandora_fms_7.0ng767_mail_to_admin_recovered_cyrillic.eml": "UCS-2: the value does not fit after the subject",
+    "dev/watchtower_1.7_shoutrrr_email_legacy_default_updated.eml": "a log of container updates, no alert structure",
+    "dev/watchtower_1.7_shoutrrr_email_report_failed.eml": "a report of containers; the failed one is the fifth line",
+    "dev/truenas_alert_mail_pool_degraded_new_alerts.eml": "the value (83%) is in the last of several alerts",
 }
 
 
@@ -79,11 +90,12 @@ def test_dev_mail_becomes_one_part_with_host_problem_and_state(case: Case) -> No
 def test_held_out_mail_score(capsys: pytest.CaptureFixture[str]) -> None:
     good = sum(judge(c, CONFIG).ok for c in HELDOUT)
     second = sum(judge(c, CONFIG).ok for c in HELDOUT2)
+    third = sum(judge(c, CONFIG).ok for c in HELDOUT3)
     dev_good = sum(judge(c, CONFIG).ok for c in DEV)
     with capsys.disabled():
         print(f"\n[alert corpus] dev {dev_good}/{len(DEV)}, held-out {good}/{len(HELDOUT)}, "
-              f"second held-out {second}/{len(HELDOUT2)}")  # fmt: skip
-    assert good >= HELDOUT_FLOOR and second >= HELDOUT2_FLOOR
+              f"second held-out {second}/{len(HELDOUT2)}, third held-out {third}/{len(HELDOUT3)}")  # fmt: skip
+    assert good >= HELDOUT_FLOOR and second >= HELDOUT2_FLOOR and third >= HELDOUT3_FLOOR
 
 
 def _parse(case: Case) -> InboundMail:

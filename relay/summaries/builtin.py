@@ -16,7 +16,18 @@ import re
 
 from relay.model import AlertSummary, InboundMail, Piece, Role
 from relay.summaries.general import instances
-from relay.summaries.hosts import apcupsd, cron, fail2ban, logwatch, mdadm, nut, ossec, smartd, synology
+from relay.summaries.hosts import (
+    apcupsd,
+    cron,
+    fail2ban,
+    logwatch,
+    mdadm,
+    nut,
+    ossec,
+    smartd,
+    synology,
+    systemd,
+)
 from relay.summaries.make import Recogniser, summary_of
 from relay.summaries.reading import fields_of, read
 
@@ -188,4 +199,5 @@ def _grouped(name: str, mail: InboundMail, m: re.Match[str], dropped: tuple[str,
 
 RECOGNISERS: tuple[Recogniser, ...] = (
     nagios, icinga, zabbix, grafana, alertmanager, cron, smartd, apcupsd, nut, synology, mdadm, logwatch, fail2ban, ossec,
+    systemd,
 )  # fmt: skip

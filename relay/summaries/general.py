@@ -17,12 +17,13 @@ from relay.summaries.reading import Field, Reading, read
 from relay.summaries.vocabulary import STATE_WORD, plain
 
 RECOVERED = re.compile(
-    r"^(?:RECOVERY|RECOVERED|RESOLVED|OK|UP|CLEAR|CLEARED|RESTORED|SUCCESS|SUCCEEDED|SUCCESSFUL|Решена|"
+    r"^(?:RECOVERY|RECOVERED|RESOLVED|OK|UP|CLEAR|CLEARED|RESTORED|SUCCESS|SUCCEEDED|SUCCESSFUL|PASSING|Решена|"
     r"Восстановлен\w*)$",
     re.IGNORECASE,
 )
 _PREFIX = re.compile(r"^(?:(?:re|fwd?|fw|aw|wg|tr|отв|пересл)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _FREE_LINES = 3
+_ALERT_NOUN = re.compile(r"\b(?:alerts?|alarms?|events?|notifications?|warnings?|errors?)\b", re.IGNORECASE)
 TROUBLE = re.compile(
     r"\b(?:err(?:or)?|errors|fail(?:ed|ure|s)?|fatal|critical|warn(?:ing)?|could not|cannot|can't|unable|denied|"
     r"refused|timed? ?out|not found|no such|down|unreachable|degraded|faulted|offline|ошибк\w*|сбой|"
@@ -43,9 +44,19 @@ def summarise(
     core = plain(expand(without_tool_name(strip_prefix(subject), header_from), reading.kept))
     if not (any(f.role for f in reading.fields) or reading.dropped or _state_word(core)):
         return None  # no alert structure: the plain text is what the sender meant
-    alert = any(f.role for f in reading.fields) or bool(_state_word(core))
+    alert = (
+        any(f.role for f in reading.fields)
+        or bool(_state_word(core))
+        # `TrueNAS nas01: Alerts` over `* Pool tank state is DEGRADED ...`: a mail that calls
+        # itself an alert and reports trouble is one, though it has no fields
+        or bool(_ALERT_NOUN.search(core) and any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
+    )
     state = _first(reading, Role.STATE)
     said = _state_word(core)
+    if not state and not said and alert:
+        # `The following alert has been cleared:`: the state only in the first lines of text
+        said_first = (m[1] for line in reading.free[:_FREE_LINES] for m in STATE_WORD.finditer(line))
+        state = next((w for w in said_first if w.lower() not in ("alert", "alarm", "alerting")), "")
     if said and said.lower() in state.lower():
         state = ""  # `Critical, Disk /var ...` says it already: not `Escalated to CRITICAL Critical, ...`
     hosts = list(
@@ -112,12 +123,14 @@ def host_of(value: str) -> str:
     """A host field's host: the value without a parenthesised aside (`db01 (10.0.0.7)`), whole
     when it is a name of a few words (Zabbix's visible names have spaces), else its first word."""
     name = re.sub(r"\s*[(\[].*$", "", value).strip(" ,;")
+    name = _TRAILING_IP.sub("", name) or name  # `Agent: db01 10.0.0.21`: the name is enough
     words = name.split()
     if not words:
         return ""
     return name if len(words) <= 4 and not re.search(r"[.!?]\s", name) else words[0]
 
 
+_TRAILING_IP = re.compile(r"\s+\d{1,3}(?:\.\d{1,3}){3}$")
 _MEASURE_RANK = {"summary": 0, "message": 1, "info": 1, "output": 1, "description": 2}
 
 
@@ -184,8 +197,9 @@ def _repeats(line: str, subject: str) -> bool:
 
 
 _GENERIC = frozenset(
-    ("alert", "alerts", "alarm", "notification", "notifications", "message", "report", "monitoring")
-)
+    ("alert", "alerts", "alarm", "notification", "notifications", "message", "report", "monitoring", "event",
+     "events", "status", "mail", "email", "for", "unit", "update", "updates")
+)  # fmt: skip
 _LEAD = re.compile(r"^(?:\[(?P<tag>[\w .-]{2,30}?)\]\s*|(?P<name>[\w .-]{2,30}?)\s*(?::|--|-|—)\s+)(?=\S)")
 
 
@@ -193,7 +207,7 @@ def without_tool_name(subject: str, header_from: str) -> str:
     """`Check_MK: db01/...`, `monit alert -- ...`: the lead-in that only names the sending tool
     (its name is in the From: address) goes; the phone knows who sends alerts."""
     m = _LEAD.match(subject)
-    if not m or not header_from:
+    if not m:
         return subject
     sender = {re.sub(r"[\W_]", "", t) for t in re.split(r"[\s@.<>\"'()+-]+", header_from.lower()) if t}
     lead = m["tag"] or m["name"]
@@ -203,6 +217,8 @@ def without_tool_name(subject: str, header_from: str) -> str:
         words and all(w in sender or w in _GENERIC for w in words) and any(w in sender for w in words)
     ):
         return subject[m.end() :]
+    if m["name"] and words and all(w in _GENERIC for w in words):
+        return subject[m.end() :]  # `Status mail for unit: ...`: words that say only "a mail"
     return subject
 
 

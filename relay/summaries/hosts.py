@@ -216,3 +216,37 @@ def synology(mail: InboundMail) -> AlertSummary | None:
     return summary_of(
         "synology", pieces, m["host"], (m["host"], m["event"]), False, ("greeting", "signature")
     )
+
+
+# ---- systemd: `systemctl status` of a failed unit, as OnFailure= scripts mail it --------------
+# `× backup.service - Nightly backup` (● and ○ for other states), then `Active: failed (...)`
+_UNIT = re.compile(r"^[×●○*]?\s*(?P<unit>[\w@:.\\-]+\.(?:service|timer|socket|mount|path|target|scope))"
+                   r"(?: - (?P<what>.+))?$", re.M)  # fmt: skip
+_ACTIVE = re.compile(
+    r"^\s*Active: (?P<state>failed|inactive|activating|deactivating|active)\b(?P<why>[^\n]*)", re.M
+)
+_EXIT = re.compile(r"^\s*Main PID: \d+ \((?:code=\w+, )?(?P<status>status=[\w/]+)\)", re.M)
+# A journal line: `Dez 03 02:30:14 fileserver tar[48213]: ...` (the month as the locale says it)
+_JOURNAL = re.compile(r"^\S{3,5}\.? \d{1,2} \d{2}:\d{2}:\d{2} (?P<host>\S+) (?P<proc>[^\s\[:]+)(?:\[\d+\])?: (?P<msg>.+)$",
+                      re.M)  # fmt: skip
+
+
+def systemd(mail: InboundMail) -> AlertSummary | None:
+    text = mail.body or mail.text
+    active, unit = _ACTIVE.search(text), _UNIT.search(text)
+    if active is None or unit is None or "Loaded:" not in text:
+        return None
+    journal = list(_JOURNAL.finditer(text))
+    named = re.search(r"^\s*Hostname: (\S+)", text, re.M)
+    host = named[1] if named else (journal[0]["host"] if journal else "")
+    # The unit's own output says what went wrong; systemd's lines only that it did.
+    own = [j["msg"] for j in journal if j["proc"] != "systemd" and TROUBLE.search(j["msg"])]
+    own += [j["msg"] for j in journal if j["proc"] != "systemd" and j["msg"] not in own]
+    status = _EXIT.search(text)
+    pieces = [Piece(Role.STATE, active["state"]), Piece(Role.HOST, host, " "), Piece(Role.PROBLEM, unit["unit"], " "),
+              Piece(Role.VALUE, status["status"] if status else "", ": "),
+              Piece(Role.DETAIL, " / ".join(own[:2]), ": ")]  # fmt: skip
+    recovery = active["state"] == "active"
+    return summary_of(
+        "systemd", pieces, host, (host, unit["unit"]), recovery, ("systemctl status", "journal")
+    )

@@ -27,6 +27,7 @@ from relay.summaries.vocabulary import (
     _URL,
     IGNORED,
     KEYS,
+    PERFDATA,
     STATE_WORD,
     boilerplate,
     role_of,
@@ -250,6 +251,13 @@ def read(text: str, subject: str = "") -> Reading:
                 continue
             role = role_of(key)
             kept.append(line)
+            value = m["value"]
+            if value.startswith("[") and value.endswith("]") and " = " in value:
+                # `Dimensions: [InstanceId = i-0a1b..., ...]`: the pairs are the fields
+                for pair in re.split(r"\]\s*\[|,", value[1:-1]):  # `[a = 1, b = 2]`, `[a = 1] [b = 2]`
+                    name, _, said = (s.strip(" []") for s in pair.partition(" = "))
+                    if said and (inner_role := role_of(name)) is not None:
+                        fields.append(Field(inner_role, name.lower(), said))
             if role is None:
                 # A field we know nothing of may still say what happened: with a word of trouble
                 # for a name (`WARNING: Out of memory killer ...`) it is as good as free text.
@@ -260,7 +268,13 @@ def read(text: str, subject: str = "") -> Reading:
             if role is Role.STATE and not re.search(r"[^\W\d]", m["value"]):
                 ignored[key] = None  # `Priority: 10`
                 continue
-            fields.append(Field(role, key, m["value"]))
+            if role is Role.DETAIL and (point := _DATAPOINT.search(value)) is not None:
+                fields.append(
+                    Field(Role.VALUE, "datapoint", point[1])
+                )  # CloudWatch's `... datapoints [96.41 (...)]`
+            if role is Role.STATE and "->" in value:
+                value = value.rsplit("->", 1)[1].strip()  # `State Change: OK -> ALARM`: the new one
+            fields.append(Field(role, key, value))
             continue
         if m and not m["value"] and len(m["key"].split()) <= 4:
             dropped["section heading"] = None  # `Expression Variables :` alone says nothing
@@ -281,6 +295,7 @@ def read(text: str, subject: str = "") -> Reading:
     return Reading(tuple(fields), tuple(free), tuple(others), tuple(kept), tuple(dropped), tuple(ignored))
 
 
+_DATAPOINT = re.compile(r"\bdatapoints? \[(-?\d+(?:\.\d{1,2})?)\d*\b")
 _MENTION = re.compile(r"(?<!\S)@[\w.@-]+")  # `@slack-payments-oncall`: a notification handle
 _HEADING_MARK = re.compile(r"^#{1,6}\s+")  # a Markdown heading's `# `
 
@@ -292,6 +307,8 @@ def _clean_line(line: str) -> str:
     if line.startswith("#"):
         line = _HEADING_MARK.sub("", line)
     line = _URL.sub("", line) if _URL.search(line) and boilerplate(line) != "link" else line
+    if "|" in line:
+        line = PERFDATA.sub("", line)
     return " ".join(line.split())
 
 
