@@ -338,8 +338,10 @@ def _spool(r: Reader, base_dir: Path, env: Mapping[str, str]) -> SpoolConfig:
     keep_days = r.integer("keep_days", default(SpoolConfig, "keep_days"), 1, 3650)
     backend = SpoolBackend(r.choice("backend", "sqlite", tuple(b.value for b in SpoolBackend)))
     dsn, name, lease = Secret(""), "", default(SpoolConfig, "lease")
+    outage_reply = default(SpoolConfig, "outage_reply")
     if backend is SpoolBackend.POSTGRESQL:
         lease = r.integer("lease", lease, 5, 3600)
+        outage_reply = r.integer("outage_reply", outage_reply, 1, 60)
         if r.has("path"):
             r.problem("path", "is the SQLite file: with backend: postgresql, give dsn (or dsn_file)")
         dsn = values.secret(
@@ -350,12 +352,12 @@ def _spool(r: Reader, base_dir: Path, env: Mapping[str, str]) -> SpoolConfig:
         if name and not RELAY_NAME.fullmatch(name):
             r.problem("relay_name", "letters, digits and .-_: only, at most 64 characters")
     else:
-        for key in ("dsn", "dsn_file", "relay_name", "lease"):
+        for key in ("dsn", "dsn_file", "relay_name", "lease", "outage_reply"):
             if r.has(key):
                 r.problem(key, "is for backend: postgresql")
     path = values.path(r, "path", base_dir) or DEFAULT_SPOOL
     keep_mail = r.integer("keep_mail", default(SpoolConfig, "keep_mail"), 0, 64 * 1024 * 1024)
-    result = SpoolConfig(path, keep_days, backend, dsn, name, lease, keep_mail)
+    result = SpoolConfig(path, keep_days, backend, dsn, name, lease, keep_mail, outage_reply=outage_reply)
     r.finish()
     return result
 

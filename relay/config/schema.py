@@ -226,6 +226,8 @@ class SpoolConfig:
     # Each message keeps the mail it was made from, up to this size, so that `queue retry`
     # renders it again under the config in force; 0 keeps none (a retry sends what is stored).
     keep_mail: int = 256 * 1024
+    # backend: postgresql; seconds a mail waits for an unreachable database before its 451
+    outage_reply: int = 5
 
 
 @dataclass(frozen=True, slots=True)

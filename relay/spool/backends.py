@@ -12,7 +12,12 @@ def make(cfg: SpoolConfig, default_name: str) -> SqliteSpool | PostgresSpool:
     """`default_name`: this relay's name when spool.relay_name is not set (hostname:port,
     stable across restarts, so a restarted relay takes its own claims back at once)."""
     if cfg.backend is SpoolBackend.POSTGRESQL:
-        return PostgresSpool(cfg.dsn.value, relay=cfg.relay_name or default_name, lease=cfg.lease)
+        return PostgresSpool(
+            cfg.dsn.value,
+            relay=cfg.relay_name or default_name,
+            lease=cfg.lease,
+            outage_reply=cfg.outage_reply,
+        )
     return SqliteSpool(cfg.path)
 
 

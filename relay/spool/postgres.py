@@ -18,6 +18,10 @@ like sqlite3.Row. What differs is here:
   one advisory lock, so relays take turns there, as SQLite's single writer does.
 - Wake-ups: NOTIFY smsc_relay when rows anyone may claim are queued or the pause changes; each
   relay LISTENs (watch()) and wakes its workers, besides polling.
+- Outages: a write waits `outage_reply` seconds for the database, then fails (451: the client
+  keeps the mail); the pool tries to connect again at least every second while a write waits,
+  and a connection the outage broke is found at its first statement and replaced, so a relay
+  takes mail again within about a second of the database (docs/ha.md).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import ClientCursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from relay.errors import SpoolError
 from relay.model import State
@@ -53,6 +57,17 @@ CHANNEL = "smsc_relay"
 SHARED_LOCK = 0x534D5343  # pg_advisory_xact_lock key of the shared state ("SMSC")
 MIGRATE_LOCK = 0x534D5344  # and of migrations (two relays starting at once)
 LISTEN_RETRY = (1.0, 30.0)  # seconds between attempts to listen again: first, at most
+OUTAGE_REPLY = 5.0  # seconds a write waits for the database (spool.outage_reply)
+# psycopg_pool's reconnect_timeout: its attempts to connect back off (1, 2, 4 ... s) until
+# this, then stop until a client asks for a connection when none is ready; a waiting write
+# asks again every POLL. So a connection is tried about once a second while mail waits. (At 5 s
+# the tries were 2 s apart at the end, then none: the write that kept waiting started none.)
+RECONNECT = 1.0
+POLL = 0.5  # seconds a write waits for the pool at a time before it asks again
+# libpq's connect_timeout for the pool's connections, unless the DSN has one: libpq's default
+# waits as long as TCP does (minutes, for a host that drops packets), and holds the next try.
+CONNECT_TIMEOUT = 2
+STALE = 3  # connections a write tries that find the server gone: the pool holds at most 2
 
 # The schema: SQLite's tables (schema.py) with PostgreSQL's types. Timestamps are epoch
 # seconds in DOUBLE PRECISION (REAL is 4 bytes here), flags 0/1 integers as in SQLite, so that
@@ -229,6 +244,15 @@ def connection_kwargs() -> dict[str, Any]:
     return {"cursor_factory": ClientCursor, "row_factory": _rows}
 
 
+def pool_kwargs(dsn: str) -> dict[str, Any]:
+    """connection_kwargs(), and a connect_timeout unless the DSN gives its own."""
+    try:
+        given = "connect_timeout" in conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        given = False  # the connection says what is wrong with it
+    return connection_kwargs() if given else {**connection_kwargs(), "connect_timeout": CONNECT_TIMEOUT}
+
+
 def masked(text: str, dsn: str) -> str:
     """An error text with the DSN's password (if it has one) shown as ***."""
     try:
@@ -272,13 +296,55 @@ class PgEngine:
         self._dsn = dsn
 
     @contextlib.contextmanager
-    def transaction(self, *, durable: bool, shared: bool) -> Iterator[Db]:
-        with self._connection() as conn, conn.transaction():
-            db = PgDb(conn)
-            db.execute(f"SET LOCAL synchronous_commit = {'on' if durable else 'off'}")
-            if shared:  # first, before any row lock: relays take turns, never deadlock on it
-                db.execute("SELECT pg_advisory_xact_lock(?)", (SHARED_LOCK,))
-            yield db
+    def transaction(self, *, durable: bool, shared: bool, deadline: float | None = None) -> Iterator[Db]:
+        try:
+            conn = self._begin(f"SET LOCAL synchronous_commit = {'on' if durable else 'off'}", deadline)
+            try:
+                db = PgDb(conn)
+                if shared:  # first, before any row lock: relays take turns, never deadlock on it
+                    db.execute("SELECT pg_advisory_xact_lock(?)", (SHARED_LOCK,))
+                yield db
+                conn.commit()
+            except BaseException:
+                if not conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.rollback()
+                raise
+            finally:
+                self.pool.putconn(conn)
+        except psycopg.Error as exc:
+            raise type(exc)(masked(str(exc), self._dsn)) from None
+
+    def _begin(self, first: str, deadline: float | None) -> psycopg.Connection[Any]:
+        """A connection in a transaction that ran `first`. A connection the server dropped
+        while it sat in the pool (a restart) fails at once, before anything of the caller's
+        ran: it goes back to the pool, which replaces it, and the next one is tried."""
+        for attempt in range(STALE):
+            conn = self._getconn(deadline)
+            try:
+                PgDb(conn).execute(first)  # BEGIN, then `first`: a round trip each
+                return conn
+            except psycopg.Error:
+                self.pool.putconn(conn)  # rolled back, or replaced when broken
+                if not conn.broken or attempt == STALE - 1:
+                    raise
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def _getconn(self, deadline: float | None) -> psycopg.Connection[Any]:
+        """A connection from the pool by `deadline` (None: within the pool's timeout), asked
+        for every POLL: each request lets the pool start a new attempt to connect when its
+        last one gave up (RECONNECT), so a connection is made soon after the database is back."""
+        if deadline is None:
+            return self.pool.getconn()
+        for _ in range(int(max(0.0, deadline - time.monotonic()) / POLL) + 2):  # bounded by the deadline
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                return self.pool.getconn(timeout=min(POLL, left))
+            except PoolTimeout:
+                continue
+        raise PoolTimeout("no connection to the database within spool.outage_reply")
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Db]:
@@ -310,7 +376,7 @@ class PostgresSpool(SqlSpool):
         clock: Callable[[], float] = time.time,
         lease: float = LEASE,
         open_timeout: float = 10.0,
-        wait: float = 5.0,
+        outage_reply: float = OUTAGE_REPLY,
         pool_size: int = 2,
     ) -> None:
         super().__init__(Claim(relay, lease), clock)
@@ -318,7 +384,7 @@ class PostgresSpool(SqlSpool):
         self.relay = relay  # this relay's name in `claimed_by`: unique among the relays
         self.lease = lease
         self.open_timeout = open_timeout  # seconds to reach the database at start
-        self.wait = wait  # seconds a commit waits for a connection before it fails (451)
+        self.outage_reply = outage_reply  # seconds a write waits for the database before it fails (451)
         self.pool_size = pool_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
@@ -340,12 +406,8 @@ class PostgresSpool(SqlSpool):
         except psycopg.Error as exc:
             raise SpoolError(f"cannot open the PostgreSQL spool: {masked(str(exc), self._dsn)}") from None
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            self._dsn, min_size=1, max_size=self.pool_size, kwargs=connection_kwargs(), open=False,
-            timeout=self.wait, name="spool",
-            # The pool's reconnection backs off without bound (1, 2, 4 ... s): after a 30 s outage
-            # its next try could be 30 s away. Given up after `wait`, a new try starts at 1 s
-            # when the next commit asks for a connection.
-            reconnect_timeout=self.wait,
+            self._dsn, min_size=1, max_size=self.pool_size, kwargs=pool_kwargs(self._dsn), open=False,
+            timeout=self.outage_reply, name="spool", reconnect_timeout=RECONNECT,
         )  # fmt: skip
         try:
             await self._in_thread(lambda: pool.open(wait=True, timeout=self.open_timeout))
@@ -353,7 +415,9 @@ class PostgresSpool(SqlSpool):
             await self._in_thread(pool.close)
             raise SpoolError(f"cannot open the PostgreSQL spool: {masked(str(exc), self._dsn)}") from None
         self._pool = pool
-        self._writer = GroupCommitWriter(PgEngine(pool, self._dsn), self._executor, self._reader)
+        self._writer = GroupCommitWriter(
+            PgEngine(pool, self._dsn), self._executor, self._reader, give_up=self.outage_reply
+        )
         self._writer.start()
         return recovered
 
