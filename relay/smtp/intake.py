@@ -38,11 +38,13 @@ PARSE_BUDGET = 5.0  # seconds: parsing runs in a thread, never on the event loop
 REPLY_MIME_DEPTH, REPLY_MIME_PARTS = 4, 20
 
 
-def check_reply_size(raw: bytes) -> None:
-    """Refuse what no provider reply looks like, before any decoding."""
-    if len(raw) > MAX_REPLY_BYTES:
+def check_reply_size(raw: bytes, size: int | None = None) -> None:
+    """Refuse what no provider reply looks like, before any decoding. `size`: the mail's size
+    when the listener did not keep it (over MAX_REPLY_BYTES, only counted)."""
+    size = len(raw) if size is None else size
+    if size > MAX_REPLY_BYTES:
         raise TooBigError(
-            f"provider replies are small: this mail is {len(raw)} bytes (at most {MAX_REPLY_BYTES})"
+            f"provider replies are small: this mail is {size} bytes (at most {MAX_REPLY_BYTES})"
         )
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     if len(head) > MAX_HEADER_BYTES:
