@@ -4,6 +4,7 @@ memory, the queue figures marked absent, not an empty reply after the driver's t
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ async def test_metrics_during_a_database_outage(tmp_path: Path, provider: tuple[
         relay = Daemon(path, config_mod.load(path, env={}))
         await relay.start()
         try:
+            assert relay.metrics_server is not None
             metrics_port = relay.metrics_server.sockets[0].getsockname()[1]
             await asyncio.to_thread(smtplib_send, relay.port, message())
             await wait_state(relay, "sent")
@@ -55,6 +57,8 @@ async def test_metrics_during_a_database_outage(tmp_path: Path, provider: tuple[
                 if "smsc_relay_spool_readable 1.0" in text:
                     break
                 await asyncio.sleep(0.1)
-            assert 'smsc_relay_queue{state="sent"} 1.0' in text
+            # `sent` is written without waiting for the disk (an outcome, not a mail: DESIGN.md):
+            # the database killed with -m immediate may lose it, and the row is `sending` again.
+            assert re.search(r'^smsc_relay_queue\{state="(?:sent|sending)"\} 1\.0$', text, re.M), text
         finally:
             await relay.stop()

@@ -49,7 +49,8 @@ def _send(port: int, raw: bytes) -> tuple[int, str]:
         try:
             client.sendmail("a@b.example", [RCPT], raw)
         except smtplib.SMTPDataError as exc:
-            return exc.smtp_code, exc.smtp_error.decode()
+            said = exc.smtp_error
+            return exc.smtp_code, said.decode() if isinstance(said, bytes) else said
     return 250, ""
 
 
