@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/relay.example.yaml
 SRC    := relay tests benchmarks
 
-.PHONY: setup run test test-deps lint check-config bench clean install check-unit man
+.PHONY: setup run test test-deps lint check-config bench clean install check-unit man deb deb-deps
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +39,15 @@ test: test-deps lint
 # (make hands variables given on its command line to the script's environment).
 install:
 	./scripts/install.sh
+
+# The Debian package: smsc-relay_<version>_<arch>.deb here, built by debian/rules in a copy of the
+# checkout, then lintian (an error fails it). Needs debhelper, python3.11-venv and lintian
+# (`make deb-deps` installs them as root) and PyPI. `apt-get install ./smsc-relay_*.deb` installs it.
+deb:
+	./scripts/build-deb.sh
+
+deb-deps:
+	./scripts/deb-deps.sh
 
 # smsc-relay(8) from the argument parser, to read before installing: man -l var/smsc-relay.8
 man: setup

@@ -58,11 +58,9 @@ echo "== config: $ETC"
 install -d -m 0750 -g "$USER_NAME" "$ETC"
 if [ ! -e "$ETC/relay.yaml" ]; then
   # The example, with server paths: the spool under StateDirectory, the password from the
-  # credential systemd hands over (or $ETC/password when run by hand), still a dry run.
-  sed -e "s|path: ../var/spool.db |path: $STATE_DIR/spool.db |" \
-      -e "s|outbox: ../var/outbox |outbox: $STATE_DIR/outbox |" \
-      -e "s|^  password: \${SMSC_PASSWORD:-dry-run-not-a-password}|  password_file: \${CREDENTIALS_DIRECTORY:-$ETC}/password|" \
-      config/relay.example.yaml > "$ETC/relay.yaml"
+  # credential systemd hands over (or $ETC/password when run by hand), still a dry run. The
+  # Debian package ships the same file (scripts/server-config.sh).
+  scripts/server-config.sh "$ETC" "$STATE_DIR" > "$ETC/relay.yaml"
   chgrp "$USER_NAME" "$ETC/relay.yaml"; chmod 0640 "$ETC/relay.yaml"
   echo "   wrote $ETC/relay.yaml (dry run: edit it, then remove provider.outbox)"
 fi
