@@ -23,11 +23,13 @@ DEV = [c for c in CASES if c.split == "dev"]
 HELDOUT = [c for c in CASES if c.split == "heldout"]
 HELDOUT2 = [c for c in CASES if c.split == "heldout2"]  # a second set, made after the first was scored
 HELDOUT3 = [c for c in CASES if c.split == "heldout3"]  # a third, made by a helper that saw no other mail
+HELDOUT4 = [c for c in CASES if c.split == "heldout4"]  # a fourth, the same way, while dev4 was worked on
 # The held-out score when the summariser was last changed (see docs/summaries.md): a floor
 # against regressions, raised as it improves, never tuned towards by looking at those mails.
 HELDOUT_FLOOR = 30
 HELDOUT2_FLOOR = 19
 HELDOUT3_FLOOR = 6  # scored once, after the third round's code: 6/28, as the code before it scored
+HELDOUT4_FLOOR = 1  # scored once, with the same code: 1/9 (Debian's report tools: long reports)
 CONFIG = example_config()
 
 
@@ -44,7 +46,7 @@ def _decoded(path: object) -> str:
 def test_the_corpus_is_large_and_every_fact_is_in_its_mail() -> None:
     assert len(CASES) >= 40 and len({c.tool for c in CASES}) >= 30
     assert DEV and HELDOUT
-    assert {c.split for c in CASES} <= {"dev", "heldout", "heldout2", "heldout3"}
+    assert {c.split for c in CASES} <= {"dev", "heldout", "heldout2", "heldout3", "heldout4"}
     files = {p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/*.eml")}
     assert files == {c.file for c in CASES}, "every mail has facts, every fact a mail"
     for case in CASES:
@@ -91,11 +93,13 @@ def test_held_out_mail_score(capsys: pytest.CaptureFixture[str]) -> None:
     good = sum(judge(c, CONFIG).ok for c in HELDOUT)
     second = sum(judge(c, CONFIG).ok for c in HELDOUT2)
     third = sum(judge(c, CONFIG).ok for c in HELDOUT3)
+    fourth = sum(judge(c, CONFIG).ok for c in HELDOUT4)
     dev_good = sum(judge(c, CONFIG).ok for c in DEV)
     with capsys.disabled():
         print(f"\n[alert corpus] dev {dev_good}/{len(DEV)}, held-out {good}/{len(HELDOUT)}, "
-              f"second held-out {second}/{len(HELDOUT2)}, third held-out {third}/{len(HELDOUT3)}")  # fmt: skip
+              f"second {second}/{len(HELDOUT2)}, third {third}/{len(HELDOUT3)}, fourth {fourth}/{len(HELDOUT4)}")  # fmt: skip
     assert good >= HELDOUT_FLOOR and second >= HELDOUT2_FLOOR and third >= HELDOUT3_FLOOR
+    assert fourth >= HELDOUT4_FLOOR
 
 
 def _parse(case: Case) -> InboundMail:
