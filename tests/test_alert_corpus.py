@@ -75,6 +75,27 @@ KNOWN_GAPS = {
     "dev/watchtower_1.7_shoutrrr_email_legacy_default_updated.eml": "a log of container updates, no alert structure",
     "dev/watchtower_1.7_shoutrrr_email_report_failed.eml": "a report of containers; the failed one is the fifth line",
     "dev/truenas_alert_mail_pool_degraded_new_alerts.eml": "the value (83%) is in the last of several alerts",
+    # The fourth round's dev mails (facts/dev4.yaml), added as made, not yet worked on: what is missing
+    "dev/aide_0.18_daily_report_added_removed_changed.eml": "problem '/usr/local/bin/.kworker'; state 'Added, removed and changed entries detected'; value '/usr/local/bin/.kworker'",
+    "dev/aide_0.18_daily_report_sudoers_shadow.eml": "problem '/etc/sudoers.d/90-deploy'; state 'Added and changed entries detected'",
+    "dev/amanda_3.5_amcheck_problem_fix_before_run.eml": "problem '/var/backups/pgdump'",
+    "dev/amanda_3.5_amreport_fail_dle.eml": "problem '/var/backups/pgdump'; value 'status 2'; boilerplate 'DUMPER STATS'",
+    "dev/amanda_3.5_amreport_ok.eml": "value 'DailySet1-01'; boilerplate 'DUMPER STATS'",
+    "dev/apticron_1.2_pending_upgrades_listchanges_curl_libxml2.eml": "2 parts",
+    "dev/apticron_1.2_pending_upgrades_postgresql_openssl.eml": "boilerplate 'apticron report'; 2 parts",
+    "dev/backuppc_4.4_admin_attention_needed.eml": "2 parts",
+    "dev/backuppc_4.4_user_no_backup_ever_es_entities.eml": "boilerplate 'Estimado'; 2 parts",
+    "dev/backuppc_4.4_user_no_backup_ever_pl.eml": "boilerplate 'Drogi Adam'; 2 parts",
+    "dev/backuppc_4.4_user_no_recent_backup_de.eml": "2 parts",
+    "dev/dell_omsa_omsanotify_ps1_test_alert.eml": "boilerplate 'Check OMSA for further details'; boilerplate 'https://SQL01:1311'",
+    "dev/logcheck_1.4_reboot_system_events_oom.eml": "boilerplate '/etc/logcheck/logcheck.conf'; 2 parts",
+    "dev/logcheck_1.4_security_alerts_kernel_su_sudo.eml": "boilerplate '/etc/logcheck/logcheck.conf'; 2 parts",
+    "dev/logcheck_1.4_security_events_kernel_io_error.eml": "boilerplate '/etc/logcheck/logcheck.conf'; 2 parts",
+    "dev/opnsense_monit_5.33_gateway_alert_status_failed.eml": "boilerplate 'monit alert --'",
+    "dev/opnsense_monit_5.33_system_cpu_resource_limit.eml": "boilerplate 'monit alert --'",
+    "dev/opsview_core_3.2013_host_down_cyrillic_alias.eml": "boilerplate 'bytes of data'",
+    "dev/rkhunter_1.4_cron_daily_report_de.eml": "boilerplate 'Aktueller Hash-Wert'; boilerplate 'Gespeicherter Hash-Wert'; 2 parts",
+    "dev/rkhunter_1.4_mail_on_warning.eml": "boilerplate 'Please inspect this machine'",
 }
 
 
