@@ -7,9 +7,9 @@ dry run shows exactly what the daemon would send, and fails with the same reason
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
@@ -19,7 +19,9 @@ from relay.formatters import provider
 from relay.model import Entry, InboundMail, ProviderMail, RouteMode, SmsRequest
 from relay.parsers import inbound, mimescan
 from relay.routing import Target, merge, resolve
-from relay.storm.plan import Alert, Digest, build_digest, new_alert
+from relay.storm import plan as storm
+from relay.storm.pacing import Send
+from relay.storm.plan import Alert, Digest, Outgoing, Window, build_digest, new_alert
 from relay.summaries import describe
 from relay.summaries.configured import recognisers
 
@@ -99,6 +101,32 @@ def digest_request(relay_id: str, name: str, route: Route | None, digests: Seque
         entries=tuple(Entry(d.phones, d.text) for d in digests),
         options=route.options, prefix=route.prefix, comment=route.comment, translit=route.translit,
     )  # fmt: skip
+
+
+def storm_outgoing(
+    held: Sequence[Alert],
+    windows: Sequence[Window],
+    history: Mapping[str, Sequence[Send]],
+    *,
+    now: float,
+    config: Config,
+    hostname: str,
+    new_id: Callable[[], str],
+) -> Outgoing:
+    """A planner tick (storm.plan) and the provider request of each storm route's digests: the
+    spool runs this inside the transaction that read `held`, `windows` and `history`."""
+    plan = storm.plan(now, held, windows, history, config.storm_settings, new_id)
+    routes = {r.name: r for r in config.routes}
+    by_route: dict[str, list[Digest]] = {}
+    for d in plan.digests:
+        by_route.setdefault(d.route, []).append(d)
+    stamp = datetime.fromtimestamp(now, UTC)
+    requests = []
+    for name, digests in by_route.items():
+        request = digest_request(new_id(), name, routes.get(name), digests)
+        mail = provider.build(request, config.provider, hostname=hostname, now=stamp, with_secret=False)
+        requests.append((mail, tuple(digests)))
+    return Outgoing(plan, tuple(requests), config.digest)
 
 
 def preview_alerts(

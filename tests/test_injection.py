@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import email
 import email.header
+import functools
 import itertools
 import re
 from typing import Any
@@ -27,6 +28,7 @@ from relay.errors import RelayError
 from relay.formatters import api, command, provider
 from relay.model import Entry, Options, RouteMode, SmsRequest
 from relay.parsers import command as command_parser
+from relay.pipeline import storm_outgoing
 from relay.spool import alerts as stormstore
 from relay.spool import schema as spool_schema
 from relay.spool.sqlite import connect
@@ -205,9 +207,14 @@ def test_storm_digests_cannot_be_injected(tmp_path_factory: Any, mails: list[tup
             alerts = [dataclasses.replace(a, id=f"a{next(ids)}") for a in rendered.alerts]  # unique ids
             stormstore.admit(conn, alerts, settings=settings_of, now=now, mail_from="", inbound_id="")
     with conn:
-        tick = stormstore.tick(
-            conn, now=now + 1, config=STORM_CFG, hostname="relay.test", new_id=lambda: f"d{next(ids)}"
+        compose = functools.partial(
+            storm_outgoing,
+            now=now + 1,
+            config=STORM_CFG,
+            hostname="relay.test",
+            new_id=lambda: f"d{next(ids)}",
         )
+        tick = stormstore.tick(conn, now=now + 1, compose=compose)
     for row in tick.rows:
         message = provider.unmask(row.message, STORM_CFG.provider)
         msg = email.message_from_bytes(message)

@@ -20,7 +20,7 @@ import pytest
 from relay.config import load as config_mod
 from relay.daemon.main import Daemon
 from relay.errors import ConfigError, SpoolError
-from relay.spool import backends
+from relay.spool import interface as spools
 from relay.spool.postgres import PostgresSpool
 from relay.spool.sqlite import connect
 from relay.spool.writer import GroupCommitWriter, SqliteEngine
@@ -217,7 +217,7 @@ def test_outage_reply_is_a_postgresql_setting(tmp_path: Path) -> None:
     path.write_text(text.replace("lease: 60}", "lease: 60, outage_reply: 2}"))
     cfg = config_mod.load(path, env={})
     assert cfg.spool.outage_reply == 2
-    spool = backends.make(cfg.spool, "host:25")  # what the daemon makes of it (not opened)
+    spool = spools.make(cfg.spool, "host:25")  # what the daemon makes of it (not opened)
     assert isinstance(spool, PostgresSpool) and spool.outage_reply == 2
     lines = [
         ("spool: {path: spool.db, outage_reply: 2}" if x.startswith("spool:") else x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import functools
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from relay.config.schema import Config, StormSettings
 from relay.errors import ConfigError
 from relay.formatters import segments
 from relay.parsers import command as command_parser
+from relay.pipeline import storm_outgoing
 from relay.spool import alerts as stormstore
 from relay.spool import schema as spool_schema
 from relay.spool.sqlite import connect
@@ -265,9 +267,10 @@ class Store:
 
     def tick(self, now: float) -> stormstore.Tick:
         with self.conn:
-            return stormstore.tick(
-                self.conn, now=now, config=self.cfg, hostname="relay.test", new_id=self.ids
+            compose = functools.partial(
+                storm_outgoing, now=now, config=self.cfg, hostname="relay.test", new_id=self.ids
             )
+            return stormstore.tick(self.conn, now=now, compose=compose)
 
     def states(self) -> dict[str, int]:
         return {state.value: n for state, n in stormstore.counts(self.conn).items()}

@@ -40,8 +40,7 @@ from relay.provider_errors import account_cause, pause_length
 from relay.smtp.handler import Handler
 from relay.smtp.intake import ReplyIntake
 from relay.smtp.session import Sessions
-from relay.spool import backends
-from relay.spool.replies import PAUSE_CAUSE
+from relay.spool import interface as spool
 
 log = logging.getLogger("relay.daemon")
 SWEEP_INTERVAL = 60.0  # seconds between retention / unconfirmed sweeps, at most
@@ -64,7 +63,7 @@ class Daemon:
         self.metrics = Metrics()
         self.systemd = SystemdNotifier()
         self.stop_event = asyncio.Event()
-        self.spool = backends.make(cfg.spool, f"{socket.gethostname()}:{cfg.listen.port}")
+        self.spool = spool.make(cfg.spool, f"{socket.gethostname()}:{cfg.listen.port}")
         self.notifier = (
             Notifier(
                 self.spool, cfg.notify, reporting_host=self.hostname, reply_address=cfg.provider.reply_address
@@ -173,7 +172,7 @@ class Daemon:
         self.claims = asyncio.create_task(self._keep_claims(), name="spool-claims")
         self.watcher = asyncio.create_task(self.spool.watch(self._news), name="spool-watch")
         mode = _mode(self.cfg)
-        where = backends.describe(self.cfg.spool, self.spool)
+        where = spool.describe(self.cfg.spool, self.spool)
         log.info("event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, where, mode)
         self.systemd.ready(await self.status())
         self.heartbeat = asyncio.create_task(self._heartbeat(), name="sd-heartbeat")
@@ -310,7 +309,7 @@ class Daemon:
 
     async def resume(self) -> None:
         """Lift a provider pause, in the spool (for `queue` and a restart) and in delivery."""
-        for key in ("paused_until", "pause_reason", PAUSE_CAUSE):
+        for key in ("paused_until", "pause_reason", spool.PAUSE_CAUSE):
             await self.spool.set_control(key, None)
         self.deliverer.resume()
 
@@ -323,7 +322,7 @@ class Daemon:
         changed the password, the login, the way out and restarted) is lifted: the next
         message asks the provider again. One under the same settings is waited out."""
         control = await self.spool.control()
-        until, cause = float(control.get("paused_until", "0")), control.get(PAUSE_CAUSE, "")
+        until, cause = float(control.get("paused_until", "0")), control.get(spool.PAUSE_CAUSE, "")
         if until <= time.time() or not cause:
             return
         reason = control.get("pause_reason", "")

@@ -1,6 +1,6 @@
 """Runs the alert-storm planner: held alerts become digest SMS when they fall due.
 
-One task. It runs a planner tick (Spool.storm_tick: plan and queue, in one spool
+One task. It runs a planner tick (spool.interface.Storm.storm_tick: plan and queue, in one spool
 transaction) when the listener admits an alert due sooner than the next planned tick, and at
 the time the last tick said something will be due; never less often than once a minute, so a
 clock jump or a reload is picked up. The clock is injectable: tests run storms in simulated time.
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 
+from relay import pipeline
 from relay.config.schema import Config
 from relay.ids import new_id
 from relay.smtp.handler import Delivery
-from relay.spool.interface import Spool
+from relay.spool.interface import Storm
 
 log = logging.getLogger("relay.storm")
 MAX_SLEEP = 60.0
@@ -27,7 +29,7 @@ RETRY_AFTER_ERROR = 5.0
 class StormRunner:
     def __init__(
         self,
-        spool: Spool,
+        spool: Storm,
         config: Callable[[], Config],
         hostname: str,
         delivery: Delivery,
@@ -74,9 +76,11 @@ class StormRunner:
     async def _tick(self) -> float:
         """One planner tick; returns how long to sleep."""
         now = self.clock()
-        cfg, host = self.config(), self.hostname
+        compose = functools.partial(
+            pipeline.storm_outgoing, now=now, config=self.config(), hostname=self.hostname, new_id=new_id
+        )
         try:
-            result = await self.spool.storm_tick(now=now, config=cfg, hostname=host, new_id=new_id)
+            result = await self.spool.storm_tick(now=now, compose=compose)
         except Exception:  # the spool logs and reports its own failures; keep planning
             log.exception("event=storm_tick_failed")
             self._next = now + RETRY_AFTER_ERROR

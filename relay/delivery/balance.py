@@ -17,7 +17,7 @@ from relay.delivery.http import ApiClient
 from relay.errors import DeliveryError, SpoolError
 from relay.metrics import Metrics
 from relay.parsers.api import StatusError
-from relay.spool.interface import Spool
+from relay.spool.interface import Control
 
 log = logging.getLogger("relay.balance")
 LOW_KEY = "balance_low_since"
@@ -27,7 +27,7 @@ CHECK_INTERVAL = 1800.0  # seconds between balance.php requests (sends report it
 class BalanceWatch:
     def __init__(
         self,
-        spool: Spool,
+        spool: Control,
         metrics: Metrics,
         *,
         threshold: Callable[[], float],

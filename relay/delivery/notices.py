@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
+from typing import Protocol
 
 import aiosmtplib
 
 from relay.config.schema import NotifyConfig
 from relay.model import State
-from relay.spool.interface import Spool
-from relay.spool.messages import Row
+from relay.spool.interface import Messages, Row, Storm
 
 log = logging.getLogger("relay.notify")
 
@@ -91,9 +91,13 @@ def should_notify(row: Row, reply_address: str) -> bool:
     return bool(sender) and sender != reply_address.lower() and not sender.startswith("mailer-daemon@")
 
 
+class NoticeSpool(Messages, Storm, Protocol):
+    """A notice names the message and, for a digest, the senders of its alerts."""
+
+
 class Notifier:
     def __init__(
-        self, spool: Spool, config: NotifyConfig, *, reporting_host: str, reply_address: str
+        self, spool: NoticeSpool, config: NotifyConfig, *, reporting_host: str, reply_address: str
     ) -> None:
         self.spool = spool
         self.config = config

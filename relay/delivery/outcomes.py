@@ -10,7 +10,7 @@ from collections.abc import Callable
 from relay import provider_errors
 from relay.metrics import Metrics
 from relay.model import ProviderReply, ReplyKind, ReplyOutcome
-from relay.spool.replies import Applied
+from relay.spool.interface import Applied
 
 log = logging.getLogger("relay.delivery")
 KNOWN_CODES = frozenset(provider_errors.ERRORS)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from relay import provider_errors
 from relay.delivery.http import ApiClient
@@ -22,8 +23,7 @@ from relay.errors import DeliveryError, SpoolError
 from relay.metrics import Metrics
 from relay.model import State
 from relay.parsers.api import StatusError
-from relay.spool.interface import Spool
-from relay.spool.tracking import Finished
+from relay.spool.interface import Control, Finished, Tracking
 
 log = logging.getLogger("relay.tracking")
 POLLED_KEY = "status_polled_at"
@@ -32,10 +32,14 @@ MAX_PAIRS = 100  # (id, phone) pairs in one list request
 LIMIT_CODE = 9  # status.php: more than allowed within a minute
 
 
+class TrackerSpool(Tracking, Control, Protocol):
+    """Statuses to ask and keep; the turn (one relay asks) and the pause kept in control."""
+
+
 class Tracker:
     def __init__(
         self,
-        spool: Spool,
+        spool: TrackerSpool,
         client: ApiClient,
         *,
         metrics: Metrics,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from relay import polling
 from relay.config.schema import DkimKey, ProviderConfig
 from relay.delivery import dkim
 from relay.delivery.outcomes import Effects
@@ -26,9 +27,7 @@ from relay.formatters import provider as provider_fmt
 from relay.metrics import Metrics
 from relay.model import ReplyKind, ReplyOutcome, RouteMode, State
 from relay.provider_errors import Rule
-from relay.spool import tracking
-from relay.spool.interface import Spool
-from relay.spool.messages import Row
+from relay.spool.interface import Row, Spool
 
 log = logging.getLogger("relay.delivery")
 IDLE_POLL = 5.0  # seconds
@@ -341,10 +340,10 @@ class Deliverer:
         timeout = self.track_timeout()
         if timeout is None or accepted.dry_run or row.mode is RouteMode.EMAIL2SMS:
             return None, None
-        if not tracking.trackable_phones(row.phones):
+        if not polling.trackable_phones(row.phones):
             return None, None  # groups only: status.php is asked by phone
         now = self.clock()
-        return now + tracking.FIRST_POLL, now + timeout
+        return now + polling.FIRST_POLL, now + timeout
 
     async def _answered(self, row: Row, accepted: Accepted) -> None:
         """The provider answered at once (HTTP): its OK or ERROR goes through the same state

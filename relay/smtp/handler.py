@@ -32,8 +32,7 @@ from relay.smtp.auth import Authenticator
 from relay.smtp.intake import MAX_REPLY_BYTES, ReplyIntake, check_reply_size
 from relay.smtp.ratelimit import RateLimiter
 from relay.smtp.session import RelayEnvelope, RelaySMTP, Sessions, in_networks, peer_of, tls_context
-from relay.spool.interface import Spool, StormAdmit
-from relay.spool.messages import Row
+from relay.spool.interface import Row, Spool, StormAdmit
 from relay.storm.plan import Admission
 
 log = logging.getLogger("relay.listener")

@@ -22,7 +22,7 @@ from relay.model import ProviderReply, ReplyKind
 from relay.parsers import mimescan
 from relay.parsers import reply as reply_parser
 from relay.provider_errors import account_cause, pause_length
-from relay.spool.interface import Spool
+from relay.spool.interface import Replies
 
 log = logging.getLogger("relay.listener")
 # The reply address takes mail from anyone: the provider's replies are a few lines, so what it
@@ -60,7 +60,7 @@ def check_reply_size(raw: bytes, size: int | None = None) -> None:
 class ReplyIntake:
     def __init__(
         self,
-        spool: Spool,
+        spool: Replies,
         *,
         metrics: Metrics,
         pause: Callable[[float, str], None],

@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
-from relay.config.schema import Config, StormSettings
-from relay.formatters import provider
+from relay.config.schema import StormSettings
 from relay.model import AlertKind, AlertState, ProviderMail, State
-from relay.pipeline import digest_request
 from relay.spool.db import Db
 from relay.spool.messages import Row, insert, new_rows
 from relay.storm import pacing
@@ -90,17 +87,11 @@ class Tick:
     digests: tuple[storm.Digest, ...] = ()
 
 
-def tick(
-    conn: Db,
-    *,
-    now: float,
-    config: Config,
-    hostname: str,
-    new_id: Callable[[], str],
-    wall: float | None = None,
-) -> Tick:
-    """Plan, and queue what is due: one transaction. `now` is the planner's clock; `wall` (default
-    `now`) stamps the queued requests, which delivery schedules by the real clock."""
+def tick(conn: Db, *, now: float, compose: storm.Compose, wall: float | None = None) -> Tick:
+    """Plan, and queue what is due: one transaction. `compose` (relay/pipeline.storm_outgoing)
+    plans from the state read here and builds the requests; this only reads and writes. `now` is
+    the planner's clock; `wall` (default `now`) stamps the queued requests, which delivery
+    schedules by the real clock."""
     held = [_alert(r) for r in conn.execute("SELECT * FROM alerts WHERE state = ?", (HELD,))]
     windows = [
         _window(r)
@@ -111,32 +102,26 @@ def tick(
         "SELECT phone, at, digest FROM phone_sends WHERE at > ? ORDER BY at", (now - HISTORY,)
     ):
         history.setdefault(phone, []).append(Send(at, digest))
-    plan = storm.plan(now, held, windows, history, config.storm_settings, new_id)
+    out = compose(held, windows, history)
+    plan = out.plan
     for a in plan.followups:
         note = "repeat count of a dedup window"
         _insert(conn, a, AlertState.HELD, mail_from="", inbound_id="", note=note, now=now)
     for key in plan.closed:
         conn.execute("DELETE FROM dedup_windows WHERE key = ?", (key,))
-    routes = {r.name: r for r in config.routes}
-    by_route: dict[str, list[storm.Digest]] = {}
-    for d in plan.digests:
-        by_route.setdefault(d.route, []).append(d)
     rows: list[Row] = []
-    stamp = datetime.fromtimestamp(now, UTC)
-    for name, digests in by_route.items():
-        request = digest_request(new_id(), name, routes.get(name), digests)
-        mail = provider.build(request, config.provider, hostname=hostname, now=stamp, with_secret=False)
+    for mail, digests in out.requests:
         stamp_now = now if wall is None else wall
         queued = new_rows(
             [mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=stamp_now,
-            config=config.digest,
+            config=out.config,
         )  # fmt: skip
         insert(conn, queued)
         rows.extend(queued)
         for d in digests:
             marks = ",".join("?" * len(d.alerts))
             sql = "UPDATE alerts SET state = ?, message_id = ?, updated = ? WHERE state = ? AND id IN"
-            conn.execute(f"{sql} ({marks})", (AlertState.SENT.value, request.relay_id, now, HELD, *d.alerts))
+            conn.execute(f"{sql} ({marks})", (AlertState.SENT.value, mail.relay_id, now, HELD, *d.alerts))
     conn.executemany(
         "INSERT INTO phone_sends (phone, at, digest) VALUES (?, ?, ?)",
         [(phone, s.at, s.digest) for phone, sends in plan.sends.items() for s in sends],

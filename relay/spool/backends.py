@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from relay.config.schema import SpoolConfig
 from relay.model import SpoolBackend
-from relay.spool.postgres import PostgresSpool
 from relay.spool.sqlite import SqliteSpool
+
+if TYPE_CHECKING:
+    from relay.spool.postgres import PostgresSpool
 
 
 def make(cfg: SpoolConfig, default_name: str) -> SqliteSpool | PostgresSpool:
-    """`default_name`: this relay's name when spool.relay_name is not set (hostname:port,
-    stable across restarts, so a restarted relay takes its own claims back at once)."""
+    """relay/spool/interface.make. psycopg is imported only by a relay whose spool is PostgreSQL."""
     if cfg.backend is SpoolBackend.POSTGRESQL:
+        from relay.spool.postgres import PostgresSpool
+
         return PostgresSpool(
             cfg.dsn.value,
             relay=cfg.relay_name or default_name,
@@ -21,8 +26,8 @@ def make(cfg: SpoolConfig, default_name: str) -> SqliteSpool | PostgresSpool:
     return SqliteSpool(cfg.path)
 
 
-def describe(cfg: SpoolConfig, spool: SqliteSpool | PostgresSpool) -> str:
-    """For the log: where the queue is (never the DSN: it may hold a password)."""
-    if isinstance(spool, PostgresSpool):
-        return f"postgresql relay={spool.relay}"
+def describe(cfg: SpoolConfig, spool: object) -> str:
+    """relay/spool/interface.describe."""
+    if cfg.backend is SpoolBackend.POSTGRESQL:
+        return f"postgresql relay={getattr(spool, 'relay', '?')}"
     return str(cfg.path)

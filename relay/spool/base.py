@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from relay.config.schema import Config
 from relay.errors import SpoolError
 from relay.model import PhoneStatus, ProviderMail, ProviderReply, State
 from relay.provider_errors import Rule
@@ -20,6 +19,7 @@ from relay.spool.interface import Enqueued, StormAdmit
 from relay.spool.messages import Claim, Row
 from relay.spool.replies import Applied
 from relay.spool.writer import GroupCommitWriter
+from relay.storm.plan import Compose
 
 T = TypeVar("T")
 PRUNE_LIMIT = 10_000  # rows of each kind per prune call, so one call never holds the writer long
@@ -212,13 +212,11 @@ class SqlSpool:
         return await self.writer.write(lambda conn: tracking.expire(conn, now))
 
     # ---- storm control ------------------------------------------------------------------
-    async def storm_tick(
-        self, *, now: float, config: Config, hostname: str, new_id: Callable[[], str]
-    ) -> Tick:
+    async def storm_tick(self, *, now: float, compose: Compose) -> Tick:
         wall = self.clock()
 
         def op(conn: Db) -> Tick:
-            tick = alerts.tick(conn, now=now, config=config, hostname=hostname, new_id=new_id, wall=wall)
+            tick = alerts.tick(conn, now=now, compose=compose, wall=wall)
             if tick.rows:
                 self.notify(conn, QUEUED)
             return tick

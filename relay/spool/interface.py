@@ -1,4 +1,8 @@
-"""The spool as the rest of the shell sees it: one Protocol, whatever engine is behind it.
+"""The spool as the rest of the shell sees it, whatever engine is behind it: the one module of
+relay/spool/ that the daemon, the listener and delivery import (a contract in pyproject.toml).
+
+Each part of the shell depends on the narrow Protocol of the concern it uses (messages, replies,
+control, tracking, storm); `Spool` is all of them, with opening and closing, for the daemon.
 
 SQLite (relay/spool/sqlite.py, one relay) and PostgreSQL (relay/spool/postgres.py, relays
 sharing one queue) implement it, both through base.py, with the same guarantees: `enqueue`
@@ -13,14 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from relay.config.schema import Config, StormSettings
+from relay.config.schema import SpoolConfig, StormSettings
 from relay.model import PhoneStatus, ProviderMail, ProviderReply, State
 from relay.provider_errors import Rule
 from relay.spool.alerts import Tick
 from relay.spool.messages import Row
-from relay.spool.replies import Applied
+from relay.spool.replies import PAUSE_CAUSE, Applied
 from relay.spool.tracking import Finished
-from relay.storm.plan import Admission, Alert
+from relay.storm.plan import Admission, Alert, Compose
+
+__all__ = [
+    "PAUSE_CAUSE", "Applied", "Control", "Enqueued", "Finished", "Messages", "Replies", "Row", "Spool",
+    "Storm", "StormAdmit", "Tick", "Tracking", "describe", "make",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +47,8 @@ class Enqueued:
     admitted: tuple[Admission, ...] = ()
 
 
-class Spool(Protocol):
-    @property
-    def commits(self) -> int:
-        """Transactions written so far (group commit: fewer than operations)."""
-
-    @property
-    def failing(self) -> str:
-        """The last commit error until a commit succeeds again; "" when healthy."""
-
-    reply_key: bytes  # the key of the reply tags (relay/ids.py), shared by all relays of this queue
-
-    async def open(self) -> int:
-        """Open (creating or migrating); returns how many `sending` rows were queued again."""
-
-    async def close(self) -> None: ...
+class Messages(Protocol):
+    """Storing and moving provider requests: what the listener and delivery use."""
 
     async def enqueue(
         self,
@@ -89,17 +85,6 @@ class Spool(Protocol):
         """Renew this relay's claims; rows whose holder stopped renewing go back to the queue
         (a shared spool). Returns how many came back."""
 
-    async def watch(self, wake: Callable[[str], None]) -> None:
-        """Until cancelled: call `wake` when another relay queued rows ("queued") or changed
-        the pause ("control"). Returns at once where no other relay can write."""
-
-    async def add_control(self, key: str, value: str) -> bool:
-        """Set control `key` unless it is set; True when this call set it."""
-
-    async def take_turn(self, key: str, now: float, interval: float) -> bool:
-        """Whether `interval` has passed since control `key`; if so, it becomes `now`: of the
-        relays asking at once, one gets the turn."""
-
     async def next_due(self) -> float | None: ...
     async def get(self, relay_id: str) -> Row | None: ...
     async def counts(self) -> dict[State, int]: ...
@@ -109,6 +94,12 @@ class Spool(Protocol):
 
     async def sweep_unconfirmed(self, older_than: float) -> int: ...
     async def prune(self, older_than: float, limit: int = ...) -> tuple[int, int]: ...
+
+
+class Replies(Protocol):
+    """The provider's reply mails and the key of the reply tags."""
+
+    reply_key: bytes  # the key of the reply tags (relay/ids.py), shared by all relays of this queue
 
     async def record_reply(
         self,
@@ -122,6 +113,28 @@ class Spool(Protocol):
     ) -> Applied:
         """Keep a provider reply and apply it; a pause it starts is kept with `cause()` (the
         settings it may be owed to: provider_errors.account_cause)."""
+
+
+class Control(Protocol):
+    """The pause and the other controls relays share."""
+
+    async def watch(self, wake: Callable[[str], None]) -> None:
+        """Until cancelled: call `wake` when another relay queued rows ("queued") or changed
+        the pause ("control"). Returns at once where no other relay can write."""
+
+    async def add_control(self, key: str, value: str) -> bool:
+        """Set control `key` unless it is set; True when this call set it."""
+
+    async def take_turn(self, key: str, now: float, interval: float) -> bool:
+        """Whether `interval` has passed since control `key`; if so, it becomes `now`: of the
+        relays asking at once, one gets the turn."""
+
+    async def set_control(self, key: str, value: str | None) -> None: ...
+    async def control(self) -> dict[str, str]: ...
+
+
+class Tracking(Protocol):
+    """Delivery status per phone."""
 
     async def start_tracking(
         self, relay_id: str, *, via: str, next_poll: float | None, until: float | None
@@ -139,12 +152,45 @@ class Spool(Protocol):
 
     async def expire_tracking(self, now: float) -> list[Finished]: ...
 
-    async def set_control(self, key: str, value: str | None) -> None: ...
-    async def control(self) -> dict[str, str]: ...
 
-    async def storm_tick(
-        self, *, now: float, config: Config, hostname: str, new_id: Callable[[], str]
-    ) -> Tick:
-        """Plan the held alerts and queue what is due, in one transaction."""
+class Storm(Protocol):
+    """Held alerts: the planner's state."""
+
+    async def storm_tick(self, *, now: float, compose: Compose) -> Tick:
+        """Plan the held alerts and queue what is due, in one transaction: `compose` (the core's
+        relay/pipeline.storm_outgoing) plans from the state read and builds the requests."""
 
     async def alert_senders(self, relay_id: str) -> dict[str, list[str]]: ...
+
+
+class Spool(Messages, Replies, Control, Tracking, Storm, Protocol):
+    """The whole spool: what the daemon opens, wires and closes."""
+
+    @property
+    def commits(self) -> int:
+        """Transactions written so far (group commit: fewer than operations)."""
+
+    @property
+    def failing(self) -> str:
+        """The last commit error until a commit succeeds again; "" when healthy."""
+
+    async def open(self) -> int:
+        """Open (creating or migrating); returns how many `sending` rows were queued again."""
+
+    async def close(self) -> None: ...
+
+
+def make(cfg: SpoolConfig, default_name: str) -> Spool:
+    """The spool the config asks for: a SQLite file, or a PostgreSQL database shared by relays.
+    `default_name`: this relay's name when spool.relay_name is not set (hostname:port, stable
+    across restarts, so a restarted relay takes its own claims back at once)."""
+    from relay.spool import backends  # the engines import this module's types
+
+    return backends.make(cfg, default_name)
+
+
+def describe(cfg: SpoolConfig, spool: Spool) -> str:
+    """For the log: where the queue is (never the DSN: it may hold a password)."""
+    from relay.spool import backends
+
+    return backends.describe(cfg, spool)

@@ -14,21 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relay import fields, provider_errors
+from relay import provider_errors
 from relay.model import PhoneStatus, State
+from relay.polling import MAX_PHONES, interval, trackable_phones
 from relay.spool.db import Db
 
 # A status may move a message out of these (an ERROR reply that came first wins).
 TRACKABLE = (State.SENT, State.CONFIRMED, State.UNCONFIRMED)
-FIRST_POLL = 20.0  # seconds after the provider took it: -1/0 before that, and -3 often
-MAX_INTERVAL = 900.0
-MAX_PHONES = 5  # status.php answers five requests per message per minute
-
-
-def interval(polls: int) -> float:
-    """Seconds until the next poll of a message asked `polls` times: a minute, then doubling to
-    15 minutes (most SMS are delivered within seconds; the rest can take the whole lifetime)."""
-    return float(min(MAX_INTERVAL, 60.0 * 2 ** max(0, polls - 2)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +29,6 @@ class Finished:
     state: State
     detail: str  # for the log and `last_error`
     code: int | None = None  # the failing phone's status (undelivered)
-
-
-def trackable_phones(phones: Sequence[str]) -> list[str]:
-    """Group recipients (G<n>) cannot be asked for by phone."""
-    return [p for p in phones if not fields.GROUP.fullmatch(p)]
 
 
 def due(conn: Db, now: float, max_pairs: int) -> list[tuple[str, str]]:

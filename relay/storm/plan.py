@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from relay.config.schema import StormSettings
 from relay.formatters import segments
-from relay.model import AlertKind, AlertState, AlertSummary
+from relay.model import AlertKind, AlertState, AlertSummary, ProviderMail
 from relay.storm.pacing import REPEAT_WINDOW, SAFETY, Send, next_allowed, quiet_until, text_digest
 from relay.summaries import fingerprint
 
@@ -93,6 +93,20 @@ class Plan:
     closed: tuple[str, ...] = ()  # dedup windows that are over
     next_wake: float | None = None
     sends: Mapping[str, tuple[Send, ...]] = field(default_factory=dict)  # new sends per phone
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A planner tick's result with its provider requests built (relay/pipeline.storm_outgoing):
+    what the spool writes in the transaction that read the state the plan came from."""
+
+    plan: Plan
+    requests: tuple[tuple[ProviderMail, tuple[Digest, ...]], ...] = ()  # a request, the digests in it
+    config: str = ""  # the digest of the config that built them (kept with each row)
+
+
+# What a tick reads in its transaction (held alerts, open windows, each phone's sends) -> Outgoing.
+Compose = Callable[[Sequence["Alert"], Sequence["Window"], Mapping[str, Sequence[Send]]], Outgoing]
 
 
 def dedup_key(route: str, phones: Sequence[str], text: str) -> str:
