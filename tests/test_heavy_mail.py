@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 from relay.config import load as config_mod
 from relay.config.schema import ListenConfig
 from relay.daemon.main import Daemon
-from relay.smtp import handler as handler_mod
+from relay.smtp import render as render_mod
 from relay.smtp.intake import MAX_REPLY_BYTES
 from relay.smtp.session import RelayEnvelope, RelaySMTP, Sessions
+from tests import spooldb
 from tests.fakes import FakeProvider
-from tests.helpers import PASSWORD, Raw, relay_config_text, states
+from tests.helpers import PASSWORD, Raw, relay_config_text
+from tests.spooldb import states
 
 LINE_LIMIT = 24  # small, so that generated mail has lines over it
 
@@ -161,7 +163,7 @@ async def test_a_big_mail_to_the_reply_address_is_counted_not_kept(big_relay: Da
     )
     assert (await raw.cmd(b"NOOP\r\n")).startswith("250")  # the session goes on
     await raw.close()
-    stored = await big_relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+    stored = await spooldb.count(big_relay, "replies")
     assert stored == 0 and not await states(big_relay)
 
 
@@ -174,7 +176,7 @@ async def test_a_big_mail_to_the_reply_address_and_a_phone_goes_to_the_phone_onl
         await raw.cmd(line + b"\r\n")
     assert (await raw.cmd(mail + b".\r\n")).startswith("250 2.0.0 queued as")
     await raw.close()
-    stored = await big_relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+    stored = await spooldb.count(big_relay, "replies")
     assert stored == 0 and len(await states(big_relay)) == 1
 
 
@@ -227,7 +229,7 @@ HEAVY = {
 @pytest.mark.parametrize("kind", sorted(HEAVY))
 async def test_other_clients_are_answered_while_a_heavy_mail_renders(big_relay: Daemon, kind: str) -> None:
     assert big_relay.handler is not None
-    gate = big_relay.handler.render_pool = Gate(asyncio.get_running_loop())
+    gate = big_relay.handler.renderer.pool = Gate(asyncio.get_running_loop())
     heavy = await Raw.at_data(big_relay.port)
     heavy.writer.write(HEAVY[kind] + b".\r\n")
     heavy_said = asyncio.ensure_future(heavy.reply())
@@ -249,7 +251,7 @@ async def test_other_clients_are_answered_while_a_heavy_mail_renders(big_relay: 
     [(b"Subject: disk\r\n\r\nfull\r\n", False), (_parts(49), False), (_parts(50), True),
      (b"Subject: " + b"=?utf-8?q?w?= " * 100 + b"\r\n\r\nx\r\n", False),
      (b"Subject: " + b"=?utf-8?q?w?= " * 101 + b"\r\n\r\nx\r\n", True),
-     (b"x" * handler_mod.OFFLOAD_BYTES, False), (b"x" * (handler_mod.OFFLOAD_BYTES + 1), True)],
+     (b"x" * render_mod.OFFLOAD_BYTES, False), (b"x" * (render_mod.OFFLOAD_BYTES + 1), True)],
 )  # fmt: skip
 def test_what_is_heavy(mail: bytes, heavy: bool) -> None:
-    assert handler_mod.heavy(mail) is heavy
+    assert render_mod.heavy(mail) is heavy

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from relay import ids
+from relay.accept.service import AcceptService
+from relay.config.current import Current
 from relay.config.load import load
 from relay.config.schema import Config
 from relay.daemon import http
@@ -57,7 +59,7 @@ class Daemon:
         dnsfunc: dkim.DnsFunc | None = None,
     ) -> None:
         self.config_path = config_path
-        self.cfg = cfg
+        self.current = Current(cfg)  # the config in force: every part reads it there
         self.clock = clock  # storm control's clock; tests pass a simulated one
         self.hostname = cfg.listen.hostname or socket.getfqdn()
         self.metrics = Metrics()
@@ -109,9 +111,13 @@ class Daemon:
             self.spool, metrics=self.metrics, pause=self.deliverer.pause, on_failed=on_failed,
             dnsfunc=dnsfunc, reply_key=lambda: self.spool.reply_key,
         )  # fmt: skip
+        self.accept = AcceptService(
+            self.spool, self.deliverer, current=self.current, metrics=self.metrics,
+            on_alert_due=self.storm_runner.due,
+        )  # fmt: skip
         self.handler = Handler(
-            cfg, self.spool, self.deliverer, metrics=self.metrics, intake=intake, hostname=self.hostname,
-            sessions=Sessions(cfg.listen), clock=clock, on_alert_due=self.storm_runner.due,
+            self.current, self.accept, metrics=self.metrics, intake=intake, hostname=self.hostname,
+            sessions=Sessions(cfg.listen), clock=clock,
         )  # fmt: skip
         self.health = Health(
             self.spool,
@@ -125,6 +131,10 @@ class Daemon:
         self.claims: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def cfg(self) -> Config:
+        return self.current.config
 
     def _return_path(self, relay_id: str, address: str) -> str:
         """The reply address tagged for this message (provider.reply_tags), from the spool's key."""
@@ -296,7 +306,7 @@ class Daemon:
         except (OSError, ssl.SSLError) as exc:
             log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
             return
-        self.cfg = new
+        self.current.config = new
         if _transport_settings(old) != _transport_settings(new):
             # Outbox on or off, provider hosts, port, timeouts, TLS: new connections from now on.
             self.deliverer.renew_transports()

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 
 from relay import pipeline
+from relay.accept.service import Delivery
 from relay.config.schema import Config
 from relay.ids import new_id
-from relay.smtp.handler import Delivery
 from relay.spool.interface import Storm
 
 log = logging.getLogger("relay.storm")
