@@ -17,7 +17,7 @@ from relay import ids, provider_errors
 from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.config.schema import Config, SpoolConfig
-from relay.delivery.workers import retag_from
+from relay.formatters.provider import retag_from
 from relay.errors import Exit, SpoolError
 from relay.formatters import mime
 from relay.model import AlertState, SpoolBackend, State

@@ -34,7 +34,7 @@ from relay.delivery.retry import RetryPolicy
 from relay.delivery.smtp import SmtpTransport
 from relay.delivery.tracker import Tracker
 from relay.delivery.transport import Transport
-from relay.delivery.workers import Deliverer, unmasker
+from relay.delivery.workers import Deliverer, Hooks, unmasker
 from relay.errors import ConfigError, Exit, SpoolError
 from relay.metrics import Metrics
 from relay.model import State, TransportKind
@@ -90,15 +90,17 @@ class Daemon:
             self._new_transport,
             unmasker(lambda: self.cfg.provider),
             metrics=self.metrics,
-            dkim_key=lambda: self.cfg.provider.dkim,
-            on_failed=on_failed,
+            hooks=Hooks(
+                dkim_key=lambda: self.cfg.provider.dkim,
+                return_path=self._return_path,
+                pause_for=lambda rule: pause_length(self.cfg.provider)(rule),
+                pause_cause=self._pause_cause,
+                track_timeout=self._track_timeout,
+                on_failed=on_failed,
+                on_balance=self.balance.update,
+            ),
             concurrency=d.concurrency,
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
-            return_path=self._return_path,
-            pause_for=lambda rule: pause_length(self.cfg.provider)(rule),
-            pause_cause=self._pause_cause,
-            track_timeout=self._track_timeout,
-            on_balance=self.balance.update,
         )
         self.tracker = Tracker(
             self.spool, self.api, metrics=self.metrics, on_undelivered=on_failed, clock=clock,

@@ -13,21 +13,23 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from relay import polling
 from relay.config.schema import DkimKey, ProviderConfig
 from relay.delivery import dkim
 from relay.delivery.outcomes import Effects
+from relay.delivery.recording import Outcomes
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.transport import Accepted, Outgoing, Transport
-from relay.errors import DeliveryError, SpoolError, UpstreamDeferred
+from relay.errors import DeliveryError, UpstreamDeferred
 from relay.formatters import provider as provider_fmt
 from relay.metrics import Metrics
 from relay.model import ReplyKind, ReplyOutcome, RouteMode, State
 from relay.provider_errors import Rule
-from relay.spool.interface import Row, Spool
+from relay.spool.interface import Control, Messages, Replies, Row, Tracking
 
 log = logging.getLogger("relay.delivery")
 IDLE_POLL = 5.0  # seconds
@@ -37,46 +39,52 @@ FAULT_NAP = 5.0  # a worker's pause after a fault of ours, so a persistent one c
 KEEP_ANSWER_BYTES = 4096  # of an HTTP answer, kept with it (as of a reply mail)
 
 
+class DeliverySpool(Messages, Replies, Tracking, Control, Protocol):
+    """Rows to claim and finish, an HTTP answer kept as a reply, tracking started, the pause."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What delivery asks of, and tells, the rest of the relay (each read at send time, so a
+    SIGHUP applies to the next message); every one defaults to nothing."""
+
+    dkim_key: Callable[[], DkimKey | None] = lambda: None  # the key in force
+    return_path: Callable[[str, str], str] = lambda relay_id, address: address  # -> address used
+    pause_for: Callable[[Rule], float] = lambda rule: 3600.0  # how long error 2/3/4 holds the queue
+    pause_cause: Callable[[], str] = lambda: ""  # the settings in force a pause may be owed to
+    track_timeout: Callable[[], float | None] = lambda: None  # delivery tracking: how long, or off
+    on_failed: Callable[[str], None] = lambda relay_id: None  # failed for good: tell its sender
+    on_balance: Callable[[str], None] = lambda balance: None  # the balance an HTTP answer reported
+
+
 class Deliverer:
     def __init__(
         self,
-        spool: Spool,
+        spool: DeliverySpool,
         make_transport: Callable[[], Transport],
         unmask: Callable[[bytes], bytes],
         *,
         metrics: Metrics,
-        dkim_key: Callable[[], DkimKey | None] = lambda: None,
-        on_failed: Callable[[str], None] = lambda relay_id: None,
+        hooks: Hooks = Hooks(),
         concurrency: int = 2,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
         idle_poll: float = IDLE_POLL,
         batch: int = CLAIM_BATCH,
-        return_path: Callable[[str, str], str] = lambda relay_id, address: address,
-        pause_for: Callable[[Rule], float] = lambda rule: 3600.0,
-        pause_cause: Callable[[], str] = lambda: "",
-        track_timeout: Callable[[], float | None] = lambda: None,
-        on_balance: Callable[[str], None] = lambda balance: None,
     ) -> None:
         self.spool = spool
         self.make_transport = make_transport
         self.unmask = unmask
-        self.dkim_key = dkim_key  # the key in force at send time (SIGHUP may change it)
-        self.on_failed = on_failed  # a request failed for good: tell its sender (notices.py)
+        self.hooks = hooks
         self.metrics = metrics
         self.concurrency = concurrency
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self.idle_poll = idle_poll
         self.batch = batch
-        self.return_path = return_path  # (relay id, reply address) -> the address it goes out from
-        self.pause_for = pause_for  # how long a provider error 2/3/4 holds the queue
-        self.pause_cause = pause_cause  # the settings in force a pause may be owed to
-        self.track_timeout = track_timeout  # delivery tracking: how long, or None when off
-        self.on_balance = on_balance  # the balance an HTTP answer reported
+        self.outcomes = Outcomes(spool)
         # An HTTP answer is the provider's word at once: applied like a reply mail.
-        self.effects = Effects(metrics, pause=self.pause, on_failed=on_failed)
-        self._flushing = asyncio.Lock()
+        self.effects = Effects(metrics, pause=self.pause, on_failed=hooks.on_failed)
         self._wake = asyncio.Event()
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
@@ -89,45 +97,11 @@ class Deliverer:
         self.pause_reason = ""  # set while a provider error holds the whole queue
         self._control_checked = 0.0
         self._generation = 0  # bumped by renew_transports(): workers then make new ones
-        # Outcomes the spool could not record yet (disk full, locked): kept and written again
-        # before any new work, so a row that was sent is never sent again for it, nor stranded.
-        self._unwritten: collections.deque[tuple[str, str, Callable[[], Awaitable[object]]]] = (
-            collections.deque()
-        )
 
     @property
     def unwritten(self) -> int:
         """Delivery outcomes waiting for the spool to take them (for /health)."""
-        return len(self._unwritten)
-
-    async def _record(self, relay_id: str, state: State, **values: Any) -> None:
-        """spool.finish, or, when the spool fails, kept for the next try (never lost)."""
-        await self._keep(relay_id, state.value, lambda: self.spool.finish(relay_id, state, **values))
-
-    async def _keep(self, relay_id: str, what: str, write: Callable[[], Awaitable[object]]) -> bool:
-        """Run a spool write; when the spool fails, keep it for _flush_unwritten (never lost)."""
-        try:
-            await write()
-        except SpoolError as exc:
-            self._unwritten.append((relay_id, what, write))
-            log.error("event=outcome_unwritten id=%s state=%s error=%r", relay_id, what, str(exc))
-            return False
-        return True
-
-    async def _flush_unwritten(self) -> bool:
-        """Write what the spool could not take before; False while it still cannot. One worker
-        at a time: two would write the same outcome and both take it off the list."""
-        async with self._flushing:
-            while self._unwritten:
-                relay_id, what, write = self._unwritten[0]
-                try:
-                    await write()
-                except SpoolError:
-                    return False
-                self._unwritten.popleft()
-                note = "after a spool failure"
-                log.warning("event=outcome_written id=%s state=%s note=%r", relay_id, what, note)
-            return True
+        return self.outcomes.unwritten
 
     @property
     def paused_until(self) -> float:
@@ -208,7 +182,7 @@ class Deliverer:
         await asyncio.gather(*pending, return_exceptions=True)
         leftover, self._ready = list(self._ready), collections.deque()
         await self._unclaim(leftover)
-        if not await self._flush_unwritten():  # what is still unwritten is `sending`: queued at start
+        if not await self.outcomes.flush():  # what is still unwritten is `sending`: queued at start
             log.error(
                 "event=outcomes_unwritten count=%d note='queued again at the next start'", self.unwritten
             )
@@ -241,7 +215,7 @@ class Deliverer:
         # Cleared before looking for work, never after: a take() or wake() that comes while
         # we look (during the claim or next_due awaits) must cut the nap below short.
         self._wake.clear()
-        if not await self._flush_unwritten():
+        if not await self.outcomes.flush():
             await self._sleep(FAULT_NAP)  # the spool still fails: no new work until it recovers
             return
         await self._sync_control()
@@ -270,7 +244,7 @@ class Deliverer:
     async def _unclaim(self, rows: list[Row]) -> None:
         """Not attempted: back to the queue as they were, without counting a try."""
         for row in rows:
-            await self._record(row.id, State.QUEUED, attempts=row.attempts - 1)
+            await self.outcomes.record(row.id, State.QUEUED, attempts=row.attempts - 1)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -286,10 +260,10 @@ class Deliverer:
                 message = self.unmask(row.message) if needs_secret else row.message
                 sender = row.upstream_from
                 if transport.carries_mail:
-                    sender = self.return_path(row.id, row.upstream_from)
+                    sender = self.hooks.return_path(row.id, row.upstream_from)
                     if sender != row.upstream_from:
-                        message = retag_from(message, row.upstream_from, sender)
-                    key = self.dkim_key()
+                        message = provider_fmt.retag_from(message, row.upstream_from, sender)
+                    key = self.hooks.dkim_key()
                     if key is not None:  # RSA in Python: off the loop
                         message = await asyncio.to_thread(dkim.sign, key, message)
                 outgoing = Outgoing(row.id, sender, row.upstream_to, message, uncertain=row.uncertain)
@@ -304,7 +278,7 @@ class Deliverer:
             except asyncio.CancelledError:
                 # Stopping mid-send: the outcome is unknown, so it goes back to the queue
                 # (at-least-once; the relay id makes a duplicate visible).
-                await asyncio.shield(self._record(row.id, State.QUEUED))
+                await asyncio.shield(self.outcomes.record(row.id, State.QUEUED))
                 raise
             self._pause = 0.0
             self.metrics.transport_sends.labels(accepted.via.value).inc()
@@ -325,7 +299,9 @@ class Deliverer:
             extra: dict[str, Any] = {"uncertain": 0} if row.uncertain else {}
             if poll is not None:
                 extra.update(next_poll=poll, track_until=until)
-            await self._record(row.id, done, last_error="", error_code=None, via=accepted.via.value, **extra)
+            await self.outcomes.record(
+                row.id, done, last_error="", error_code=None, via=accepted.via.value, **extra
+            )
             self.metrics.requests.labels(done.value).inc()
             self._count_sent(row)
         finally:
@@ -337,7 +313,7 @@ class Deliverer:
 
     def _tracking(self, row: Row, accepted: Accepted) -> tuple[float | None, float | None]:
         """(first poll, give up at) when this request's delivery is to be tracked."""
-        timeout = self.track_timeout()
+        timeout = self.hooks.track_timeout()
         if timeout is None or accepted.dry_run or row.mode is RouteMode.EMAIL2SMS:
             return None, None
         if not polling.trackable_phones(row.phones):
@@ -352,7 +328,7 @@ class Deliverer:
         assert answer is not None
         source = accepted.via.value
         if answer.balance:
-            self.on_balance(answer.balance)
+            self.hooks.on_balance(answer.balance)
 
         async def apply() -> None:
             if answer.kind is ReplyKind.OK:
@@ -361,13 +337,13 @@ class Deliverer:
                 await self.spool.start_tracking(row.id, via=source, next_poll=poll, until=until)
             applied = await self.spool.record_reply(
                 answer, mail_from=f"<{source} answer>", raw=accepted.raw[:KEEP_ANSWER_BYTES],
-                pause_for=self.pause_for, cause=self.pause_cause,
+                pause_for=self.hooks.pause_for, cause=self.hooks.pause_cause,
             )  # fmt: skip
             self.effects(answer, applied, source=source)
             if applied.outcome is ReplyOutcome.CONFIRMED:
                 self._count_sent(row)
 
-        await self._keep(row.id, f"{source} answer", apply)
+        await self.outcomes.keep(row.id, f"{source} answer", apply)
 
     async def _failed_attempt(self, row: Row, exc: DeliveryError) -> None:
         if exc.connection and self.clock() >= self._paused_until:
@@ -377,19 +353,19 @@ class Deliverer:
             self._paused_until = self.clock() + self._pause
             log.warning("event=upstream_unavailable pause=%.0fs error=%r", self._pause, exc.text)
         if not exc.temporary:
-            await self._record(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
+            await self.outcomes.record(row.id, State.FAILED, last_error=exc.text, error_code=exc.code)
             log.error("event=failed id=%s route=%s error=%r", row.id, row.route, exc.text)
             self.metrics.requests.labels(State.FAILED.value).inc()
-            self.on_failed(row.id)
+            self.hooks.on_failed(row.id)
             return
         if self.clock() - row.created > self.policy.max_age:
-            await self._record(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
+            await self.outcomes.record(row.id, State.EXPIRED, last_error=exc.text, error_code=exc.code)
             log.error("event=expired id=%s attempts=%d error=%r", row.id, row.attempts, exc.text)
             self.metrics.requests.labels(State.EXPIRED.value).inc()
-            self.on_failed(row.id)
+            self.hooks.on_failed(row.id)
             return
         delay = max(self.policy.delay(row.attempts), exc.retry_after)
-        await self._record(
+        await self.outcomes.record(
             row.id,
             State.DEFERRED,
             next_attempt=self.clock() + delay,
@@ -400,14 +376,6 @@ class Deliverer:
         log.warning(
             "event=deferred id=%s attempts=%d retry_in=%.0fs error=%r", row.id, row.attempts, delay, exc.text
         )
-
-
-def retag_from(message: bytes, address: str, tagged: str) -> bytes:
-    """The provider mail with its From: (the reply address, as the relay wrote it) tagged too,
-    so a reply to either the envelope or the header comes back to the tagged address."""
-    head, sep, body = message.partition(b"\r\n\r\n")
-    old, new = f"\r\nFrom: {address}\r\n".encode(), f"\r\nFrom: {tagged}\r\n".encode()
-    return (b"\r\n" + head + b"\r\n").replace(old, new, 1)[2:-2] + sep + body
 
 
 def unmasker(get_provider: Callable[[], ProviderConfig]) -> Callable[[bytes], bytes]:

@@ -59,6 +59,14 @@ def build(
     )
 
 
+def retag_from(message: bytes, address: str, tagged: str) -> bytes:
+    """The provider mail with its From: (the reply address, as the relay wrote it) tagged too,
+    so a reply to either the envelope or the header comes back to the tagged address."""
+    head, sep, body = message.partition(b"\r\n\r\n")
+    old, new = f"\r\nFrom: {address}\r\n".encode(), f"\r\nFrom: {tagged}\r\n".encode()
+    return (b"\r\n" + head + b"\r\n").replace(old, new, 1)[2:-2] + sep + body
+
+
 def unmask(masked: bytes, provider: ProviderConfig) -> bytes:
     """The sendable mail from a masked one: the configured login and password put back in.
 
