@@ -17,6 +17,7 @@ from pathlib import Path
 
 from relay import ids
 from relay.accept.service import AcceptService
+from relay.background import Background
 from relay.config.current import Current
 from relay.config.load import load
 from relay.config.schema import Config
@@ -129,10 +130,11 @@ class Daemon:
         )
         self.server: asyncio.Server | None = None
         self.metrics_server: asyncio.Server | None = None
-        self.sweeper: asyncio.Task[None] | None = None
-        self.claims: asyncio.Task[None] | None = None
+        self.sweeper = Background("sweep", self._sweep, log=log, first=self._sweep_interval())
+        self.claims = Background("spool-claims", self._keep_claims, log=log)
+        self.heartbeat = Background("sd-heartbeat", self._heartbeat, log=log, first=self._beat())
         self.watcher: asyncio.Task[None] | None = None
-        self.heartbeat: asyncio.Task[None] | None = None
+        self._last_status = 0.0
 
     @property
     def cfg(self) -> Config:
@@ -180,14 +182,14 @@ class Daemon:
         self.tracker.start()
         if self.cfg.provider.uses_api and self.cfg.provider.outbox is None:
             self.balance.start(self.api)
-        self.sweeper = asyncio.create_task(self._sweep(), name="sweep")
-        self.claims = asyncio.create_task(self._keep_claims(), name="spool-claims")
+        self.sweeper.start()
+        self.claims.start()
         self.watcher = asyncio.create_task(self.spool.watch(self._news), name="spool-watch")
         mode = _mode(self.cfg)
         where = spool.describe(self.cfg.spool, self.spool)
         log.info("event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, where, mode)
         self.systemd.ready(await self.status())
-        self.heartbeat = asyncio.create_task(self._heartbeat(), name="sd-heartbeat")
+        self.heartbeat.start()
 
     async def _refresh(self) -> None:
         oldest = await self.spool.oldest_waiting()
@@ -204,68 +206,69 @@ class Daemon:
         text = f"listening on {self.cfg.listen.host}:{self.port}, {waiting} queued"
         return text + (f"; DELIVERY PAUSED: {paused}" if paused else "")
 
-    async def _heartbeat(self) -> None:
+    def _beat(self) -> float:
+        return min(STATUS_INTERVAL, self.systemd.watchdog_interval or STATUS_INTERVAL)
+
+    async def _heartbeat(self) -> float:
         """STATUS every 10 s; WATCHDOG=1 at half the watchdog period, from the event loop itself,
         so a stuck loop (or spool) stops the keep-alives and systemd restarts the relay."""
-        interval = min(STATUS_INTERVAL, self.systemd.watchdog_interval or STATUS_INTERVAL)
-        last_status = 0.0
-        while True:
-            await asyncio.sleep(interval)
-            fields = []
-            if self.systemd.watchdog_interval:
-                fields.append("WATCHDOG=1")
-            loop_time = asyncio.get_running_loop().time()
-            if loop_time - last_status >= STATUS_INTERVAL or not fields:
-                try:
-                    fields.append(f"STATUS={await self.status()}")
-                except SpoolError as exc:
-                    fields.append(f"STATUS=spool unavailable: {exc}")
-                last_status = loop_time
-            self.systemd.notify(*fields)
+        fields = []
+        if self.systemd.watchdog_interval:
+            fields.append("WATCHDOG=1")
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_status >= STATUS_INTERVAL or not fields:
+            try:
+                fields.append(f"STATUS={await self.status()}")
+            except SpoolError as exc:
+                fields.append(f"STATUS=spool unavailable: {exc}")
+            self._last_status = loop_time
+        self.systemd.notify(*fields)
+        return self._beat()
 
     def _news(self, what: str) -> None:
         """Another relay queued rows anyone may claim, or changed the pause: look now."""
         self.deliverer.wake()
 
-    async def _keep_claims(self) -> None:
+    async def _keep_claims(self) -> float:
         """A shared spool: renew this relay's claims well inside their lease, and give back
         those of a relay that stopped renewing (it died)."""
-        while True:
-            try:
-                back = await self.spool.keep_claims()
-            except SpoolError as exc:
-                log.error("event=claims_not_renewed error=%r", str(exc))
-            else:
-                if back:
-                    log.warning("event=claims_expired rows=%d note='their relay stopped renewing'", back)
-                    self.deliverer.wake()
-            # Renewed twice before a lease could run out; a dead relay's rows wait a lease at most.
-            await asyncio.sleep(self.cfg.spool.lease / 3)
+        try:
+            back = await self.spool.keep_claims()
+        except SpoolError as exc:
+            log.error("event=claims_not_renewed error=%r", str(exc))
+        else:
+            if back:
+                log.warning("event=claims_expired rows=%d note='their relay stopped renewing'", back)
+                self.deliverer.wake()
+        # Renewed twice before a lease could run out; a dead relay's rows wait a lease at most.
+        return self.cfg.spool.lease / 3
 
-    async def _sweep(self) -> None:
+    def _sweep_interval(self) -> float:
+        return min(SWEEP_INTERVAL, self.cfg.provider.confirm_timeout / 4)
+
+    async def _sweep(self) -> float:
         """Retention: finished messages and replies older than spool.keep_days go. With test=1, a
         message the provider never answered must be visible, not `sent` forever."""
-        while True:
-            await asyncio.sleep(min(SWEEP_INTERVAL, self.cfg.provider.confirm_timeout / 4))
-            try:
-                pruned = await self.spool.prune(time.time() - self.cfg.spool.keep_days * 86400)
-            except SpoolError as exc:
-                log.error("event=prune_failed error=%r", str(exc))
-            else:
-                if any(pruned):
-                    log.info("event=pruned messages=%d replies=%d", *pruned)
-            if not self.cfg.provider.test:
-                continue
-            try:
-                count = await self.spool.sweep_unconfirmed(self.cfg.provider.confirm_timeout)
-            except SpoolError as exc:
-                log.error("event=sweep_failed error=%r", str(exc))
-                continue
-            if count:
-                log.warning(
-                    "event=unconfirmed count=%d note='no provider reply in %.0fs: the SMS may not have gone out'",  # noqa: E501
-                    count, self.cfg.provider.confirm_timeout,
-                )  # fmt: skip
+        try:
+            pruned = await self.spool.prune(time.time() - self.cfg.spool.keep_days * 86400)
+        except SpoolError as exc:
+            log.error("event=prune_failed error=%r", str(exc))
+        else:
+            if any(pruned):
+                log.info("event=pruned messages=%d replies=%d", *pruned)
+        if not self.cfg.provider.test:
+            return self._sweep_interval()
+        try:
+            count = await self.spool.sweep_unconfirmed(self.cfg.provider.confirm_timeout)
+        except SpoolError as exc:
+            log.error("event=sweep_failed error=%r", str(exc))
+            return self._sweep_interval()
+        if count:
+            log.warning(
+                "event=unconfirmed count=%d note='no provider reply in %.0fs: the SMS may not have gone out'",
+                count, self.cfg.provider.confirm_timeout,
+            )  # fmt: skip
+        return self._sweep_interval()
 
     @property
     def port(self) -> int:
@@ -350,8 +353,7 @@ class Daemon:
         self.systemd.stopping()
         if self.metrics_server is not None:
             self.metrics_server.close()
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()
+        await self.heartbeat.stop()
         timeout = self.cfg.delivery.shutdown_timeout
         loop = asyncio.get_running_loop()
         if self.server:
@@ -362,10 +364,11 @@ class Daemon:
         await self.tracker.stop()
         await self.balance.stop()
         await self.api.close()
-        for task in (self.sweeper, self.claims, self.watcher):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await self.sweeper.stop()
+        await self.claims.stop()
+        if self.watcher is not None:
+            self.watcher.cancel()
+            await asyncio.gather(self.watcher, return_exceptions=True)
         await self.spool.close()
         self.systemd.close()
         log.info("event=stopped")

@@ -8,8 +8,6 @@ clock jump or a reload is picked up. The clock is injectable: tests run storms i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -17,6 +15,7 @@ from collections.abc import Callable
 
 from relay import pipeline
 from relay.accept.service import Delivery
+from relay.background import Background
 from relay.config.schema import Config
 from relay.ids import new_id
 from relay.spool.interface import Storm
@@ -41,17 +40,16 @@ class StormRunner:
         self.delivery = delivery
         self.clock = clock
         self.ticks = 0
-        self._wake = asyncio.Event()
         self._next: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.loop = Background("storm-runner", self._tick, log=log, retry=RETRY_AFTER_ERROR)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="storm-runner")
+        self.loop.start()
 
     def due(self, at: float) -> None:
         """An alert was admitted that is due at `at`: look sooner if that is before the plan."""
         if self._next is None or at < self._next:
-            self._wake.set()
+            self.loop.wake()
 
     @property
     def next_tick(self) -> float | None:
@@ -59,19 +57,10 @@ class StormRunner:
         return self._next
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            delay = await self._tick()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+        await self.loop.stop()
 
     async def _tick(self) -> float:
         """One planner tick; returns how long to sleep."""

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal
 
+from relay.background import Background
 from relay.delivery.http import ApiClient
 from relay.errors import DeliveryError, SpoolError
 from relay.metrics import Metrics
@@ -42,7 +43,7 @@ class BalanceWatch:
         self.balance: Decimal | None = None
         self._low: bool | None = None  # None: not read from the spool yet
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.Task[None] | None = None
+        self._timer: Background | None = None
 
     def update(self, balance: str) -> None:
         """The balance an answer reported (called on the event loop, never blocks)."""
@@ -88,16 +89,15 @@ class BalanceWatch:
         self.update(balance)
 
     def start(self, client: ApiClient) -> None:
-        async def timer() -> None:
-            while True:
-                await self.refresh(client)
-                await asyncio.sleep(self.interval)
+        async def step() -> float:
+            await self.refresh(client)
+            return self.interval
 
-        self._timer = asyncio.create_task(timer(), name="balance")
+        self._timer = Background("balance", step, log=log, retry=self.interval)
+        self._timer.start()
 
     async def stop(self) -> None:
-        pending = [t for t in (self._timer, *self._tasks) if t is not None]
         if self._timer is not None:
-            self._timer.cancel()
+            await self._timer.stop()
         with contextlib.suppress(Exception):
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)

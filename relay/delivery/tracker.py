@@ -10,14 +10,13 @@ within the minute. Statuses, and when each message is next due, are in the spool
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from relay import provider_errors
+from relay.background import Background
 from relay.delivery.http import ApiClient
 from relay.errors import DeliveryError, SpoolError
 from relay.metrics import Metrics
@@ -58,8 +57,7 @@ class Tracker:
         self.interval = interval
         self.max_pairs = max_pairs
         self.requests = 0  # list requests made by this process (tests, stats)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.loop = Background("tracking", self._step, log=log, retry=interval / 4)
 
     async def tick(self) -> bool:
         """One round: settle what is out of time, then one list request if one is allowed and
@@ -109,26 +107,19 @@ class Tracker:
                 self.on_undelivered(f.relay_id)
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tracking")
+        self.loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                if self.enabled():
-                    await self.tick()
-            except SpoolError as exc:
-                log.error("event=tracking_failed error=%r", str(exc))
-            except Exception:  # the loop must outlive any one fault
-                log.exception("event=tracking_failed")
-            # A quarter of the interval: a due message waits at most that beyond its time.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval / 4)
+    async def _step(self) -> float:
+        try:
+            if self.enabled():
+                await self.tick()
+        except SpoolError as exc:
+            log.error("event=tracking_failed error=%r", str(exc))
+        # A quarter of the interval: a due message waits at most that beyond its time.
+        return self.interval / 4

@@ -43,6 +43,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from relay.background import Background
 from relay.errors import SpoolError
 from relay.spool.db import Db
 
@@ -131,20 +132,16 @@ class GroupCommitWriter:
         # down and each of them waits for a connection; SQLite's one connection has one thread.
         self.reader = reader or executor
         self._pending: list[_Pending] = []  # not yet in a batch
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.loop = Background("spool-writer", self._batch, log=log)  # a batch, then wait until woken
         self.commits = 0  # transactions written: with group commit, fewer than operations
         self.failing = ""  # the last commit error, until a commit succeeds again (for /health)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="spool-writer")
+        self.loop.start()
 
     async def stop(self) -> None:
         """Stop taking batches; operations not yet begun fail with SpoolError."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self.loop.stop()
         pending, self._pending = self._pending, []
         for p in pending:
             if not p.future.done():
@@ -158,7 +155,7 @@ class GroupCommitWriter:
         deadline = None if self.give_up is None else time.monotonic() + self.give_up
         entry = _Pending(op, future, durable, shared, deadline)
         self._pending.append(entry)
-        self._wake.set()
+        self.loop.wake()
         timer = None if self.give_up is None else loop.call_later(self.give_up, self._expire, entry)
         try:
             return await future
@@ -168,7 +165,7 @@ class GroupCommitWriter:
 
     def _expire(self, entry: _Pending) -> None:
         """Its time is up: if it is still waiting for a batch, it fails (nothing of it ran). In
-        a batch, it has its batch's outcome, due by its deadline (see _loop)."""
+        a batch, it has its batch's outcome, due by its deadline (see _batch)."""
         if entry in self._pending and not entry.future.done():
             self._pending.remove(entry)
             entry.future.set_exception(SpoolError(UNAVAILABLE))
@@ -186,37 +183,35 @@ class GroupCommitWriter:
         except errors as exc:
             raise SpoolError(f"spool unavailable: {exc}") from exc
 
-    async def _loop(self) -> None:
+    async def _batch(self) -> None:
+        """One batch: what is pending, in one transaction (run by self.loop when woken)."""
         loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        # The batch waits for the database no longer than its earliest operation may.
+        deadline = min((p.deadline for p in batch if p.deadline is not None), default=None)
+        try:
+            results = await loop.run_in_executor(self.executor, self._commit, batch, deadline)
+        except _NotBegun as exc:
+            now = time.monotonic()
+            late = [p for p in batch if p.deadline is not None and p.deadline <= now + SLACK]
+            if late and len(late) < len(batch):  # the others wait on, first in the next batch
+                self._pending[:0] = [p for p in batch if p not in late]
+                self.loop.wake()
+                batch = late
+            self._fail(batch, exc.__cause__ or exc)
+            return
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        for p, (ok, value) in zip(batch, results, strict=True):
+            if p.future.done():  # the caller was cancelled; its operation committed anyway
                 continue
-            # The batch waits for the database no longer than its earliest operation may.
-            deadline = min((p.deadline for p in batch if p.deadline is not None), default=None)
-            try:
-                results = await loop.run_in_executor(self.executor, self._commit, batch, deadline)
-            except _NotBegun as exc:
-                now = time.monotonic()
-                late = [p for p in batch if p.deadline is not None and p.deadline <= now + SLACK]
-                if late and len(late) < len(batch):  # the others wait on, first in the next batch
-                    self._pending[:0] = [p for p in batch if p not in late]
-                    self._wake.set()
-                    batch = late
-                self._fail(batch, exc.__cause__ or exc)
-                continue
-            except Exception as exc:
-                self._fail(batch, exc)
-                continue
-            for p, (ok, value) in zip(batch, results, strict=True):
-                if p.future.done():  # the caller was cancelled; its operation committed anyway
-                    continue
-                if ok:
-                    p.future.set_result(value)
-                else:
-                    p.future.set_exception(value)
+            if ok:
+                p.future.set_result(value)
+            else:
+                p.future.set_exception(value)
 
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
         log.error("event=spool_commit_failed error=%r ops=%d", exc, len(batch))
