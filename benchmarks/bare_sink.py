@@ -38,7 +38,7 @@ async def main() -> None:
     sink = Sink(sys.argv[2] if len(sys.argv) > 2 else None)
     loop = asyncio.get_running_loop()
     if os.environ.get("BARE_LEAN") == "1":
-        from relay.smtp.session import LeanSMTP
+        from relay.smtp.lean import LeanSMTP
 
         def factory() -> SMTP:
             return LeanSMTP(sink, data_size_limit=33554432, enable_SMTPUTF8=False, decode_data=False,

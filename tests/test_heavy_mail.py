@@ -21,7 +21,8 @@ from relay.config.schema import ListenConfig
 from relay.daemon.main import Daemon
 from relay.smtp import render as render_mod
 from relay.smtp.intake import MAX_REPLY_BYTES
-from relay.smtp.session import RelayEnvelope, RelaySMTP, Sessions
+from relay.smtp.session import RelayEnvelope, RelaySMTP
+from relay.smtp.slots import Sessions
 from tests import spooldb
 from tests.fakes import FakeProvider
 from tests.helpers import PASSWORD, Raw, relay_config_text

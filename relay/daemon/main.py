@@ -42,7 +42,7 @@ from relay.model import State, TransportKind
 from relay.provider_errors import account_cause, pause_length
 from relay.smtp.handler import Handler
 from relay.smtp.intake import ReplyIntake
-from relay.smtp.session import Sessions
+from relay.smtp.slots import Sessions
 from relay.spool import interface as spool
 
 log = logging.getLogger("relay.daemon")

@@ -23,7 +23,8 @@ from relay.smtp.auth import Authenticator
 from relay.smtp.intake import MAX_REPLY_BYTES, ReplyIntake, check_reply_size
 from relay.smtp.ratelimit import RateLimiter
 from relay.smtp.render import Renderer
-from relay.smtp.session import RelayEnvelope, RelaySMTP, Sessions, in_networks, peer_of, tls_context
+from relay.smtp.session import RelayEnvelope, RelaySMTP, peer_of, tls_context
+from relay.smtp.slots import Sessions, in_networks
 
 log = logging.getLogger("relay.listener")
 TRANSACTION_CALLS = 1 << 30

@@ -1,18 +1,6 @@
-"""One SMTP session: aiosmtpd's protocol without its per-connection introspection, the relay's
-limits on top (RelaySMTP, which also reads DATA in chunks rather than a line at a time), and the
-open sessions (Sessions: the connection cap, the drain).
-
-For every connection, aiosmtpd 1.4's ``SMTP.__init__`` rebuilds the tables of its own ``smtp_*``
-and ``auth_*`` methods and of the handler's ``handle_*`` hooks with ``inspect.getmembers()`` and
-``dir()``, inspects the EHLO hook's signature and formats a log line of AUTH mechanisms, and
-``_getaddr`` creates a ``typing.Protocol`` class on every MAIL and RCPT. Under load that was ~17% of
-the relay's event-loop time (py-spy, docs/benchmarks.md), and the event loop is what limits
-accept throughput. The tables depend only on the classes and the handler, so ``LeanSMTP``
-computes them once and binds them per connection.
-
-``tests/test_smtpsession.py`` checks that a ``LeanSMTP`` is, attribute for attribute, what
-aiosmtpd's own ``__init__`` makes, so an aiosmtpd release that changes its ``__init__`` fails the
-tests rather than misbehaving in production (pyproject pins aiosmtpd below 1.5 for this reason).
+"""One SMTP session: the relay's limits on top of aiosmtpd's protocol (RelaySMTP, which also
+reads DATA in chunks rather than a line at a time). The lean base class is in lean.py, the
+open sessions and their caps in slots.py.
 """
 
 from __future__ import annotations
@@ -20,179 +8,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
-import ipaddress
 import itertools
 import logging
 import operator
 import ssl
-import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from email._header_value_parser import get_addr_spec, get_angle_addr
-from email.errors import HeaderParseError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import (
-    CALL_LIMIT_DEFAULT,
     MISSING,
     SMTP,
-    AuthenticatorType,
     Envelope,
     Session,
-    _AuthMechAttr,
     _DataState,
-    login_always_fail,
 )
 
 from relay import replies
-from relay.config.schema import ListenConfig, Network
+from relay.config.schema import ListenConfig
+from relay.smtp.lean import LeanSMTP
+
+if TYPE_CHECKING:
+    from relay.smtp.slots import Sessions
 
 log = logging.getLogger("relay.listener")
 DATA_TURN_BYTES = 32 * 1024  # DATA read between two turns of the event loop
-
-
-@dataclass(frozen=True, slots=True)
-class _HandlerTables:
-    hooks: dict[str, Callable[..., Any]]
-    ehlo_hook_ver: str | None
-    auth: tuple[tuple[str, Callable[..., Any]], ...]  # the handler's auth_* methods by mechanism
-
-
-_handler_tables: weakref.WeakKeyDictionary[Any, _HandlerTables] = weakref.WeakKeyDictionary()
-_class_tables: dict[type, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
-
-
-def _mechanism(name: str, func: Any) -> str:
-    return str(getattr(func, "__auth_mechanism_name__", name.replace("auth_", "").replace("__", "-")))
-
-
-def _tables_of_handler(handler: Any) -> _HandlerTables:
-    tables = _handler_tables.get(handler)
-    if tables is None:
-        names = [m for m in dir(handler) if m.startswith("handle_")]
-        hooks = {m.replace("handle_", ""): getattr(handler, m) for m in names}
-        ehlo = hooks.get("EHLO")
-        version = None
-        if ehlo is not None:
-            count = len(inspect.signature(ehlo).parameters)
-            if count != 5:  # aiosmtpd still takes a deprecated 4-argument form; we never write one
-                raise RuntimeError(f"unsupported handle_EHLO hook with {count} parameters")
-            version = "new"
-        members = inspect.getmembers(handler)
-        auth = tuple((_mechanism(name, func), func) for name, func in members if name.startswith("auth_"))
-        tables = _HandlerTables(hooks, version, auth)
-        _handler_tables[handler] = tables
-    return tables
-
-
-def _tables_of_class(cls: type) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """(smtp_* method names, (mechanism, auth_* method name) pairs) of a protocol class."""
-    tables = _class_tables.get(cls)
-    if tables is None:
-        smtp = tuple(m for m in dir(cls) if m.startswith("smtp_"))
-        members = inspect.getmembers(cls)
-        auth = tuple((_mechanism(name, func), name) for name, func in members if name.startswith("auth_"))
-        tables = _class_tables[cls] = (smtp, auth)
-    return tables
-
-
-class LeanSMTP(SMTP):
-    """``aiosmtpd.smtp.SMTP`` with the same state, built from cached tables.
-
-    Takes the keyword arguments the relay uses; the others keep aiosmtpd's defaults.
-    """
-
-    def __init__(
-        self,
-        handler: Any,
-        *,
-        data_size_limit: int | None,
-        enable_SMTPUTF8: bool,
-        decode_data: bool,
-        hostname: str,
-        ident: str,
-        tls_context: ssl.SSLContext | None,
-        require_starttls: bool,
-        timeout: float,
-        auth_require_tls: bool,
-        authenticator: AuthenticatorType | None,
-        command_call_limit: dict[str, int],
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        if not auth_require_tls:
-            raise ValueError("LeanSMTP never offers AUTH without TLS")
-        self.__ident__ = ident
-        self.loop = loop or asyncio.get_running_loop()
-        asyncio.StreamReaderProtocol.__init__(
-            self,
-            asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
-            client_connected_cb=self._cb_client_connected,
-            loop=self.loop,
-        )
-        self.event_handler = handler
-        self.data_size_limit = data_size_limit
-        self.enable_SMTPUTF8 = enable_SMTPUTF8
-        self._decode_data = decode_data
-        self.command_size_limits.clear()
-        self.hostname = hostname
-        self.tls_context = tls_context
-        self.require_starttls = tls_context and require_starttls
-        self._timeout_duration = timeout
-        self._timeout_handle = None
-        self._tls_handshake_okay = True
-        self._tls_protocol = None
-        self._original_transport = None
-        self.session = None
-        self.envelope = None
-        self.transport = None
-        self._handler_coroutine = None
-        self._auth_require_tls = auth_require_tls
-        self._proxy_timeout = None
-        if authenticator is not None:
-            self._authenticator = authenticator
-            self._auth_callback = None
-        else:
-            self._auth_callback = login_always_fail
-            self._authenticator = None
-        self._auth_required = False
-
-        smtp_names, own_auth = _tables_of_class(type(self))
-        handler_tables = _tables_of_handler(handler)
-        # Same precedence as aiosmtpd: the handler's auth_* methods override the built-in ones.
-        self._auth_methods = {mech: _AuthMechAttr(getattr(self, name), True) for mech, name in own_auth}
-        self._auth_methods.update((mech, _AuthMechAttr(func, False)) for mech, func in handler_tables.auth)
-        self._handle_hooks = dict(handler_tables.hooks)
-        self._ehlo_hook_ver = handler_tables.ehlo_hook_ver
-        self._smtp_methods = {m.replace("smtp_", ""): getattr(self, m) for m in smtp_names}
-
-        self._enforce_call_limit = True
-        self._call_limit_base = command_call_limit
-        self._call_limit_default = command_call_limit.get("*", CALL_LIMIT_DEFAULT)
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's ``_getaddr`` without the ``typing.Protocol`` class it creates per call, and
-        with "553 malformed address" instead of a crash (451) where the stdlib parser raises
-        on malformed input such as ``MAIL FROM:<`` or ``RCPT TO:1@[``."""
-        if not arg:
-            return "", ""
-        address: Any  # AngleAddr or AddrSpec: both have addr_spec
-        try:
-            if arg.lstrip().startswith("<"):
-                address, rest = get_angle_addr(arg)
-            else:
-                address, rest = get_addr_spec(arg)
-            addr: str = address.addr_spec
-        except (HeaderParseError, IndexError, AttributeError):
-            # The stdlib parser also raises IndexError/AttributeError on some malformed input
-            # (`<`, `"`, `1@[`): for the client it is the same malformed address.
-            return None, None
-        localpart = addr.rpartition("@")[0]
-        if self.local_part_limit and len(localpart) > self.local_part_limit:
-            return None, None
-        if not addr.isprintable():  # NUL and other controls: no mail system means them
-            return None, None
-        return addr, rest
 
 
 def peer_of(session: Session | None) -> str:
@@ -454,92 +292,3 @@ class RelaySMTP(LeanSMTP):
 # aiosmtpd's HELP reads each command's syntax from the method: the overrides keep it.
 for _name in ("smtp_MAIL", "smtp_DATA", "smtp_RSET"):
     functools.update_wrapper(getattr(RelaySMTP, _name), getattr(SMTP, _name))
-
-
-def in_networks(host: str, networks: Sequence[Network]) -> bool:
-    try:
-        address = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in net for net in networks)
-
-
-class Sessions:
-    """Open SMTP sessions: capped, and waited for on shutdown.
-
-    Three caps at connect: all sessions; the sessions of one client address; and the sessions
-    of clients outside the trusted networks, which may only mail the reply address: a flood from
-    the internet fills its own share and never the trusted clients' slots.
-    """
-
-    def __init__(self, listen: ListenConfig) -> None:
-        self.configure(listen)
-        self.open: set[RelaySMTP] = set()
-        self.busy: set[Session] = set()  # sessions inside handle_DATA: never cut off mid-write
-        self.accepting = True
-        self._hosts: dict[RelaySMTP, tuple[str, bool]] = {}  # session -> (address, trusted)
-
-    def configure(self, listen: ListenConfig) -> None:
-        """The caps and networks in force (SIGHUP); open sessions keep their slots."""
-        self.limit = listen.max_connections
-        self.per_address = listen.max_connections_per_address
-        self.untrusted_limit = listen.untrusted_connections or max(1, listen.max_connections // 4)
-        self.untrusted_per_address = min(self.per_address, listen.untrusted_connections_per_address)
-        self.mail_timeout = listen.untrusted_mail_timeout
-        self.networks = listen.networks
-
-    def admit(self, protocol: RelaySMTP, host: str = "") -> replies.Reply | None:
-        """None when admitted, else the 421 to answer. A full untrusted share makes room: its
-        idlest session is closed, so that a newcomer (the provider's reply server) gets in
-        whoever holds the share."""
-        if not self.accepting:
-            return replies.S421_TOO_MANY_CONNECTIONS
-        trusted = in_networks(host, self.networks)
-        held = sum(1 for h, _ in self._hosts.values() if h == host)
-        if held >= (self.per_address if trusted else self.untrusted_per_address):
-            return replies.S421_TOO_MANY_FROM_YOU
-        if not trusted and sum(1 for _, t in self._hosts.values() if not t) >= self.untrusted_limit:
-            idlest = self._idlest_untrusted()
-            if idlest is None:
-                return replies.S421_TOO_MANY_CONNECTIONS
-            log.warning("event=closed reason=making_room peer=%s", peer_of(idlest.session))
-            idlest.close_with(replies.S421_MAKING_ROOM)
-        if len(self.open) >= self.limit:
-            return replies.S421_TOO_MANY_CONNECTIONS
-        self.open.add(protocol)
-        self._hosts[protocol] = (host, trusted)
-        return None
-
-    def trusted(self, protocol: RelaySMTP) -> bool:
-        return self._hosts.get(protocol, ("", True))[1]
-
-    def _idlest_untrusted(self) -> RelaySMTP | None:
-        """The untrusted session that said nothing for longest; never one whose mail is being
-        written to the spool."""
-        idle = [p for p, (_, t) in self._hosts.items() if not t and p.session not in self.busy]
-        return min(idle, key=lambda p: p.last_active, default=None)
-
-    def release(self, protocol: RelaySMTP) -> None:
-        self.open.discard(protocol)
-        self._hosts.pop(protocol, None)
-
-    async def drain(self, deadline: float) -> None:
-        """Shutdown: no new sessions; a session mid-DATA-handling finishes, the others are told
-        421 and closed (their clients keep the mail and retry)."""
-        self.accepting = False
-        loop = asyncio.get_running_loop()
-        while self.open and loop.time() < deadline:
-            for proto in list(self.open):
-                transport = proto.transport
-                if proto.session in self.busy:
-                    continue
-                self.release(proto)
-                if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
-                    continue
-                # A TLS session whose peer just left can fail to write: it is closing anyway.
-                with contextlib.suppress(OSError, RuntimeError, AttributeError):
-                    transport.write(f"{replies.S421_SHUTTING_DOWN}\r\n".encode())
-                transport.close()
-            await asyncio.sleep(0.02)  # a busy session's DATA handling is finishing
