@@ -21,24 +21,21 @@ from relay.background import Background
 from relay.config.current import Current
 from relay.config.load import load
 from relay.config.schema import Config
-from relay.daemon import http
+from relay.daemon import http, transports
 from relay.daemon.health import Health
 from relay.daemon.sdnotify import SystemdNotifier
 from relay.daemon.storm_runner import StormRunner
 from relay.delivery import dkim
 from relay.delivery.balance import BalanceWatch
-from relay.delivery.failover import FailoverState, FailoverTransport
-from relay.delivery.http import ApiClient, HttpTransport
+from relay.delivery.failover import FailoverState
+from relay.delivery.http import ApiClient
 from relay.delivery.notices import Notifier
-from relay.delivery.outbox import OutboxTransport
 from relay.delivery.retry import RetryPolicy
-from relay.delivery.smtp import SmtpTransport
 from relay.delivery.tracker import Tracker
-from relay.delivery.transport import Transport
 from relay.delivery.workers import Deliverer, Hooks, unmasker
 from relay.errors import ConfigError, Exit, SpoolError
 from relay.metrics import Metrics
-from relay.model import State, TransportKind
+from relay.model import State
 from relay.provider_errors import account_cause, pause_length
 from relay.smtp.handler import Handler
 from relay.smtp.intake import ReplyIntake
@@ -82,13 +79,14 @@ class Daemon:
             lambda: self.cfg.provider, lambda: self.cfg.delivery.timeout, connections=d.concurrency + 2
         )
         self.failover = FailoverState(self.metrics)
+        self.transports = transports.Transports(self.current, self.api, self.failover, self.hostname)
         self.balance = BalanceWatch(
             self.spool, self.metrics, threshold=lambda: self.cfg.provider.low_balance,
             notify=self.notifier.operator if self.notifier is not None else _nobody,
         )  # fmt: skip
         self.deliverer = Deliverer(
             self.spool,
-            self._new_transport,
+            self.transports.new,
             unmasker(lambda: self.cfg.provider),
             metrics=self.metrics,
             hooks=Hooks(
@@ -150,20 +148,6 @@ class Daemon:
         p = self.cfg.provider
         return p.track_timeout if p.track_delivery and p.outbox is None else None
 
-    def _new_transport(self) -> Transport:
-        """One per delivery worker, from the config in force."""
-        p, d = self.cfg.provider, self.cfg.delivery
-        if p.outbox is not None:
-            return OutboxTransport(p.outbox)
-        if p.transport is TransportKind.HTTP:
-            return HttpTransport(self.api)
-        smtp = SmtpTransport(
-            p.hosts, p.port, timeout=d.timeout, starttls=d.starttls, local_hostname=self.hostname
-        )
-        if p.failover:
-            return FailoverTransport(smtp, HttpTransport(self.api), self.failover)
-        return smtp
-
     async def start(self) -> None:
         recovered = await self.spool.open()
         if recovered:
@@ -185,7 +169,7 @@ class Daemon:
         self.sweeper.start()
         self.claims.start()
         self.watcher = asyncio.create_task(self.spool.watch(self._news), name="spool-watch")
-        mode = _mode(self.cfg)
+        mode = transports.mode(self.cfg)
         where = spool.describe(self.cfg.spool, self.spool)
         log.info("event=ready listen=%s:%d spool=%s %s", self.cfg.listen.host, self.port, where, mode)
         self.systemd.ready(await self.status())
@@ -312,10 +296,10 @@ class Daemon:
             log.error("event=reload_refused detail=%r", f"TLS certificate: {exc}")
             return
         self.current.config = new
-        if _transport_settings(old) != _transport_settings(new):
+        if transports.settings(old) != transports.settings(new):
             # Outbox on or off, provider hosts, port, timeouts, TLS: new connections from now on.
             self.deliverer.renew_transports()
-            log.warning("event=transport_changed %s", _mode(new))
+            log.warning("event=transport_changed %s", transports.mode(new))
         self.storm_runner.wake()  # storm settings may have changed
         if self.deliverer.pause_reason:
             # SIGHUP is how an operator says "the password / the balance is fixed".
@@ -372,22 +356,6 @@ class Daemon:
         await self.spool.close()
         self.systemd.close()
         log.info("event=stopped")
-
-
-def _transport_settings(cfg: Config) -> tuple[object, ...]:
-    p, d = cfg.provider, cfg.delivery
-    return (p.outbox, p.hosts, p.port, d.timeout, d.starttls, p.transport, p.failover)
-
-
-def _mode(cfg: Config) -> str:
-    """How requests leave, for the log: the outbox, the SMTP gateway, the HTTP API."""
-    p = cfg.provider
-    if p.outbox:
-        return f"dry-run outbox={p.outbox}"
-    if p.transport is TransportKind.HTTP:
-        return "transport=http api=" + ",".join(p.api_urls)
-    failover = " failover=http api=" + ",".join(p.api_urls) if p.failover else ""
-    return "transport=smtp provider=" + ",".join(p.hosts) + failover
 
 
 def _nobody(subject: str, text: str) -> bool:
