@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP
 from relay.cli import check
 from relay.cli import main as cli
 from relay.errors import Exit
-from relay.spool import postgres
+from relay.spool import pgdb
 from tests.fakes import FakeProvider
 from tests.helpers import HTTP_ROUTES, PASSWORD, closed_port, relay_config_text
 
@@ -220,12 +220,12 @@ async def test_postgresql_spool_ok_with_its_schema_version(
 ) -> None:
     _, port = provider
     with psycopg.connect(pg_dsn) as conn:
-        postgres.migrate(conn)  # as a relay that has run once
+        pgdb.migrate(conn)  # as a relay that has run once
     spool = f'{{backend: postgresql, dsn: "{pg_dsn} password={PG_PASSWORD}", relay_name: test}}'
     code, out, err = await _check(_config(tmp_path, port, spool=spool), capsys)
     assert code == Exit.OK, out
     (line,) = [x for x in out.splitlines() if x.startswith("spool PostgreSQL")]
-    assert line.endswith(f": OK (SELECT 1; schema version {postgres.VERSION})")
+    assert line.endswith(f": OK (SELECT 1; schema version {pgdb.VERSION})")
     assert PG_PASSWORD not in out + err
 
 

@@ -197,7 +197,7 @@ async def _postgres(cfg: Config, timeout: float) -> Probe:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    from relay.spool.postgres import VERSION, masked
+    from relay.spool.pgdb import VERSION, masked
 
     dsn = cfg.spool.dsn.value
     c = conninfo_to_dict(dsn)  # the config loader parsed it already

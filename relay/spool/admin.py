@@ -21,7 +21,7 @@ import psycopg
 from relay.config.schema import SpoolConfig
 from relay.errors import SpoolError
 from relay.model import AlertState, ProviderMail, SpoolBackend, State
-from relay.spool import alerts, messages, postgres, replies, schema, tracking
+from relay.spool import alerts, messages, pgdb, postgres, replies, schema, tracking
 from relay.spool.base import CONTROL, QUEUED
 from relay.spool.db import Db
 from relay.spool.messages import Row
@@ -64,12 +64,12 @@ class SpoolAdmin:
         """A PostgreSQL spool; raises SpoolError (DSN masked) when it cannot be reached."""
         try:
             raw = psycopg.connect(
-                dsn, autocommit=True, connect_timeout=int(timeout), **postgres.connection_kwargs()
+                dsn, autocommit=True, connect_timeout=int(timeout), **pgdb.connection_kwargs()
             )
-            postgres.migrate(raw)  # an older database gets the tables this code reads
+            pgdb.migrate(raw)  # an older database gets the tables this code reads
         except psycopg.Error as exc:
-            raise SpoolError(f"cannot open the PostgreSQL spool: {postgres.masked(str(exc), dsn)}") from None
-        db = postgres.PgDb(raw)
+            raise SpoolError(f"cannot open the PostgreSQL spool: {pgdb.masked(str(exc), dsn)}") from None
+        db = pgdb.PgDb(raw)
 
         @contextlib.contextmanager
         def transaction() -> Iterator[Db]:

@@ -18,7 +18,7 @@ import psycopg
 
 from relay.errors import SpoolError
 from relay.model import State
-from relay.spool import postgres, schema
+from relay.spool import pgdb, postgres, schema
 
 # In this order; `replies.n` is the database's own (an identity column), so not copied.
 TABLES = ("messages", "replies", "control", "alerts", "dedup_windows", "phone_sends", "phone_status")
@@ -36,15 +36,15 @@ def copy(source: sqlite3.Connection, dsn: str) -> Copied:
     """Copy the spool open on `source` into the database at `dsn` (made or migrated first)."""
     schema.migrate(source)  # an older spool gets today's columns first
     try:
-        with psycopg.connect(dsn, connect_timeout=10, **postgres.connection_kwargs()) as target:
-            postgres.migrate(target)
+        with psycopg.connect(dsn, connect_timeout=10, **pgdb.connection_kwargs()) as target:
+            pgdb.migrate(target)
             return _copy(source, target)
     except psycopg.Error as exc:
-        raise SpoolError(f"PostgreSQL: {postgres.masked(str(exc), dsn)}") from None
+        raise SpoolError(f"PostgreSQL: {pgdb.masked(str(exc), dsn)}") from None
 
 
 def _copy(source: sqlite3.Connection, target: psycopg.Connection[Any]) -> Copied:
-    db = postgres.PgDb(target)
+    db = pgdb.PgDb(target)
     counts: dict[str, int] = {}
     with target.transaction():
         db.execute("SELECT pg_advisory_xact_lock(?)", (postgres.SHARED_LOCK,))  # no relay writes meanwhile
