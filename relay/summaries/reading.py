@@ -170,129 +170,165 @@ def fields_of(text: str) -> dict[str, str]:
 
 
 def read(text: str, subject: str = "") -> Reading:
-    fields: list[Field] = []
-    free: list[str] = []
-    others: list[str] = []
-    kept: list[str] = []
-    dropped: dict[str, None] = {}
-    ignored: dict[str, None] = {}
-    in_section = False
-    pending: tuple[Role, str] | None = None  # a heading line (`Summary`) whose value is the next line
-    table: Role | None = None  # inside a table whose rows are `host value` or `host status ...`
-    subject_key = _norm(subject)
+    reader = _Reader(_norm(subject))
     for raw in text.split("\n"):
+        if not reader.feed(raw):
+            break
+    return reader.reading()
+
+
+class _Reader:
+    """The state of one read, a line at a time."""
+
+    def __init__(self, subject_key: str) -> None:
+        self.subject_key = subject_key
+        self.fields: list[Field] = []
+        self.free: list[str] = []
+        self.others: list[str] = []
+        self.kept: list[str] = []
+        self.dropped: dict[str, None] = {}
+        self.ignored: dict[str, None] = {}
+        self.in_section = False
+        self.pending: tuple[Role, str] | None = None  # a heading (`Summary`) whose value is the next line
+        self.table: Role | None = None  # inside a table whose rows are `host value` or `host status ...`
+
+    def reading(self) -> Reading:
+        return Reading(
+            tuple(self.fields), tuple(self.free), tuple(self.others), tuple(self.kept),
+            tuple(self.dropped), tuple(self.ignored),
+        )  # fmt: skip
+
+    def feed(self, raw: str) -> bool:
+        """Read one line; False when the rest of the mail is not worth reading."""
         line = _clean_line(raw)
         if not line:
-            in_section, pending, table = False, None, None
-            continue
+            self.in_section, self.pending, self.table = False, None, None
+            return True
         kind = boilerplate(line)
         if kind == "sign-off":
-            dropped[kind] = None
-            if kept or fields:
-                break  # what follows a sign-off after the content is a name and a footer
-            continue
+            self.dropped[kind] = None
+            # what follows a sign-off after the content is a name and a footer
+            return not (self.kept or self.fields)
         if kind:
-            dropped[kind] = None
-            continue
-        if pending is not None:
-            fields.append(Field(pending[0], pending[1], line))
-            kept.append(line)
-            pending = None
-            continue
+            self.dropped[kind] = None
+            return True
+        if self.pending is not None:
+            self.fields.append(Field(self.pending[0], self.pending[1], line))
+            self.kept.append(line)
+            self.pending = None
+            return True
         if _SECTION.match(line):
-            in_section = True  # a label or annotation dump: its fields are read, never printed
-            dropped["label dump"] = None
-            continue
-        if (head := _TABLE_HEAD.match(line)) is not None:
-            second = head["second"].lower()
-            table = Role.VALUE if second in ("value", "значение") else Role.STATE
-            dropped["table head"] = None
-            continue
-        row = _TABLE_ROW.match(line) if table is not None else None
-        if row is not None and (
-            re.match(r"[-+]?\d", row["second"])
-            if table is Role.VALUE
-            else STATE_WORD.fullmatch(row["second"])
-        ):
-            # a row names an instance; its value or status column is what the phone needs of it
-            fields.append(Field(Role.HOST, "host", row["first"]))
-            fields.append(Field(Role.VALUE, "value", row["second"]))
-            trouble = _TROUBLE_WORD.search(line, row.end())
-            if trouble is not None:  # `db01 Failed 22:00:41 ... Error: Failed to create VM snapshot.`
-                fields.append(Field(Role.DETAIL, "message", line[trouble.start() :]))
-            kept.append(line)
-            continue
-        table = None
+            self.in_section = True  # a label or annotation dump: its fields are read, never printed
+            self.dropped["label dump"] = None
+            return True
+        if self._table(line):
+            return True
         heading = line.rstrip(" :").lower()
         if len(heading.split()) <= 2 and role_of(heading) in (Role.DETAIL, Role.VALUE, Role.PROBLEM):
-            pending = (role_of(heading) or Role.DETAIL, heading)
-            continue
-        for inner in _MAP.finditer(line):  # Go's map[instance:db01 job:node] printed as is
-            dropped["label dump"] = None
-            for pair in inner["inner"].split():
-                key, _, value = pair.partition(":")
-                if value:
-                    fields.append(Field(role_of(key), key.lower(), value))
-        if _MAP.search(line):
-            line = _MAP.sub("", line).strip(" =:")
-            if not line or _FIELD.match(line):
-                continue
-        pairs = _PAIRS.findall(line)
-        if len(pairs) >= 2 and len(_PAIRS.sub("", line).split()) <= 2:  # a label list on one line
-            dropped["label dump"] = None
-            fields.extend(Field(role_of(k), k.lower(), v.strip('"')) for k, v in pairs)
-            continue
+            self.pending = (role_of(heading) or Role.DETAIL, heading)
+            return True
+        rest = self._labels(line)
+        if rest is None:
+            return True
+        line = rest
         m = _FIELD.match(line)
         if m and m["value"] and not _URL.match(m["value"]) and len(m["key"].split()) <= 4:
-            key = " ".join(re.sub(r"\(.*?\)", "", m["key"].lower()).split())  # `Time (Europe/Berlin)`
-            if key in IGNORED or _DATE.match(m["value"]):
-                ignored[key] = None
-                kept.append(line)  # mail that is no alert keeps its dates (`Due: 25.11.2026`)
-                continue
-            role = role_of(key)
-            kept.append(line)
-            value = m["value"]
-            if value.startswith("[") and value.endswith("]") and " = " in value:
-                # `Dimensions: [InstanceId = i-0a1b..., ...]`: the pairs are the fields
-                for pair in re.split(r"\]\s*\[|,", value[1:-1]):  # `[a = 1, b = 2]`, `[a = 1] [b = 2]`
-                    name, _, said = (s.strip(" []") for s in pair.partition(" = "))
-                    if said and (inner_role := role_of(name)) is not None:
-                        fields.append(Field(inner_role, name.lower(), said))
-            if role is None:
-                # A field we know nothing of may still say what happened: with a word of trouble
-                # for a name (`WARNING: Out of memory killer ...`) it is as good as free text.
-                (free if _TROUBLE_WORD.search(m["key"]) else others).append(line)
-                continue
-            if role is Role.STATE and len(m["value"].split()) > 3:
-                role = Role.DETAIL  # `Status: Black cartridge very low (5%)` says what, not a state
-            if role is Role.STATE and not re.search(r"[^\W\d]", m["value"]):
-                ignored[key] = None  # `Priority: 10`
-                continue
-            if role is Role.DETAIL and (point := _DATAPOINT.search(value)) is not None:
-                fields.append(
-                    Field(Role.VALUE, "datapoint", point[1])
-                )  # CloudWatch's `... datapoints [96.41 (...)]`
-            if role is Role.STATE and "->" in value:
-                value = value.rsplit("->", 1)[1].strip()  # `State Change: OK -> ALARM`: the new one
-            fields.append(Field(role, key, value))
-            continue
+            self._field(line, m)
+            return True
         if m and not m["value"] and len(m["key"].split()) <= 4:
-            dropped["section heading"] = None  # `Expression Variables :` alone says nothing
-            continue
-        if in_section:
+            self.dropped["section heading"] = None  # `Expression Variables :` alone says nothing
+            return True
+        if self.in_section:
             if raw[:1].isspace():
-                continue
+                return True
             if (row := _LABEL_ROW.match(line)) is not None:  # `instance db01:9100` (HTML label tables)
                 key = row["key"].lower()
                 if key not in IGNORED:
-                    fields.append(Field(role_of(key), key, row["value"]))
-                continue
-        if subject_key and _norm(line) == subject_key:
-            dropped["subject repeated"] = None
-            continue
-        free.append(line)
-        kept.append(line)
-    return Reading(tuple(fields), tuple(free), tuple(others), tuple(kept), tuple(dropped), tuple(ignored))
+                    self.fields.append(Field(role_of(key), key, row["value"]))
+                return True
+        if self.subject_key and _norm(line) == self.subject_key:
+            self.dropped["subject repeated"] = None
+            return True
+        self.free.append(line)
+        self.kept.append(line)
+        return True
+
+    def _table(self, line: str) -> bool:
+        """A table's head or one of its rows (True: the line is read); any other line ends it."""
+        if (head := _TABLE_HEAD.match(line)) is not None:
+            second = head["second"].lower()
+            self.table = Role.VALUE if second in ("value", "значение") else Role.STATE
+            self.dropped["table head"] = None
+            return True
+        row = _TABLE_ROW.match(line) if self.table is not None else None
+        if row is not None and (
+            re.match(r"[-+]?\d", row["second"])
+            if self.table is Role.VALUE
+            else STATE_WORD.fullmatch(row["second"])
+        ):
+            # a row names an instance; its value or status column is what the phone needs of it
+            self.fields.append(Field(Role.HOST, "host", row["first"]))
+            self.fields.append(Field(Role.VALUE, "value", row["second"]))
+            trouble = _TROUBLE_WORD.search(line, row.end())
+            if trouble is not None:  # `db01 Failed 22:00:41 ... Error: Failed to create VM snapshot.`
+                self.fields.append(Field(Role.DETAIL, "message", line[trouble.start() :]))
+            self.kept.append(line)
+            return True
+        self.table = None
+        return False
+
+    def _labels(self, line: str) -> str | None:
+        """Label dumps in a line read as fields: what is left of the line, None when nothing."""
+        for inner in _MAP.finditer(line):  # Go's map[instance:db01 job:node] printed as is
+            self.dropped["label dump"] = None
+            for pair in inner["inner"].split():
+                key, _, value = pair.partition(":")
+                if value:
+                    self.fields.append(Field(role_of(key), key.lower(), value))
+        if _MAP.search(line):
+            line = _MAP.sub("", line).strip(" =:")
+            if not line or _FIELD.match(line):
+                return None
+        pairs = _PAIRS.findall(line)
+        if len(pairs) >= 2 and len(_PAIRS.sub("", line).split()) <= 2:  # a label list on one line
+            self.dropped["label dump"] = None
+            self.fields.extend(Field(role_of(k), k.lower(), v.strip('"')) for k, v in pairs)
+            return None
+        return line
+
+    def _field(self, line: str, m: re.Match[str]) -> None:
+        """A `key: value` line."""
+        key = " ".join(re.sub(r"\(.*?\)", "", m["key"].lower()).split())  # `Time (Europe/Berlin)`
+        if key in IGNORED or _DATE.match(m["value"]):
+            self.ignored[key] = None
+            self.kept.append(line)  # mail that is no alert keeps its dates (`Due: 25.11.2026`)
+            return
+        role = role_of(key)
+        self.kept.append(line)
+        value = m["value"]
+        if value.startswith("[") and value.endswith("]") and " = " in value:
+            # `Dimensions: [InstanceId = i-0a1b..., ...]`: the pairs are the fields
+            for pair in re.split(r"\]\s*\[|,", value[1:-1]):  # `[a = 1, b = 2]`, `[a = 1] [b = 2]`
+                name, _, said = (s.strip(" []") for s in pair.partition(" = "))
+                if said and (inner_role := role_of(name)) is not None:
+                    self.fields.append(Field(inner_role, name.lower(), said))
+        if role is None:
+            # A field we know nothing of may still say what happened: with a word of trouble
+            # for a name (`WARNING: Out of memory killer ...`) it is as good as free text.
+            (self.free if _TROUBLE_WORD.search(m["key"]) else self.others).append(line)
+            return
+        if role is Role.STATE and len(m["value"].split()) > 3:
+            role = Role.DETAIL  # `Status: Black cartridge very low (5%)` says what, not a state
+        if role is Role.STATE and not re.search(r"[^\W\d]", m["value"]):
+            self.ignored[key] = None  # `Priority: 10`
+            return
+        if role is Role.DETAIL and (point := _DATAPOINT.search(value)) is not None:
+            self.fields.append(
+                Field(Role.VALUE, "datapoint", point[1])
+            )  # CloudWatch's `datapoints [96.41 (...)]`
+        if role is Role.STATE and "->" in value:
+            value = value.rsplit("->", 1)[1].strip()  # `State Change: OK -> ALARM`: the new one
+        self.fields.append(Field(role, key, value))
 
 
 _DATAPOINT = re.compile(r"\bdatapoints? \[(-?\d+(?:\.\d{1,2})?)\d*\b")
