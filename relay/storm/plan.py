@@ -207,6 +207,30 @@ def followup_text(window: Window) -> str:
     )
 
 
+def _ready(
+    now: float,
+    phones: tuple[str, ...],
+    alerts: Sequence[Alert],
+    sent: Mapping[str, Sequence[Send]],
+    s: StormSettings,
+) -> float:
+    """When a group's digest may go: its leading edge, or the storm's hold, out of quiet hours,
+    and no sooner than the pacing of every phone of the group allows."""
+    urgent = any(a.urgent for a in alerts)
+    ready = min(a.due for a in alerts)  # the leading edge: phones idle for a while
+    since = now - s.min_gap - s.hold
+    if not urgent and any(x.at > since for p in phones for x in sent.get(p, ())):
+        # In the middle of a storm: wait for others to join, then one digest.
+        ready = min(a.received + (0.0 if a.kind is AlertKind.FOLLOWUP else s.hold) for a in alerts)
+    quiet = quiet_until(max(now, ready), s)
+    if quiet is not None and not urgent:
+        ready = quiet
+    gap = 0.0 if urgent else s.min_gap
+    for phone in phones:
+        ready = max(ready, next_allowed(sent.get(phone, ()), gap, s.burst))
+    return ready
+
+
 def plan(
     now: float,
     held: Sequence[Alert],
@@ -235,18 +259,7 @@ def plan(
     digests = []
     for (route, phones), alerts in sorted(groups.items(), key=lambda kv: min(a.due for a in kv[1])):
         s = settings(route)
-        urgent = any(a.urgent for a in alerts)
-        ready = min(a.due for a in alerts)  # the leading edge: phones idle for a while
-        since = now - s.min_gap - s.hold
-        if not urgent and any(x.at > since for p in phones for x in sent.get(p, ())):
-            # In the middle of a storm: wait for others to join, then one digest.
-            ready = min(a.received + (0.0 if a.kind is AlertKind.FOLLOWUP else s.hold) for a in alerts)
-        quiet = quiet_until(max(now, ready), s)
-        if quiet is not None and not urgent:
-            ready = quiet
-        gap = 0.0 if urgent else s.min_gap
-        for phone in phones:
-            ready = max(ready, next_allowed(sent.get(phone, ()), gap, s.burst))
+        ready = _ready(now, phones, alerts, sent, s)
         if ready > now:
             wakes.append(ready)
             continue

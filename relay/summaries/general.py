@@ -37,6 +37,18 @@ _LOG_STAMP = re.compile(
 )
 
 
+def _state(reading: Reading, said: str, alert: bool) -> str:
+    """The state piece: a state field, else the first lines' state word (`The following alert has
+    been cleared:`); none when the subject's own words say it (`said`)."""
+    state = _first(reading, Role.STATE)
+    if not state and not said and alert:
+        said_first = (m[1] for line in reading.free[:_FREE_LINES] for m in STATE_WORD.finditer(line))
+        state = next((w for w in said_first if w.lower() not in ("alert", "alarm", "alerting")), "")
+    if said and said.lower() in state.lower():
+        state = ""  # `Critical, Disk /var ...` says it already: not `Escalated to CRITICAL Critical, ...`
+    return state
+
+
 def summarise(
     subject: str, text: str, header_from: str = "", reading: Reading | None = None
 ) -> AlertSummary | None:
@@ -51,14 +63,8 @@ def summarise(
         # itself an alert and reports trouble is one, though it has no fields
         or bool(_ALERT_NOUN.search(core) and any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
     )
-    state = _first(reading, Role.STATE)
     said = _state_word(core)
-    if not state and not said and alert:
-        # `The following alert has been cleared:`: the state only in the first lines of text
-        said_first = (m[1] for line in reading.free[:_FREE_LINES] for m in STATE_WORD.finditer(line))
-        state = next((w for w in said_first if w.lower() not in ("alert", "alarm", "alerting")), "")
-    if said and said.lower() in state.lower():
-        state = ""  # `Critical, Disk /var ...` says it already: not `Escalated to CRITICAL Critical, ...`
+    state = _state(reading, said, alert)
     hosts = list(
         dict.fromkeys(host_of(f.value) for f in reading.fields if f.role is Role.HOST and host_of(f.value))
     )
