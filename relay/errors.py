@@ -3,18 +3,19 @@
     RelayError                      carries .reply (code, enhanced code, text)
     ├── TemporaryError              451 4.3.0: the client keeps the mail and retries
     │   └── SpoolError              the spool could not commit (disk full, locked, corrupt)
-    └── PermanentError              5xx: retrying the same mail cannot help
-        ├── NoRouteError            550 5.1.1 no route for <addr>
-        ├── AddressError            553 5.1.3 a phone or address that fails validation
-        ├── TooBigError             552 5.3.4 inbound mail or provider mail over its limit
-        ├── ContentError            554 5.6.0 nothing usable to send, bad command line, bad field
-        └── LoopError               554 5.4.6 too many Received: headers
-    DeliveryError                   handing a mail to the provider failed (delivery/, never a
-    │                               reply to our client: the message is already spooled)
-    ├── UpstreamRefused             5xx to MAIL/RCPT/DATA: the message fails, no retry
-    ├── UpstreamDeferred            4xx: retried with backoff
-    └── UpstreamUnavailable         also a ConnectionError: the provider is unusable now, not the
-        └── UpstreamTimeout         message (pause, retry); the timeout is also a TimeoutError
+    ├── PermanentError              5xx: retrying the same mail cannot help
+    │   ├── NoRouteError            550 5.1.1 no route for <addr>
+    │   ├── AddressError            553 5.1.3 a phone or address that fails validation
+    │   ├── TooBigError             552 5.3.4 inbound mail or provider mail over its limit
+    │   ├── ContentError            554 5.6.0 nothing usable to send, bad command line, bad field
+    │   └── LoopError               554 5.4.6 too many Received: headers
+    └── DeliveryError               handing a mail to the provider failed (delivery/; its reply
+        │                           is the provider's, never sent to our client: the message is
+        │                           already spooled, and the retry policy reads .temporary)
+        ├── UpstreamRefused         5xx to MAIL/RCPT/DATA: the message fails, no retry
+        ├── UpstreamDeferred        4xx: retried with backoff
+        └── UpstreamUnavailable     also a ConnectionError: the provider is unusable now, not the
+            └── UpstreamTimeout     message (pause, retry); the timeout is also a TimeoutError
 
     ConfigError                     not an SMTP error: `check` prints it, `serve` exits 78
 
