@@ -7,11 +7,12 @@ SRC    := relay tests benchmarks
 
 .PHONY: setup run test test-deps lint check-config bench clean install check-unit man deb deb-deps
 
-# The venv is rebuilt when pyproject.toml changes.
+# The venv is rebuilt when pyproject.toml changes. With the `fast` extra (uvloop), as installed
+# servers run, so the tests' `serve` processes run on it too.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
 	touch $@
 
 setup: $(VENV)/.installed

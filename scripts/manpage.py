@@ -228,6 +228,8 @@ def manpage(parser: argparse.ArgumentParser) -> str:
         "the configuration file when -c is not given",
     ]
     r += [".TP", "\\fBSMSC_RELAY_DEBUG\\fR", line("1: an internal error prints its traceback")]
+    loop = "serve's event loop: uvloop when it is installed (the default), asyncio for asyncio's own"
+    r += [".TP", "\\fBSMSC_RELAY_LOOP\\fR", line(loop)]
     r += [".SH SIGNALS", *tagged(SIGNALS)]
     r += [".SH FILES", *tagged(FILES)]
     r += [".SH SEE ALSO", "\\fBsystemd.exec\\fR(5), \\fBsetpriv\\fR(1), \\fBswaks\\fR(1)"]

@@ -4,7 +4,6 @@ passwd (DESIGN.md 6)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -91,9 +90,9 @@ SIGHUP reloads the config; SIGTERM stops after in-flight sessions and sends fini
 
 def cmd_serve(args: argparse.Namespace) -> int:
     # The daemon (asyncio servers, aiosmtplib, prometheus) loads only for `serve`.
-    from relay.daemon import logs
+    from relay.daemon import logs, loop
     from relay.daemon.main import amain
 
     logs.setup_logging(args.log_level)
     load(args.config)  # a broken config exits 78 before anything starts
-    return asyncio.run(amain(Path(args.config)))
+    return loop.run(amain(Path(args.config)))  # on uvloop when installed

@@ -11,18 +11,22 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay import ids, provider_errors
 from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.config.schema import Config, SpoolConfig
-from relay.formatters.provider import retag_from
 from relay.errors import Exit, SpoolError
 from relay.formatters import mime
+from relay.formatters.provider import retag_from
 from relay.model import AlertState, SpoolBackend, State
-from relay.spool.admin import SpoolAdmin
 from relay.spool.messages import Row
+
+if TYPE_CHECKING:
+    # At run time in open_admin: relay.spool.admin imports psycopg, and `serve` imports this
+    # module for its argument parser (a SQLite relay needs no libpq).
+    from relay.spool.admin import SpoolAdmin
 
 T = TypeVar("T")
 
@@ -87,6 +91,8 @@ def open_admin(cfg: SpoolConfig) -> SpoolAdmin:
             print(f"smsc-relay: no spool at {cfg.path} (has the relay run yet?)", file=sys.stderr)
             raise SystemExit(Exit.FAILURE)
         become_owner(cfg.path)
+    from relay.spool.admin import SpoolAdmin
+
     try:
         return SpoolAdmin.for_config(cfg)
     except SpoolError as exc:
@@ -271,7 +277,7 @@ def _show(row: Row, data: dict[str, Any]) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = _using(args, SpoolAdmin.stats)
+    stats = _using(args, lambda spool: spool.stats())
     counts = {s.value: stats.counts.get(s, 0) for s in State}
     oldest, control = stats.oldest_pending, stats.control
     paused = float(control.get("paused_until", "0")) > time.time()
@@ -301,6 +307,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_resume(args: argparse.Namespace) -> int:
-    reason = _using(args, SpoolAdmin.resume)
+    reason = _using(args, lambda spool: spool.resume())
     print(f"delivery resumed (was paused: {reason})" if reason else "delivery was not paused")
     return Exit.OK

@@ -10,7 +10,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay.cli import rerender
 from relay.cli.queue import open_admin
@@ -18,8 +18,10 @@ from relay.config.load import load
 from relay.config.schema import Config
 from relay.errors import Exit
 from relay.model import State
-from relay.spool.admin import SpoolAdmin
 from relay.spool.messages import Row
+
+if TYPE_CHECKING:
+    from relay.spool.admin import SpoolAdmin  # psycopg: not for `serve` (relay/cli/queue.py)
 
 # The provider took these (or may have): sending again is a second, paid SMS.
 TAKEN = (State.SENT, State.CONFIRMED, State.DELIVERED, State.UNDELIVERED, State.UNCONFIRMED,

@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay import fields
 from relay.cli.helptext import examples
@@ -24,7 +24,9 @@ from relay.formatters import provider
 from relay.ids import new_id
 from relay.model import Entry, RouteMode, SmsRequest, State
 from relay.spool import messages
-from relay.spool.admin import SpoolAdmin
+
+if TYPE_CHECKING:
+    from relay.spool.admin import SpoolAdmin  # psycopg: not for `serve` (relay/cli/queue.py)
 
 DONE_OK = (State.CONFIRMED, State.DRY_RUN, State.DELIVERED)
 DONE_BAD = (

@@ -12,7 +12,6 @@ from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.errors import Exit, SpoolError
 from relay.model import SpoolBackend
-from relay.spool import migrate
 from relay.spool.sqlite import connect, held, lock_path
 
 
@@ -35,6 +34,8 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from relay.spool import migrate  # psycopg: only for this command, never for `serve`
+
     cfg = load(args.config, secrets=False)
     if cfg.spool.backend is not SpoolBackend.POSTGRESQL:
         print("smsc-relay: the config's spool is not PostgreSQL (spool.backend: postgresql)", file=sys.stderr)

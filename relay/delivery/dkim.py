@@ -1,7 +1,9 @@
 """DKIM (dkimpy): sign provider mail, verify provider replies, make keys.
 
 dkimpy's DNS lookups block and its RSA runs in Python: callers run these in a thread. The DNS
-lookup is injectable (`dnsfunc`), so tests verify against a fixed key.
+lookup is injectable (`dnsfunc`), so tests verify against a fixed key. dkimpy (with dnspython,
+~4 MiB of RSS) is imported by the first signature or verification, not with this module: the
+daemon imports it whether or not the config has a DKIM key or trusts DKIM-signed replies.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import dkim
-
 from relay.config.schema import DkimKey
 
 DnsFunc = Callable[..., bytes | None]
@@ -25,6 +25,8 @@ SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-ver
 
 def sign(key: DkimKey, message: bytes) -> bytes:
     """`message` with a DKIM-Signature header of `key` in front."""
+    import dkim
+
     header = dkim.sign(
         message,
         key.selector.encode(),
@@ -44,6 +46,8 @@ class Verdict:
 
 def verify(message: bytes, *, domains: Sequence[str], dnsfunc: DnsFunc | None = None) -> Verdict:
     """Trust a reply only with a valid signature of one of `domains` covering the whole body."""
+    import dkim
+
     checker = dkim.DKIM(message, minkey=1024)
     try:
         ok = checker.verify(dnsfunc=dnsfunc or dkim.dnsplug.get_txt)

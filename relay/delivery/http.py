@@ -16,8 +16,7 @@ import logging
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from relay import fields, provider_errors
 from relay.config.schema import ProviderConfig
@@ -27,6 +26,9 @@ from relay.formatters import api, mime
 from relay.model import PhoneStatus, ProviderReply, ReplyKind, TransportKind
 from relay.parsers import api as answers
 from relay.parsers import command
+
+if TYPE_CHECKING:
+    import httpx  # imported by the first request: a relay that never uses the API never loads it
 
 log = logging.getLogger("relay.delivery")
 DUPLICATE = 9  # send.php: an identical request within a minute, or 15 concurrent requests
@@ -53,18 +55,34 @@ class ApiClient:
     ) -> None:
         self.provider = provider  # the config in force (SIGHUP may change URLs and password)
         self.timeout = timeout
-        self._client = httpx.AsyncClient(
-            verify=ssl.create_default_context(),  # the system's CAs, as every other client here
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            headers={"User-Agent": "smsc-relay"},
-            follow_redirects=False,  # a redirect would carry the POST body somewhere we did not choose
-            transport=transport,
-        )
         self.requests = 0  # made so far, for tests and stats
+        self._connections = connections
+        self._transport = transport
+        # Made by the first request: the daemon builds one ApiClient whatever the transport, and
+        # httpx with its CA store is ~8 MiB of RSS that an SMTP-only relay would carry for nothing.
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                verify=ssl.create_default_context(),  # the system's CAs, as every other client here
+                limits=httpx.Limits(
+                    max_connections=self._connections, max_keepalive_connections=self._connections
+                ),
+                headers={"User-Agent": "smsc-relay"},
+                follow_redirects=False,  # a redirect would carry the POST body somewhere we did not choose
+                transport=self._transport,
+            )
+        return self._client
 
     async def post(self, method: str, form: Sequence[tuple[str, str]]) -> Answer:
         """The first base URL that answers. Raises UpstreamUnavailable (or UpstreamTimeout)
         when none does; `uncertain` when one may have processed the request."""
+        import httpx
+
+        client = self._http()
         errors: list[str] = []
         uncertain = timed_out = False
         timeout = self.timeout()
@@ -72,7 +90,7 @@ class ApiClient:
             url = base + method
             self.requests += 1
             try:
-                response = await self._client.post(url, data=dict(form), timeout=timeout)
+                response = await client.post(url, data=dict(form), timeout=timeout)
                 body = await response.aread()
             except httpx.TimeoutException as exc:
                 timed_out = True
@@ -116,7 +134,8 @@ class ApiClient:
             raise UpstreamDeferred(f"balance.php: {exc}") from None
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 class HttpTransport:
@@ -200,6 +219,8 @@ def _summary(reply: ProviderReply, url: str) -> str:
 
 
 def _where(url: str) -> str:
+    import httpx  # loaded: a request was made to that URL
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path.rsplit('/', 1)[0]}/"
 

@@ -14,17 +14,17 @@ import email.policy
 import re
 from collections.abc import Iterator, Sequence
 from email.message import Message
-
-from inscriptis import get_text
-from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.model.config import ParserConfig
+from functools import cache
+from typing import TYPE_CHECKING
 
 from relay.config.schema import ParsingConfig
 from relay.model import BodySource, InboundMail
 from relay.parsers import charsets, cleanup
 
+if TYPE_CHECKING:
+    from inscriptis.model.config import ParserConfig
+
 MAX_PARTS = 200  # a hostile mail with 100,000 parts is walked this far, no further
-_HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=False, display_images=False)
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
@@ -179,9 +179,21 @@ def _param_header(part: Message, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+@cache
+def _html_config() -> ParserConfig:
+    """inscriptis (with lxml, ~5 MiB of RSS) is imported by the first mail with an HTML part."""
+    from inscriptis.css_profiles import CSS_PROFILES
+    from inscriptis.model.config import ParserConfig
+
+    return ParserConfig(css=CSS_PROFILES["strict"], display_links=False, display_images=False)
+
+
 def _html_to_text(html: str) -> str:
+    from inscriptis import get_text
+
+    config = _html_config()
     try:
-        return str(get_text(html, _HTML_CONFIG))
+        return str(get_text(html, config))
     except Exception:
         return re.sub(r"<[^>]*>", " ", html)
 

@@ -25,6 +25,7 @@ from aiosmtpd.smtp import (
 from relay import replies
 from relay.config.schema import ListenConfig
 from relay.smtp.lean import LeanSMTP
+from relay.smtp.transports import writable
 
 if TYPE_CHECKING:
     from relay.smtp.slots import Sessions
@@ -120,9 +121,10 @@ class RelaySMTP(LeanSMTP):
             peer = transport.get_extra_info("peername")
             refused = self.sessions.admit(self, str(peer[0]) if isinstance(peer, tuple) else "")
             if refused is not None:
-                assert isinstance(transport, asyncio.WriteTransport)
-                transport.write(f"{refused}\r\n".encode())
-                transport.close()
+                writer = writable(transport)  # uvloop's too (relay/smtp/transports.py)
+                assert writer is not None  # just connected
+                writer.write(f"{refused}\r\n".encode())
+                writer.close()
                 return
             self.trusted = self.sessions.trusted(self)
             if not self.trusted:
@@ -146,8 +148,8 @@ class RelaySMTP(LeanSMTP):
     def close_with(self, reply: replies.Reply) -> None:
         """Say why and hang up (the client keeps its mail and comes back)."""
         self.sessions.release(self)
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport = writable(self.transport)
+        if transport is not None:
             with contextlib.suppress(OSError, RuntimeError, AttributeError):
                 transport.write(f"{reply}\r\n".encode())
             transport.close()

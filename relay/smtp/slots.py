@@ -14,6 +14,7 @@ from aiosmtpd.smtp import Session
 from relay import replies
 from relay.config.schema import ListenConfig, Network
 from relay.smtp.session import peer_of
+from relay.smtp.transports import writable
 
 if TYPE_CHECKING:
     from relay.smtp.session import RelaySMTP
@@ -97,11 +98,11 @@ class Sessions:
         loop = asyncio.get_running_loop()
         while self.open and loop.time() < deadline:
             for proto in list(self.open):
-                transport = proto.transport
+                transport = writable(proto.transport)  # uvloop's too (relay/smtp/transports.py)
                 if proto.session in self.busy:
                     continue
                 self.release(proto)
-                if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+                if transport is None:
                     continue
                 # A TLS session whose peer just left can fail to write: it is closing anyway.
                 with contextlib.suppress(OSError, RuntimeError, AttributeError):
