@@ -18,19 +18,14 @@ import yaml
 
 from relay import access, fields
 from relay.config import values
+from relay.config.provider import read_provider
 from relay.config.reader import Reader
 from relay.config.routes import read_routes
 from relay.config.schema import (
-    DEFAULT_API_URL,
-    DEFAULT_CHARSET,
-    DEFAULT_PROVIDER_ADDRESS,
-    DEFAULT_PROVIDER_HOST,
     DEFAULT_SPOOL,
     MAX_API_CONCURRENCY,
-    REPLY_DKIM_DOMAINS,
     Config,
     DeliveryConfig,
-    DkimKey,
     ListenConfig,
     MetricsConfig,
     NotifyConfig,
@@ -81,7 +76,7 @@ def parse(
     problems: list[Problem] = []
     top = Reader(problems, data, "", 1)
     listen = _listen(top.child("listen"), base_dir)
-    provider = _provider(top.child("provider"), base_dir, env or {}, secrets)
+    provider = read_provider(top.child("provider"), base_dir, env or {}, secrets)
     spool = _spool(top.child("spool"), base_dir, env or {})
     parsing = _parsing(top.child("parsing"))
     delivery = _delivery(top.child("delivery"))
@@ -212,61 +207,6 @@ def _delivery(r: Reader) -> DeliveryConfig:
     return result
 
 
-def _provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bool = True) -> ProviderConfig:
-    hosts = tuple(str(h) for h, _, _ in r.items("host")) or (DEFAULT_PROVIDER_HOST,)
-    login = r.checked("login", lambda v: fields.login(values.expand(v, env)), "")
-    password = values.password(r, base_dir, env) if secrets else values.skip_password(r)
-    charset = r.value("charset", str, DEFAULT_CHARSET).lower()
-    try:
-        "test".encode(charset)
-    except LookupError:
-        r.problem("charset", f"unknown charset {charset!r}")
-        charset = DEFAULT_CHARSET
-    reply_address = r.checked("reply_address", values.ascii_address, "")
-    address = r.checked("address", values.ascii_address, DEFAULT_PROVIDER_ADDRESS)
-    if not reply_address and not r.has("reply_address"):
-        # The provider answers parameter errors even with test=0: without it they are lost.
-        r.problem("reply_address", "is required: the provider's replies and error reports go there")
-
-    def d(name: str) -> Any:
-        return default(ProviderConfig, name)
-
-    result = ProviderConfig(
-        password=password,
-        hosts=hosts,
-        port=r.integer("port", d("port"), 1, 65535),
-        address=address,
-        login=login,
-        charset=charset,
-        test=r.value("test", bool, d("test")),
-        reply_address=reply_address,
-        outbox=values.path(r, "outbox", base_dir),
-        email2sms_domain=r.value("email2sms_domain", str, d("email2sms_domain")),
-        confirm_timeout=float(r.integer("confirm_timeout", int(d("confirm_timeout")), 10, 7 * 86400)),
-        pause_interval=float(r.integer("pause_interval", int(d("pause_interval")), 10, 7 * 86400)),
-        block_backoff=float(r.integer("block_backoff", int(d("block_backoff")), 10, 86400)),
-        dkim=_dkim(r.child("dkim"), base_dir),
-        verify_replies=r.value("verify_replies", bool, d("verify_replies")),
-        phone_limits=r.value("phone_limits", bool, d("phone_limits")),
-        reply_tags=r.value("reply_tags", bool, d("reply_tags")),
-        reply_dkim_domains=tuple(str(x).lower() for x, _, _ in r.items("reply_dkim_domains"))
-        or REPLY_DKIM_DOMAINS,
-        reply_rate_limit=r.integer("reply_rate_limit", d("reply_rate_limit"), 0, 100_000),
-        transport=TransportKind(
-            r.choice("transport", d("transport").value, tuple(t.value for t in TransportKind))
-        ),
-        api_urls=_api_urls(r),
-        failover=r.value("failover", bool, d("failover")),
-        track_delivery=r.value("track_delivery", bool, d("track_delivery")),
-        track_timeout=float(r.integer("track_timeout", int(d("track_timeout")), 600, 30 * 86400)),
-        low_balance=_amount(r, "low_balance", d("low_balance")),
-    )
-    if result.failover and result.transport is TransportKind.HTTP:
-        r.problem("failover", "is for transport: smtp (HTTP is then the way around the SMTP gateway)")
-    r.finish()
-    return result
-
-
 def _api_checks(
     top: Reader, provider: ProviderConfig, delivery: DeliveryConfig, routes: tuple[Route, ...]
 ) -> None:
@@ -286,50 +226,6 @@ def _api_checks(
                     f"route {route.name} is email2sms, the provider's mail forwarding: it needs"
                     " transport: smtp (or make the route mode: command)",
                 )
-
-
-def _api_urls(r: Reader) -> tuple[str, ...]:
-    """api_url then api_mirrors: https (the password is in every request), or http to a
-    loopback address only (a local proxy, a test)."""
-    urls = [r.value("api_url", str, DEFAULT_API_URL)] + [str(u) for u, _, _ in r.items("api_mirrors")]
-    result = []
-    for key, url in zip(["api_url"] + ["api_mirrors"] * (len(urls) - 1), urls, strict=True):
-        try:
-            result.append(values.api_url(url))
-        except ValueError as exc:
-            r.problem(key, str(exc))
-    return tuple(dict.fromkeys(result)) or (DEFAULT_API_URL,)
-
-
-def _amount(r: Reader, key: str, fallback: float) -> float:
-    value = r.raw(key)
-    if value is None:
-        return fallback
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        r.problem(key, f"expected an amount of money >= 0, got {value!r}")
-        return fallback
-    return float(value)
-
-
-def _dkim(r: Reader, base_dir: Path) -> DkimKey | None:
-    if not r.data:
-        return None
-    domain = r.value("domain", str, "", required=True)
-    selector = r.value("selector", str, "", required=True)
-    key_file = values.path(r, "key_file", base_dir)
-    r.finish()
-    if not key_file:
-        r.problem("key_file", "is required (make one with `smsc-relay dkim-keygen`)")
-        return None
-    try:
-        key = key_file.read_bytes()
-    except OSError as exc:
-        r.problem("key_file", f"cannot read {key_file}: {exc.strerror}")
-        return None
-    if b"PRIVATE KEY" not in key:
-        r.problem("key_file", f"{key_file} is not a PEM private key")
-        return None
-    return DkimKey(domain, selector, key) if domain and selector else None
 
 
 def _spool(r: Reader, base_dir: Path, env: Mapping[str, str]) -> SpoolConfig:
