@@ -19,7 +19,8 @@ from relay.smtp import auth
 from tests.fake_api import FakeApi
 from tests.fakes import FakeProvider, ReplyingProvider
 from tests.helpers import HTTP_ROUTES, PASSWORD, closed_port, relay_config_text, serve_fake
-from tests.pg import cluster, new_database
+from tests.pg import Cluster, cluster, new_database
+from tests.relays import write_pg_config
 
 # No property test times the machine: hypothesis's per-example deadline and its "too slow to
 # generate" check are wall-clock assertions that a busy 2-core machine fails at random.
@@ -82,6 +83,31 @@ def pg_cluster() -> Iterator[str]:
 def pg_dsn(pg_cluster: str) -> str:
     """A fresh database on the run's cluster, for one test."""
     return new_database(pg_cluster)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[Cluster]:
+    """A cluster this test may stop (the run's shared one must stay up)."""
+    with cluster() as c:
+        yield c
+
+
+@pytest.fixture
+async def relays(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process relays on one PostgreSQL database: start(name, provider_port, dsn,
+    clock=None, **config), each with its config from tests/relays.write_pg_config."""
+    started: list[Daemon] = []
+
+    async def start(name: str, provider_port: int, dsn: str, clock: Any = None, **extra: Any) -> Daemon:
+        path = write_pg_config(tmp_path, name, provider_port, dsn, **extra)
+        daemon = Daemon(path, config_mod.load(path, env={}), **({"clock": clock} if clock else {}))
+        await daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        await daemon.stop()
 
 
 @pytest.fixture

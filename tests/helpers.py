@@ -18,7 +18,8 @@ from relay import pipeline
 from relay.config import load as config_mod
 from relay.config.schema import Config
 from relay.daemon.main import Daemon
-from relay.model import InboundMail, State
+from relay.model import AlertState, InboundMail, State
+from tests import spooldb
 from tests.fakes import FakeProvider, wait_for
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -106,21 +107,15 @@ def smtplib_send(port: int, msg: EmailMessage, rcpts: list[str] | None = None) -
         return client.send_message(msg, to_addrs=rcpts)
 
 
-async def states(daemon: Any) -> dict[str, str]:
-    def op(conn: Any) -> dict[str, str]:
-        return {i: s for i, s in conn.execute("SELECT id, state FROM messages")}
-
-    found: dict[str, str] = await daemon.spool.write(op)
-    return found
-
-
-async def row(relay: Any) -> dict[str, Any]:
-    return dict(await relay.spool.write(lambda c: c.execute("SELECT * FROM messages").fetchone()))
+def sample(relay: Daemon, name: str, **labels: str) -> float | None:
+    """A metric's sample as a scrape names it (a counter's ends in _total), read through
+    prometheus_client's public registry API; None when there is no such sample."""
+    return relay.metrics.registry.get_sample_value(name, labels)
 
 
 async def wait_state(relay: Any, state: str) -> dict[str, Any]:
     for _ in range(500):
-        r = await row(relay)
+        r = await spooldb.row(relay)
         if r["state"] == state:
             return r
         await asyncio.sleep(0.02)
@@ -269,9 +264,7 @@ def closed_port() -> Iterator[int]:
 
 async def settled(relay: Daemon) -> bool:
     """Nothing more will go out by itself: no alert held, no message waiting or being sent."""
-    held = await relay.spool.write(
-        lambda c: c.execute("SELECT COUNT(*) FROM alerts WHERE state = 'held'").fetchone()[0]
-    )
+    held = await spooldb.count(relay, "alerts", state=AlertState.HELD.value)
     counts = await relay.spool.counts()
     busy = counts.get(State.QUEUED, 0) + counts.get(State.DEFERRED, 0) + counts.get(State.SENDING, 0)
     return held == 0 and busy == 0 and not relay.deliverer.in_flight

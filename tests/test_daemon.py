@@ -10,8 +10,10 @@ import aiosmtplib
 import pytest
 
 from relay.model import State
+from tests import spooldb
 from tests.fakes import FakeProvider, wait_for
-from tests.helpers import PASSWORD, closed_port, message, smtplib_send, states, wait_state
+from tests.helpers import PASSWORD, closed_port, message, smtplib_send, wait_state
+from tests.spooldb import row, states
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,8 +34,7 @@ async def test_smtplib_to_provider(provider: tuple[FakeProvider, int], relay_fac
     assert got.sms.entries[0].phones == ("79991234567",)
     await wait_for(lambda: relay.deliverer.in_flight == set())
     assert list((await states(relay)).values()) == ["sent"]
-    row = await relay.spool.write(lambda c: c.execute("SELECT message FROM messages").fetchone()[0])
-    assert PASSWORD.encode() not in row
+    assert PASSWORD.encode() not in (await row(relay))["message"]
 
 
 async def test_aiosmtplib_client_and_connection_reuse(
@@ -129,11 +130,9 @@ async def test_provider_temporary_failure_then_success(
     await asyncio.to_thread(smtplib_send, relay.port, message())
     await wait_for(lambda: len(fake.received) == 1, timeout=15)
     await wait_for(lambda: relay.deliverer.in_flight == set())
-    rows = await relay.spool.write(
-        lambda c: c.execute("SELECT state, attempts, last_error FROM messages").fetchall()
-    )
+    rows = await spooldb.select(relay, "messages", "state", "attempts", "last_error")
     # One deferred attempt, then the successful one; the error is cleared on success.
-    assert [tuple(r) for r in rows] == [("sent", 2, "")]
+    assert rows == [("sent", 2, "")]
 
 
 async def test_provider_permanent_failure(provider: tuple[FakeProvider, int], relay_factory: Any) -> None:
@@ -143,8 +142,7 @@ async def test_provider_permanent_failure(provider: tuple[FakeProvider, int], re
     await asyncio.to_thread(smtplib_send, relay.port, message())
 
     async def failed() -> list[Any]:
-        sql = "SELECT state, attempts, error_code, last_error FROM messages"
-        return list(await relay.spool.write(lambda c: c.execute(sql).fetchall()))
+        return await spooldb.select(relay, "messages", "state", "attempts", "error_code", "last_error")
 
     for _ in range(200):
         rows = await failed()
@@ -192,15 +190,11 @@ async def test_message_expires_after_max_age(relay_factory: Any) -> None:
 
 async def _expire(relay: Any, port: int) -> None:
     # Age the message past max_age, as if it had been failing for an hour.
-    await relay.spool.write(
-        lambda c: c.execute("UPDATE messages SET created = created - 3600, next_attempt = 0")
-    )
+    await spooldb.age(relay, "messages", 3600, next_attempt=0)
     relay.deliverer.resume()
 
     async def state() -> tuple[Any, ...]:
-        return tuple(
-            await relay.spool.write(lambda c: c.execute("SELECT state, last_error FROM messages").fetchone())
-        )
+        return (await spooldb.select(relay, "messages", "state", "last_error"))[0]
 
     for _ in range(300):
         current = await state()

@@ -21,6 +21,7 @@ from relay.metrics import Metrics
 from relay.model import State
 from relay.spool.messages import Row
 from relay.spool.sqlite import SqliteSpool
+from tests import spooldb
 from tests.fakes import FakeProvider, wait_for
 from tests.helpers import closed_port, make_config, render, serve_fake
 
@@ -220,7 +221,7 @@ async def test_a_reused_connection_closed_at_mail_is_redialled_at_once(tmp_path:
         (first,) = await _rows(spool, ["first"])
         deliverer.wake()
         await wait_for(lambda: len(fake.received) == 1)
-        await spool.write(lambda c: c.execute("UPDATE messages SET id = 'done' WHERE id = ?", (first,)))
+        await spooldb.update(spool, "messages", {"id": first}, id="done")
         (second,) = await _rows(spool, ["second"])
         deliverer.wake()
         await wait_for(lambda: len(fake.received) == 2)

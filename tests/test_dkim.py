@@ -19,8 +19,10 @@ import pytest
 from relay.cli import main as cli
 from relay.config.schema import DkimKey
 from relay.delivery import dkim as dkimsig
+from tests import spooldb
 from tests.fakes import ReplyingProvider
-from tests.helpers import message, row, smtplib_send, wait_state
+from tests.helpers import message, smtplib_send, wait_state
+from tests.spooldb import row
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,7 +116,7 @@ async def test_forged_replies_change_nothing(
         header = dkim.sign(short, b"mail", b"smsc.ru", keys.provider.read_bytes(), length=True)
         mail = header + short + body
     await asyncio.to_thread(_send, relay.port, mail)
-    replies = await relay.spool.write(lambda c: c.execute("SELECT outcome FROM replies").fetchall())
+    replies = await spooldb.select(relay, "replies", "outcome")
     assert [r[0] for r in replies] == [f"kept (untrusted: DKIM: {reason})"]
     assert (await row(relay))["state"] == "sent"
 

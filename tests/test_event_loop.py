@@ -22,7 +22,7 @@ from relay.daemon import loop
 from relay.errors import ConfigError, Exit
 from relay.smtp.transports import writable
 from tests.helpers import closed_port
-from tests.test_lazy_imports import write_config
+from tests.relays import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

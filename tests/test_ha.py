@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import re
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,60 +17,27 @@ import aiosmtplib
 import pytest
 
 from relay.cli import main as cli
-from relay.config import load as config_mod
-from relay.daemon.main import Daemon
 from relay.model import ProviderReply, ReplyKind, State
 from relay.spool.admin import SpoolAdmin
 from relay.spool.messages import new_rows
 from relay.spool.sqlite import SqliteSpool
+from tests import spooldb
 from tests.fakes import FakeProvider, ProviderLimits, Received, ReplyingProvider, wait_for
 from tests.helpers import (
-    PASSWORD,
     Clock,
     drain,
     make_config,
     message,
-    relay_config_text,
     render,
     serve_fake,
     smtplib_send,
     until,
 )  # fmt: skip
-from tests.pg import Cluster, cluster, new_database
-from tests.test_process import RelayProcess, marker
-from tests.test_storm_daemon import DEFAULT_STORM_ROUTES, T0, alerts_in, sms_texts, to, volatile
+from tests.pg import Cluster, new_database
+from tests.relays import RelayProcess, marker, write_pg_config
+from tests.storms import DEFAULT_STORM_ROUTES, T0, alerts_in, sms_texts, to, volatile
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-def write_config(tmp_path: Path, name: str, provider_port: int, dsn: str, **extra: Any) -> Path:
-    values: dict[str, Any] = {
-        "networks": "[127.0.0.0/8]", "max_connections": 100, "provider_port": provider_port,
-        "password": PASSWORD, "outbox": "null", "timeout": 5, "max_age": 3600, "listen_extra": "",
-        "provider_extra": "", "extra": "",
-        "spool": f'{{backend: postgresql, dsn: "{dsn}", relay_name: {name}, lease: {extra.pop("lease", 60)}}}',
-    }  # fmt: skip
-    values.update(extra)
-    path = tmp_path / f"relay-{name}.yaml"
-    path.write_text(relay_config_text(**values))
-    return path
-
-
-@pytest.fixture
-async def relays(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Start in-process relays on one database: start(name, provider_port, dsn, **config)."""
-    started: list[Daemon] = []
-
-    async def start(name: str, provider_port: int, dsn: str, clock: Any = None, **extra: Any) -> Daemon:
-        path = write_config(tmp_path, name, provider_port, dsn, **extra)
-        daemon = Daemon(path, config_mod.load(path, env={}), **({"clock": clock} if clock else {}))
-        await daemon.start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        await daemon.stop()
 
 
 def relay_id(received: Received) -> str:
@@ -152,13 +118,6 @@ async def test_a_storm_split_across_both_relays_keeps_the_providers_rules(relays
         server.close()
 
 
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    """A cluster this test may stop (the run's shared one must stay up)."""
-    with cluster() as c:
-        yield c
-
-
 async def test_the_database_stopped_30s_under_load(
     own_cluster: Cluster, relays: Any, provider: tuple[FakeProvider, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -225,7 +184,7 @@ async def test_two_relays_take_2000_mails_and_one_is_killed(
     out: every accepted mail reaches the provider, a duplicate carries the same relay id."""
     fake, port = provider
     procs = {
-        name: RelayProcess(write_config(tmp_path, name, port, pg_dsn, lease=5), tmp_path / f"{name}.log")
+        name: RelayProcess(write_pg_config(tmp_path, name, port, pg_dsn, lease=5), tmp_path / f"{name}.log")
         for name in ("a", "b")
     }
     for rp in procs.values():
@@ -323,7 +282,7 @@ def test_spool_migrate_copies_a_sqlite_spool_into_postgresql(tmp_path: Path, pg_
         return key
 
     key = asyncio.run(make_old())
-    config = write_config(tmp_path, "a", 1, pg_dsn)
+    config = write_pg_config(tmp_path, "a", 1, pg_dsn)
     assert cli.main(["spool", "migrate", "--from", str(path), "-c", str(config)]) == 0
     admin = SpoolAdmin.open_postgres(pg_dsn)
     try:
@@ -334,7 +293,7 @@ def test_spool_migrate_copies_a_sqlite_spool_into_postgresql(tmp_path: Path, pg_
         assert rows["old1"].texts == list(mails[1].texts) and rows["old1"].phones == list(mails[1].phones)
         assert [r["line"] for r in admin.replies("old0")] == ["OK - 1 SMS, ID - old0"]
         assert bytes.fromhex(admin.stats().control["reply_tag_key"]) == key  # old tags still verify
-        sends = admin.conn.execute("SELECT COUNT(*) FROM phone_sends").fetchone()[0]
+        sends = spooldb.count_on(admin.conn, "phone_sends")
         assert sends == 3  # the provider's per-phone limits keep counting
     finally:
         admin.close()

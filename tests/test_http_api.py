@@ -26,9 +26,10 @@ from relay.formatters import api as api_form
 from relay.formatters import mime
 from relay.formatters import provider as provider_fmt
 from relay.parsers import command
+from tests import spooldb
 from tests.fake_api import API_KEY, FakeApi
 from tests.fakes import wait_for
-from tests.helpers import PASSWORD, closed_port, make_config, render, smtplib_send, wait_state
+from tests.helpers import PASSWORD, closed_port, make_config, render, sample, smtplib_send, wait_state
 
 Start = Callable[..., Any]
 
@@ -71,9 +72,9 @@ async def test_cyrillic_and_emoji_arrive_intact_with_cost_and_balance(http_relay
         "1",
         r["id"],
     )
-    assert relay.metrics.balance._value.get() == 98.5
+    assert sample(relay, "smsc_relay_provider_balance") == 98.5
     # The answer is kept with the message, as a reply mail would be.
-    replies = await relay.spool.write(lambda c: c.execute("SELECT * FROM replies").fetchall())
+    replies = await spooldb.rows(relay, "replies")
     assert [(x["relay_id"], x["outcome"], x["mail_from"]) for x in replies] == [
         (r["id"], "confirmed", "<http answer>")
     ]
@@ -208,7 +209,7 @@ async def test_error_9_for_a_request_the_provider_does_not_know_waits_a_minute(h
     assert r["next_attempt"] - r["updated"] >= 60
     assert fake.sms == []
     fake.inflight = 0
-    await relay.spool.write(lambda c: c.execute("UPDATE messages SET next_attempt = 0"))
+    await spooldb.update(relay, "messages", next_attempt=0)
     relay.deliverer.wake()
     await wait_state(relay, "confirmed")
     assert fake.texts("+79990000001") == ["busy provider"]

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import HTTP_ROUTES, PASSWORD, relay_config_text
+from tests.helpers import HTTP_ROUTES
+from tests.relays import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 # The optional libraries and what each brings along (dnspython comes with dkimpy, lxml with inscriptis).
@@ -114,17 +115,6 @@ mail = inbound.parse(html.as_bytes(), settings=cfg.parsing)
 step("an HTML-only mail")
 print(json.dumps({"steps": steps, "http": http, "dkim": verdict.reason, "html": mail.text}))
 """
-
-
-def write_config(path: Path, **values: object) -> Path:
-    """A minimal relay config (tests/helpers.py); PROVIDER_PORT and API_PORT the child fills in."""
-    defaults: dict[str, object] = {
-        "networks": "[127.0.0.0/8]", "max_connections": 10, "provider_port": "PROVIDER_PORT",
-        "password": PASSWORD, "outbox": "null", "spool": path.parent / "spool.db", "timeout": 5,
-        "max_age": 3600, "listen_extra": "", "provider_extra": "", "extra": "",
-    }  # fmt: skip
-    path.write_text(relay_config_text(**{**defaults, **values}))
-    return path
 
 
 def child(script: str, config: Path) -> dict[str, object]:

@@ -11,8 +11,10 @@ import pytest
 
 from relay import pipeline
 from relay.errors import SpoolError
+from tests import spooldb
 from tests.fakes import FakeProvider, wait_for
-from tests.helpers import Raw, message, smtplib_send, states
+from tests.helpers import Raw, message, smtplib_send
+from tests.spooldb import states
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -187,17 +189,10 @@ async def test_spool_full_is_451_then_recovers(
     fake, port = provider
     relay = await relay_factory(port)
     # A real SQLITE_FULL: cap the database at its current size, then fill what space is left.
-    pages = await relay.spool.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await relay.spool.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
-
-    filler = (
-        "INSERT INTO messages (id, state, mode, route, mail_from, rcpt_tos, inbound_id, phones, texts, parts,"
-        " encoding, upstream_from, upstream_to, message, masked, created, updated, next_attempt) VALUES"
-        " (?, 'confirmed', 'command', 'r', '', '[]', '', '[]', '[]', 1, 'GSM-7', '', '', zeroblob(64), 0, 0, 0, 0)"
-    )
+    await spooldb.cap_size(relay)
     for n in range(10_000):  # until the spool itself says it is full
         try:
-            await relay.spool.write(lambda c, n=n: c.execute(filler, (f"filler{n}",)))
+            await spooldb.add_filler(relay, f"filler{n}")
         except SpoolError:
             break
     else:
@@ -208,7 +203,7 @@ async def test_spool_full_is_451_then_recovers(
         451,
         b"4.3.0 spool unavailable, message not accepted; try again later",
     )
-    await relay.spool.write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
+    await spooldb.uncap_size(relay)
     await asyncio.to_thread(smtplib_send, relay.port, message("x " * 2000))
     await wait_for(lambda: len(fake.received) == 1)
     assert len([s for s in (await states(relay)).values() if s != "confirmed"]) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import smtplib
 import time
 from typing import Any
@@ -11,25 +10,12 @@ from typing import Any
 import pytest
 
 from relay import __version__ as relay_version
+from tests import spooldb
 from tests.fakes import wait_for
 from tests.helpers import closed_port, message, smtplib_send, wait_state
+from tests.scrape import get, value
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
-
-
-def value(text: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
-    assert m, f"{name} not in metrics"
-    return float(m.group(1))
 
 
 async def test_scrape_after_end_to_end_run(replying_relay: Any) -> None:
@@ -77,7 +63,7 @@ async def test_oldest_waiting_age_grows_while_the_provider_is_down(relay_factory
         port = relay.metrics_server.sockets[0].getsockname()[1]
         await asyncio.to_thread(smtplib_send, relay.port, message())
         await wait_for(lambda: relay.deliverer.paused_until > 0)  # the attempt failed: it waits
-        await relay.spool.write(lambda c: c.execute("UPDATE messages SET created = created - 600"))
+        await spooldb.age(relay, "messages", 600)
         _, text = await get(port, "/metrics")
         assert 600 <= value(text, "smsc_relay_oldest_waiting_seconds") < 700
 
@@ -92,8 +78,7 @@ async def test_health_fails_when_paused_or_spool_unwritable(relay_factory: Any) 
     assert (status, body) == (503, "delivery paused: provider ERROR 3: insufficient funds\n")
     relay.deliverer.resume()
     # A real SQLITE_FULL: cap the database where it stands and fill the control table's page.
-    pages = await relay.spool.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await relay.spool.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    await spooldb.cap_size(relay)
     for n in range(10_000):
         try:
             await relay.spool.set_control(f"filler{n}", "x" * 200)

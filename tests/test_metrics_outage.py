@@ -14,7 +14,7 @@ from relay.daemon.main import Daemon
 from tests.fakes import FakeProvider
 from tests.helpers import PASSWORD, message, relay_config_text, smtplib_send, wait_state
 from tests.pg import cluster, new_database
-from tests.test_metrics import get, value
+from tests.scrape import get, value
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeProvider, ReplyingProvider, wait_for
-from tests.helpers import message, serve_fake, smtplib_send, states, wait_state
+from tests.helpers import message, serve_fake, smtplib_send, wait_state
+from tests.spooldb import states
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ from relay.model import Entry
 from relay.storm import pacing
 from relay.storm.pacing import FLOOD_GAP, FLOOD_LIMIT, REPEAT_WINDOW, SAFETY, Send
 from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
-from tests.helpers import states
+from tests.spooldb import states
 
 T0 = 1_795_348_800.0
 PHONE = "79991234567"

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import json
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -17,45 +16,11 @@ import pytest
 
 from relay.cli import main as cli
 from relay.errors import Exit
-from tests.fakes import FakeProvider, Received, wait_for
+from tests.fakes import FakeProvider, wait_for
 from tests.helpers import PASSWORD, relay_config_text
+from tests.relays import RelayProcess, marker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-class RelayProcess:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.proc: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        log = open(self.log, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "relay", "serve", "-c", str(self.config), stderr=log, stdout=log
-        )
-        log.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while loop.time() < deadline:
-            text = self.log.read_bytes()[offset:].decode(errors="replace")
-            m = re.search(r"event=ready listen=127\.0\.0\.1:(\d+)", text)
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
-        raise AssertionError("relay did not start:\n" + self.log.read_text(errors="replace"))
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def wait(self, timeout: float = 30) -> int:
-        assert self.proc is not None
-        return await asyncio.wait_for(self.proc.wait(), timeout)
 
 
 def write_config(tmp_path: Path, provider_port: int, **extra: Any) -> Path:
@@ -84,10 +49,6 @@ async def relay_process(tmp_path: Path, provider: tuple[FakeProvider, int]) -> A
         if rp.proc and rp.proc.returncode is None:
             rp.proc.kill()
             await rp.proc.wait()
-
-
-def marker(received: Received) -> str:
-    return str(received.sms.entries[0].text.split("\n")[-1])
 
 
 async def test_sigkill_under_load_loses_nothing(

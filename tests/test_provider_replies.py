@@ -18,8 +18,10 @@ from relay.config.schema import ParsingConfig
 from relay.model import ProviderReply, ReplyKind, State
 from relay.parsers import reply
 from relay.spool import replies as spool_replies
+from tests import spooldb
 from tests.fakes import ReplyingProvider, wait_for
-from tests.helpers import closed_port, make_config, message, render, row, smtplib_send, states, wait_state
+from tests.helpers import closed_port, make_config, message, render, sample, smtplib_send, wait_state
+from tests.spooldb import row, states
 
 pytestmark = pytest.mark.timeout(60)
 RID = "r19a3f0c2b1d-5e0f2a9c"
@@ -71,10 +73,8 @@ async def test_ok_reply_confirms(
     await asyncio.to_thread(smtplib_send, relay.port, message(to="oncall@sms.example.com"))
     r = await wait_state(relay, "confirmed")
     assert r["sms_count"] == 2  # two on-call phones
-    replies = await relay.spool.write(
-        lambda c: c.execute("SELECT kind, outcome, line FROM replies").fetchall()
-    )
-    assert [tuple(x) for x in replies] == [("ok", "confirmed", f"OK - 2 SMS, ID - {r['id']}")]
+    replies = await spooldb.select(relay, "replies", "kind", "outcome", "line")
+    assert replies == [("ok", "confirmed", f"OK - 2 SMS, ID - {r['id']}")]
     config = str(relay.config_path)
     assert await asyncio.to_thread(cli.main, ["queue", "show", r["id"], "--json", "-c", config]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -130,7 +130,7 @@ async def test_funds_error_pauses_until_resumed(
     assert await asyncio.to_thread(cli.main, ["queue", "resume", "-c", config]) == 0
     await wait_for(lambda: len(fake.received) == 3, timeout=15)  # the held one again, and the new one
     for _ in range(200):
-        found = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
+        found = [s for (s,) in await spooldb.select(relay, "messages", "state")]
         if found == ["confirmed", "confirmed"]:
             break
         await asyncio.sleep(0.02)
@@ -151,10 +151,8 @@ async def test_unknown_id_and_unreadable_replies_are_kept(replying: tuple[Replyi
     for body in ("OK - 1 SMS, ID - nosuchid", "Your account statement is attached."):
         mail = f"From: noreply@smsc.ru\r\nSubject: result\r\n\r\n{body}\r\n"
         await asyncio.to_thread(_send_raw, relay.port, mail, tagged_for(relay, "nosuchid"))
-    rows = await relay.spool.write(
-        lambda c: c.execute("SELECT kind, relay_id, outcome FROM replies").fetchall()
-    )
-    assert [tuple(r) for r in rows] == [
+    rows = await spooldb.select(relay, "replies", "kind", "relay_id", "outcome")
+    assert rows == [
         ("ok", "nosuchid", "unknown id"),
         ("unknown", "", "kept (unreadable)"),
     ]
@@ -184,7 +182,7 @@ async def test_a_reply_counts_only_at_the_address_tagged_for_its_message(
     forged = f"From: noreply@smsc.ru\r\nSubject: r\r\n\r\nERROR = 2 (forged), ID - {sent['id']}\r\n"
     await asyncio.to_thread(_send_raw, relay.port, forged)  # untagged
     await asyncio.to_thread(_send_raw, relay.port, forged, tagged_for(relay, "someone-else"))
-    outcomes = await relay.spool.write(lambda c: [o for (o,) in c.execute("SELECT outcome FROM replies")])
+    outcomes = [o for (o,) in await spooldb.select(relay, "replies", "outcome")]
     assert outcomes == [
         "kept (untrusted: no reply tag: mail to the untagged reply address)",
         "kept (untrusted: the reply tag is not the one of that message)",
@@ -205,9 +203,9 @@ async def test_replies_accepted_from_outside_networks_but_only_there(relay_facto
 
     refused = await asyncio.to_thread(both)
     assert refused == {"79991234567@sms.example.com": (554, b"5.7.1 client host rejected: access denied")}
-    kinds = await relay.spool.write(lambda c: c.execute("SELECT outcome FROM replies").fetchall())
-    assert [tuple(k) for k in kinds] == [("unknown id",)]
-    assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM messages").fetchone()[0]) == 0
+    kinds = await spooldb.select(relay, "replies", "outcome")
+    assert kinds == [("unknown id",)]
+    assert await spooldb.count(relay, "messages") == 0
 
 
 async def test_reply_before_sent_is_not_overwritten(relay_factory: Any) -> None:
@@ -261,29 +259,21 @@ async def test_retention_prunes_only_old_finished_rows(replying: tuple[ReplyingP
         await asyncio.to_thread(smtplib_send, relay.port, message(f"m{n}"))
     await wait_for(lambda: len(fake.received) == 3)
     for _ in range(500):
-        found = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
-        replies = await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+        found = [s for (s,) in await spooldb.select(relay, "messages", "state")]
+        replies = await spooldb.count(relay, "replies")
         if found.count("confirmed") == 3 and replies == 3:
             break
         await asyncio.sleep(0.02)
     assert found.count("confirmed") == 3 and replies == 3
     # Age two of them, and their replies; queue a fresh message that must survive whatever its age.
-    await relay.spool.write(
-        lambda c: c.execute(
-            "UPDATE messages SET updated = 0 WHERE id IN (SELECT id FROM messages ORDER BY created LIMIT 2)"
-        )
-    )
-    await relay.spool.write(lambda c: c.execute("UPDATE replies SET received = 0 WHERE n <= 2"))
-    await relay.spool.write(
-        lambda c: c.execute(
-            "UPDATE messages SET state = 'queued', updated = 0, next_attempt = 1e12"
-            " WHERE id = (SELECT id FROM messages ORDER BY created DESC LIMIT 1)"
-        )
-    )
+    by_age = [i for (i,) in await spooldb.select(relay, "messages", "id", order="created")]
+    await spooldb.update(relay, "messages", {"id": by_age[:2]}, updated=0)
+    await spooldb.update(relay, "replies", {"n": [1, 2]}, received=0)  # the first two (n counts from 1)
+    await spooldb.update(relay, "messages", {"id": by_age[-1]}, state="queued", updated=0, next_attempt=1e12)
     assert await relay.spool.prune(older_than=1000) == (2, 2)
-    left = await relay.spool.write(lambda c: [s for (s,) in c.execute("SELECT state FROM messages")])
+    left = [s for (s,) in await spooldb.select(relay, "messages", "state")]
     assert left == ["queued"]
-    assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0]) == 1
+    assert await spooldb.count(relay, "replies") == 1
 
 
 async def test_error_codes_are_a_fixed_set_of_metric_labels(replying_relay: Any) -> None:
@@ -325,7 +315,7 @@ async def test_the_reply_address_refuses_what_no_reply_looks_like_before_decodin
     code, text = await asyncio.to_thread(_data_to_reply_address, relay.port, words)
     assert (code, text.split(" ", 1)[0]) == (554, "5.6.0") and "encoded words" in text
     assert asyncio.get_running_loop().time() - started < 5  # refused, not decoded
-    stored = await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+    stored = await spooldb.count(relay, "replies")
     assert stored == 0  # neither was kept
 
 
@@ -333,8 +323,8 @@ async def test_a_stored_reply_is_bounded(replying: tuple[ReplyingProvider, Any])
     _fake, relay = replying
     body = "OK - 1 SMS, ID - nosuchid\r\n" + "filler text of a long mail\r\n" * 900  # ~26 KB
     await asyncio.to_thread(_send_raw, relay.port, f"From: noreply@smsc.ru\r\nSubject: r\r\n\r\n{body}")
-    (size,) = await relay.spool.write(lambda c: c.execute("SELECT LENGTH(raw) FROM replies").fetchone())
-    assert size <= 4096
+    (raw,) = (await spooldb.select(relay, "replies", "raw"))[0]
+    assert len(raw) <= 4096
 
 
 async def test_an_ok_for_a_message_waiting_to_be_resent_confirms_it_and_cancels_the_resend(
@@ -376,9 +366,9 @@ async def test_the_reply_address_is_rate_limited_per_client_address(relay_factor
     # Another address has its own allowance; a trusted client has no limit.
     assert await asyncio.to_thread(_replies_from, "127.0.0.3", relay.port, 5) == [250] * 5
     assert await asyncio.to_thread(_replies_from, "127.0.0.1", relay.port, 25) == [250] * 25
-    stored = await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+    stored = await spooldb.count(relay, "replies")
     assert stored == 50
-    assert relay.metrics.rejected.labels("reply_rate")._value.get() == 10
+    assert sample(relay, "smsc_relay_mails_rejected_total", reason="reply_rate") == 10
 
 
 async def test_replies_that_change_nothing_are_bounded_in_number_size_and_time(
@@ -391,11 +381,9 @@ async def test_replies_that_change_nothing_are_bounded_in_number_size_and_time(
     for n in range(6):
         await asyncio.to_thread(_send_raw, relay.port, f"Subject: r\r\n\r\nOK - 1 SMS, ID - f{n}\r\n{filler}")
     assert await asyncio.to_thread(_replies_from, "127.0.0.1", relay.port, 54) == [250] * 54
-    count, biggest = await relay.spool.write(
-        lambda c: c.execute("SELECT COUNT(*), MAX(LENGTH(raw)) FROM replies").fetchone()
-    )
-    assert count <= 20 + 10 and biggest <= spool_replies.KEPT_RAW_BYTES
+    raws = [raw for (raw,) in await spooldb.select(relay, "replies", "raw")]
+    assert len(raws) <= 20 + 10 and max(map(len, raws)) <= spool_replies.KEPT_RAW_BYTES
     # Kept a day, not spool.keep_days.
-    await relay.spool.write(lambda c: c.execute("UPDATE replies SET received = received - 90000"))
+    await spooldb.age(relay, "replies", 90000)
     await relay.spool.prune(time.time() - 30 * 86400)
-    assert await relay.spool.write(lambda c: c.execute("SELECT COUNT(*) FROM replies").fetchone()[0]) == 0
+    assert await spooldb.count(relay, "replies") == 0

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from relay.cli import main as cli
+from tests import spooldb
 from tests.fakes import ReplyingProvider, wait_for
 from tests.helpers import message, smtplib_send, wait_state
 
@@ -82,10 +83,8 @@ async def test_a_dry_run_message_needs_force_too(provider: Any, relay_factory: A
 
 
 async def _state_of(relay: Any, relay_id: str) -> str:
-    found = await relay.spool.write(
-        lambda c: c.execute("SELECT state FROM messages WHERE id = ?", (relay_id,)).fetchone()
-    )
-    return str(found[0])
+    ((found,),) = await spooldb.select(relay, "messages", "state", id=relay_id)
+    return str(found)
 
 
 async def test_a_held_message_stays_unsent_until_released(provider: Any, relay_factory: Any) -> None:
@@ -98,9 +97,7 @@ async def test_a_held_message_stays_unsent_until_released(provider: Any, relay_f
     code, out, err = await _queue(relay, "hold", held_id, "--yes")
     assert code == 0 and "hold 1 message(s):" in out and "1 held" in out, (out, err)
     # Due long ago: a relay that claimed held messages would send it before the next one.
-    await relay.spool.write(
-        lambda c: c.execute("UPDATE messages SET next_attempt = 0 WHERE id = ?", (held_id,))
-    )
+    await spooldb.update(relay, "messages", {"id": held_id}, next_attempt=0)
     await asyncio.to_thread(smtplib_send, relay.port, message("second: goes out"))
     await wait_for(lambda: len(fake.received) == 1, timeout=20)
     assert "second: goes out" in fake.received[0].body

@@ -10,7 +10,6 @@ import dataclasses
 import itertools
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import pytest
 
 from relay.config import load as config_mod
-from relay.daemon.main import Daemon
 from relay.errors import ConfigError, SpoolError
 from relay.spool import interface as spools
 from relay.spool.postgres import PostgresSpool
@@ -26,36 +24,12 @@ from relay.spool.sqlite import connect
 from relay.spool.writer import GroupCommitWriter, SqliteEngine
 from tests.fakes import FakeProvider, wait_for
 from tests.helpers import make_config, render
-from tests.pg import Cluster, cluster, new_database
-from tests.test_ha import write_config
+from tests.pg import Cluster, new_database
+from tests.relays import write_pg_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 MARGIN = 3.0  # seconds past the bound a reply may take: far above any scheduling delay
 numbers = itertools.count(6_000_000)
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    """A cluster this test may stop (the run's shared one must stay up)."""
-    with cluster() as c:
-        yield c
-
-
-@pytest.fixture
-async def relays(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """In-process relays on one database: start(name, provider_port, dsn, **config)."""
-    started: list[Daemon] = []
-
-    async def start(name: str, provider_port: int, dsn: str, **extra: Any) -> Daemon:
-        path = write_config(tmp_path, name, provider_port, dsn, **extra)
-        daemon = Daemon(path, config_mod.load(path, env={}))
-        await daemon.start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        await daemon.stop()
 
 
 async def send(port: int, sent: asyncio.Event | None = None) -> tuple[int, float]:
@@ -212,7 +186,7 @@ async def test_an_operation_behind_a_stuck_transaction_fails_at_its_deadline(tmp
 
 
 def test_outage_reply_is_a_postgresql_setting(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "a", 1, "host=/nowhere dbname=smsc user=relay")
+    path = write_pg_config(tmp_path, "a", 1, "host=/nowhere dbname=smsc user=relay")
     text = path.read_text()
     path.write_text(text.replace("lease: 60}", "lease: 60, outage_reply: 2}"))
     cfg = config_mod.load(path, env={})

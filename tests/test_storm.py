@@ -28,6 +28,7 @@ from relay.storm import pacing
 from relay.storm import plan as storm
 from relay.storm.pacing import Send
 from relay.storm.plan import Alert
+from tests import spooldb
 from tests.fakes import ProviderLimits
 from tests.helpers import PASSWORD, counter, make_config
 
@@ -450,7 +451,7 @@ def test_any_storm_keeps_the_providers_rules_and_represents_every_alert(
         clock[0] = max(clock[0], wake)
     assert store.states().get("held", 0) == 0
     # every admitted text that was not cancelled as a flap is in some SMS
-    cancelled = {r[0] for r in store.conn.execute("SELECT text FROM alerts WHERE state = 'cancelled'")}
+    cancelled = {text for (text,) in spooldb.select_on(store.conn, "alerts", "text", state="cancelled")}
     for text in {t for _, route, t in mails} - cancelled:
         assert any(text in body for _, body in sent), text
     assert limits.rejections == []

@@ -5,12 +5,8 @@ windows of minutes take milliseconds."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
-import re
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,34 +15,9 @@ from relay.cli import main as cli
 from relay.daemon.main import Daemon
 from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
 from tests.helpers import STORM_ROUTES, Clock, drain, smtplib_send, until, wait_settled
+from tests.storms import DEFAULT_STORM_ROUTES, T0, alerts_in, sms_texts, to, variant, volatile
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-CORPUS = Path(__file__).parent / "corpus"
-T0 = 1_795_348_800.0  # 2026-11-22 12:00 UTC
-
-
-def variant(name: str, n: int, recovery: bool = False) -> EmailMessage:
-    """Corpus mail `name` as it would come for the n-th host/problem of a storm."""
-    msg = email.message_from_bytes((CORPUS / name).read_bytes(), policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    body = msg.get_content()
-    subject = str(msg["Subject"])
-    swaps = [("app-03", f"app-{n:02}"), ("481516", str(481516 + n)), ("web01", f"web{n:02}")]
-    if recovery and "nagios" in name:
-        swaps += [("PROBLEM", "RECOVERY"), ("DOWN", "UP")]
-    for old, new in swaps:
-        body, subject = body.replace(old, new), subject.replace(old, new)
-    del msg["Subject"]
-    msg["Subject"] = subject
-    msg.set_content(body)
-    del msg["Message-ID"]
-    return msg
-
-
-def to(msg: EmailMessage, rcpt: str) -> EmailMessage:
-    del msg["To"]
-    msg["To"] = rcpt
-    return msg
 
 
 async def start(replying_relay: Any, clock: Clock) -> tuple[ReplyingProvider, Daemon, ProviderLimits]:
@@ -54,19 +25,6 @@ async def start(replying_relay: Any, clock: Clock) -> tuple[ReplyingProvider, Da
     fake = ReplyingProvider(answer=limits.answer)
     fake, relay = await replying_relay(fake, routes=STORM_ROUTES, clock=clock)
     return fake, relay, limits
-
-
-def alerts_in(sms: str) -> list[str]:
-    """The alerts an SMS carries: a digest has a header line and one line per alert; a lone
-    alert is the whole text."""
-    first, _, rest = sms.partition("\n")
-    if first.endswith(" alerts:"):
-        return [line for line in rest.split("\n") if not line.startswith("(+")]
-    return [sms]
-
-
-def sms_texts(fake: ReplyingProvider) -> list[str]:
-    return [e.text for r in fake.received if r.command for e in r.command.entries]
 
 
 async def test_replies_say_held_repeat_and_flap(
@@ -208,30 +166,6 @@ async def test_corpus_storm(replying_relay: Any, problem: str, recovery: str, rc
         else:
             assert problems and not recoveries, n
     assert len(fake.received) <= 25, len(fake.received)  # against 200 mails sent one-to-one
-
-
-DEFAULT_STORM_ROUTES = (
-    STORM_ROUTES
-    + r"""  - name: defaults
-    match: {recipient: '^defaults@sms\.example\.com$'}
-    phones: ["+79990000021", "+79990000022"]
-    storm: true
-"""
-)
-
-
-def volatile(name: str, host: str, n: int) -> EmailMessage:
-    """A corpus mail for `host`, as its n-th repeat: new time, value and event id each time."""
-    msg = variant(name, 3)
-    body = msg.get_content().replace("app-03", host).replace("web03", host)
-    body = re.sub(r"\d\d:\d\d:\d\d", f"03:{n % 60:02}:{(7 * n) % 60:02}", body)
-    body = re.sub(r"97\.2 %", f"{90 + n % 9}.{n % 10} %", body)
-    body = re.sub(r"Original problem ID: \d+", f"Original problem ID: {1000 + n}", body)
-    subject = str(msg["Subject"]).replace("app-03", host).replace("web03", host)
-    del msg["Subject"]
-    msg["Subject"] = subject
-    msg.set_content(body)
-    return msg
 
 
 async def test_a_storm_with_volatile_fields_on_default_settings_names_every_host(replying_relay: Any) -> None:

@@ -20,9 +20,11 @@ import pytest
 from relay.cli import main as cli
 from relay.config import load as config_mod
 from relay.daemon.main import Daemon
+from tests import spooldb
 from tests.fake_api import FakeApi, Sms
 from tests.fakes import FakeProvider, wait_for
-from tests.helpers import HTTP_ROUTES, PASSWORD, Clock, closed_port, smtplib_send, states
+from tests.helpers import HTTP_ROUTES, PASSWORD, Clock, closed_port, sample, smtplib_send
+from tests.spooldb import states
 
 Start = Callable[..., Any]
 TRACK = "  track_delivery: true\n"
@@ -42,8 +44,7 @@ async def send(relay: Daemon, to: str, body: str) -> None:
 
 
 async def by_phone(relay: Daemon) -> dict[str, dict[str, Any]]:
-    rows = await relay.spool.write(lambda c: c.execute("SELECT * FROM messages").fetchall())
-    return {json.loads(r["phones"])[0]: dict(r) for r in rows}
+    return {json.loads(r["phones"])[0]: r for r in await spooldb.rows(relay, "messages")}
 
 
 async def poll(relay: Daemon, clock: Clock, fake: FakeApi, seconds: float) -> None:
@@ -97,8 +98,8 @@ async def test_tracking_to_delivered_and_undelivered_with_a_notice(
     assert (rows["+79990000002"]["state"], rows["+79990000002"]["error_code"]) == ("undelivered", 20)
     assert "status 20 (cannot be delivered)" in rows["+79990000002"]["last_error"]
     assert fake.status_errors == 0 and spaced(fake)
-    assert relay.metrics.phone_statuses.labels("1")._value.get() == 1
-    assert relay.metrics.phone_statuses.labels("20")._value.get() == 1
+    assert sample(relay, "smsc_relay_delivery_statuses_total", status="1") == 1
+    assert sample(relay, "smsc_relay_delivery_statuses_total", status="20") == 1
 
     await wait_for(lambda: len(mta.received) == 1)
     notice = mta.received[0]
@@ -195,7 +196,7 @@ async def test_status_limit_error_backs_off_a_minute(http_relay: Start, clock: C
     fake.status_lists.append(clock.now)  # someone else's list request, just now
     await poll(relay, clock, fake, 25)
     assert fake.status_errors == 1
-    assert relay.metrics.status_polls.labels("limit")._value.get() == 1
+    assert sample(relay, "smsc_relay_status_requests_total", result="limit") == 1
     await poll(relay, clock, fake, 61)  # one minute after the refused one: still held back
     assert len(fake.status_lists) == 2
     await poll(relay, clock, fake, 61)
@@ -235,9 +236,9 @@ async def test_failover_to_http_and_back(
     await wait_for(lambda: len(fake.sms) == 1)
     assert fake.texts("+79990000001") == ["Disk\ngateway is down"]
     assert smtp.received == []
-    assert relay.metrics.failover._value.get() == 1
+    assert sample(relay, "smsc_relay_failover_active") == 1
     assert "event=failover to=http" in caplog.text
-    await wait_for(lambda: relay.metrics.requests.labels("confirmed")._value.get() == 1)
+    await wait_for(lambda: sample(relay, "smsc_relay_requests_total", state="confirmed") == 1)
     # While the hold lasts, mail keeps going over HTTP.
     await send(relay, "+79990000002", "still on http")
     await wait_for(lambda: len(fake.sms) == 2)
@@ -245,10 +246,10 @@ async def test_failover_to_http_and_back(
     await send(relay, "+79990000003", "gateway is back")
     await wait_for(lambda: len(smtp.received) == 1)
     assert smtp.received[0].sms.entries[0].text.endswith("gateway is back")
-    await wait_for(lambda: relay.metrics.failover._value.get() == 0)
+    await wait_for(lambda: sample(relay, "smsc_relay_failover_active") == 0)
     assert "event=failback to=smtp" in caplog.text
-    assert relay.metrics.failovers.labels("http")._value.get() == 1
-    assert relay.metrics.failovers.labels("smtp")._value.get() == 1
+    assert sample(relay, "smsc_relay_failovers_total", to="http") == 1
+    assert sample(relay, "smsc_relay_failovers_total", to="smtp") == 1
     assert len(fake.sms) == 2
 
 
@@ -283,8 +284,8 @@ async def test_low_balance_warns_once(
     assert mta.received[0].rcpt_tos == ["ops@example.com"]
     assert b"below 4" in mta.received[0].raw
     assert caplog.text.count("event=balance_low") == 1
-    assert relay.metrics.balance_low._value.get() == 1
-    assert relay.metrics.balance._value.get() == 1.5
+    assert sample(relay, "smsc_relay_provider_balance_low") == 1
+    assert sample(relay, "smsc_relay_provider_balance") == 1.5
     assert (await relay.spool.control())["balance_low_since"] == "3.00"
 
 
