@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.formatters import segments
 from relay.model import Encoding, Segments
@@ -69,3 +71,32 @@ def test_fit_by_parts() -> None:
 
 def test_fit_long_word_is_cut_mid_word() -> None:
     assert segments.fit("x" * 100, max_chars=10) == "xxxxxxx..."
+
+
+# ---- the fast counting against the plain definition -------------------------------------------
+def reference_count(text: str) -> Segments:
+    """The definition the fast code must keep: every character tested against the GSM sets."""
+    gsm = all(ch in segments.GSM_ALL for ch in text)
+    encoding = Encoding.GSM7 if gsm else Encoding.UCS2
+    sizes = [2 if (ch in segments.GSM_EXTENSION if gsm else ord(ch) > 0xFFFF) else 1 for ch in text]
+    total = sum(sizes)
+    if total <= segments.SINGLE[encoding]:
+        return Segments(encoding, total, 1 if total else 0)
+    parts, used = 1, 0
+    for size in sizes:
+        if used + size > segments.MULTI[encoding]:
+            parts, used = parts + 1, 0
+        used += size
+    return Segments(encoding, total, parts)
+
+
+# GSM basic, the extension (two septets, € among them), ASCII outside GSM (`, controls), Cyrillic,
+# an emoji (two UTF-16 units): long runs to cross the part boundaries
+ALPHABET = [*"aZ0 .\n@$", *"^{}\\[~]|€\f", "`", "\x01", "\t", "ж", "é", "😀"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(ALPHABET), max_size=400))
+def test_count_keeps_the_definition(text: str) -> None:
+    assert segments.count(text) == reference_count(text)
+    assert segments.encoding_for(text) is reference_count(text).encoding

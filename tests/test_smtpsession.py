@@ -98,6 +98,26 @@ def test_getaddr_matches_aiosmtpd_on_anything(arg: str) -> None:
     assert RelaySMTP.__new__(RelaySMTP)._getaddr(arg) == stock_getaddr(arg)
 
 
+_ATOM = st.text(alphabet=st.sampled_from([*"abcXYZ019!#$%&'*+/=?^_`{|}~-"]), min_size=1, max_size=8)
+_PLAIN = st.builds(
+    lambda local, domain, rest: f"<{'.'.join(local)}@{'.'.join(domain)}>{rest}",
+    st.lists(_ATOM, min_size=1, max_size=3),
+    st.lists(st.text(alphabet="ab-09", min_size=1, max_size=6), min_size=1, max_size=3),
+    st.sampled_from(["", " ", "  SIZE=100", " BODY=8BITMIME SMTPUTF8", "\t(comment)", "(c) X", " x@y", ">"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        _PLAIN, _PLAIN.map(lambda a: a.replace("@", "@@", 1)), _PLAIN.map(lambda a: "<" + "x" * 70 + a[1:])
+    )
+)
+def test_getaddr_fast_path_matches_aiosmtpd(arg: str) -> None:
+    """Plain <local@domain> takes the relay's fast path: the same answers as aiosmtpd's parser."""
+    assert RelaySMTP.__new__(RelaySMTP)._getaddr(arg) == stock_getaddr(arg)
+
+
 async def test_truncated_addresses_get_553_and_the_session_goes_on(
     provider: tuple[FakeProvider, int], relay_factory: Any
 ) -> None:

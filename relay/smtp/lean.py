@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import ssl
 import weakref
 from collections.abc import Callable
@@ -35,6 +36,10 @@ from aiosmtpd.smtp import (
 )
 
 log = logging.getLogger("relay.listener")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ANGLE_ADDR = re.compile(
+    rf"<(?P<addr>{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*(?P<rest>.*)\Z", re.DOTALL
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,16 @@ class LeanSMTP(SMTP):
         on malformed input such as ``MAIL FROM:<`` or ``RCPT TO:1@[``."""
         if not arg:
             return "", ""
+        # Nearly every MAIL and RCPT is a plain <dot-atom@domain>: 0.6 us here against 30 us in
+        # the stdlib's parser (two per mail, ~10% of the event loop). Anything else, and a
+        # comment after the address, goes to the parser (tests/test_smtpsession.py holds both
+        # to aiosmtpd's answers).
+        plain = _PLAIN_ANGLE_ADDR.match(arg)
+        if plain is not None and not plain["rest"].startswith("("):
+            simple: str = plain["addr"]
+            if self.local_part_limit and len(simple.rpartition("@")[0]) > self.local_part_limit:
+                return None, None
+            return simple, plain["rest"]
         address: Any  # AngleAddr or AddrSpec: both have addr_spec
         try:
             if arg.lstrip().startswith("<"):

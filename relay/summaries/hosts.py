@@ -233,6 +233,8 @@ _JOURNAL = re.compile(r"^\S{3,5}\.? \d{1,2} \d{2}:\d{2}:\d{2} (?P<host>\S+) (?P<
 
 def systemd(mail: InboundMail) -> AlertSummary | None:
     text = mail.body or mail.text
+    if "Loaded:" not in text or "Active: " not in text:
+        return None  # before the regexes: _UNIT backtracks on every long line of every mail
     active, unit = _ACTIVE.search(text), _UNIT.search(text)
     if active is None or unit is None or "Loaded:" not in text:
         return None
