@@ -5,7 +5,11 @@ latency runs: python bare_sink.py PORT [RECORD_FILE]
 
 With BARE_LEAN=1 in the environment it uses the relay's LeanSMTP (aiosmtpd without its
 per-connection introspection) instead of stock aiosmtpd: a second baseline that shows how much of
-the relay's lead over stock aiosmtpd comes from that fix alone.
+the relay's lead over stock aiosmtpd comes from that fix alone. It gets the relay's command call
+limits (relay/smtp/handler.py Handler.session_options: 100 of each command, MAIL, RCPT, DATA,
+RSET and QUIT without a practical limit), not aiosmtpd's default of 20 per command, which would
+end a session that reuses its connection (smtp-source -d) with "421 MAIL sent too many times".
+Stock aiosmtpd has no call limit at all (command_call_limit=None).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import time
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 RELAY_ID = re.compile(rb"^X-Smsc-Relay-Id: (\S+)", re.MULTILINE)
+# As the relay's sessions have them (ListenConfig.command_call_limit, handler.TRANSACTION_CALLS).
+CALL_LIMITS = {"*": 100, **dict.fromkeys(("MAIL", "RCPT", "DATA", "RSET", "QUIT"), 1 << 30)}
 
 
 class Sink:
@@ -44,7 +50,7 @@ async def main() -> None:
             return LeanSMTP(sink, data_size_limit=33554432, enable_SMTPUTF8=False, decode_data=False,
                             hostname="sink", ident="sink", tls_context=None, require_starttls=False,
                             timeout=300, auth_require_tls=True, authenticator=None,
-                            command_call_limit={})  # fmt: skip
+                            command_call_limit=CALL_LIMITS)  # fmt: skip
     else:
 
         def factory() -> SMTP:

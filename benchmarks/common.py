@@ -53,7 +53,9 @@ def relay_config(
     name: str = "relay",
 ) -> Path:
     """`phone_limits` None: the key is left out (a relay that predates it must read the file).
-    `spool`: the YAML of the spool section (default: a SQLite file in `tmp`)."""
+    `spool`: the YAML of the spool section (default: a SQLite file in `tmp`).
+    The route takes any phone number of 7 to 15 digits as the address (smtp-source -N prepends
+    a sequence number to the recipient: 17999000@, 27999000@, ... are phones of their own)."""
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(f"""
 listen: {{host: 127.0.0.1, port: {port}, max_connections: 1000, max_connections_per_address: 1000}}
@@ -68,7 +70,7 @@ provider:
 spool: {spool or f"{{path: {tmp / 'spool.db'}}}"}
 delivery: {{concurrency: 2, min_backoff: 60, max_backoff: 600}}
 routes:
-  - match: {{recipient: '^(?P<phones>[0-9]{{11}})@sms\\.example\\.com$'}}
+  - match: {{recipient: '^(?P<phones>[0-9]{{7,15}})@sms\\.example\\.com$'}}
 """)
     return cfg
 
@@ -115,6 +117,14 @@ def peak_rss_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (/proc/PID/stat utime+stime;
+    children not included)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 (state) onwards
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def have_tools() -> bool:
