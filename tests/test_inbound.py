@@ -202,3 +202,12 @@ def test_normalize_keeps_its_definition(text: str) -> None:
     (str.replace, then a character class) says what the one-regex definition says."""
     want = re.sub(r"[\x00-\x08\x0e-\x1f\x7f\u200b\ufeff]", "", _BREAKS.sub("\n", text).replace("\t", " "))
     assert cleanup.normalize(text) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from([*"ab \n\t\r\u00a0\u2003\u3000\x85\x1c"]), max_size=60))
+def test_squeeze_keeps_its_definition(text: str) -> None:
+    """Spaces collapsed and trimmed line by line, blank lines gone, whatever the line breaks."""
+    spaces = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+    lines = (spaces.sub(" ", line).strip() for line in cleanup.normalize(text).split("\n"))
+    assert cleanup.squeeze(text) == "\n".join(line for line in lines if line)

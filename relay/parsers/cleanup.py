@@ -8,6 +8,7 @@ from collections.abc import Iterable
 # Line breaks of every kind (CR, LF, NEL, LS, PS, VT, FF) become "\n"; other controls go.
 _LONE_BREAKS = re.compile(r"[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # after CRLF -> LF
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\u200b\ufeff]")
+_SPECIAL = re.compile(r"[\r\t\x00-\x08\x0b-\x1f\x7f\x85\u200b\u2028\u2029\ufeff]")  # any of the above
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _SIGNATURE = re.compile(r"^-- ?$", re.MULTILINE)
 _ORIGINAL = re.compile(
@@ -22,6 +23,8 @@ def normalize(text: str) -> str:
     """One kind of line break, no control characters, tabs as spaces."""
     # CRLF first with str.replace, then one character class: an alternation (`\r\n|[...]`) is
     # tried at every position, and this runs several times on every mail.
+    if _SPECIAL.search(text) is None:
+        return text  # most text, and all text normalized before: one scan, nothing built
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     text = _LONE_BREAKS.sub("\n", text)
@@ -55,7 +58,8 @@ def clean(
 
 def squeeze(text: str) -> str:
     """Collapse runs of spaces, trim every line, drop blank lines."""
-    lines = (_SPACES.sub(" ", line).strip() for line in normalize(text).split("\n"))
+    # One substitution for the whole text: no run of spaces crosses a line break.
+    lines = (line.strip() for line in _SPACES.sub(" ", normalize(text)).split("\n"))
     return "\n".join(line for line in lines if line)
 
 

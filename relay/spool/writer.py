@@ -186,6 +186,9 @@ class GroupCommitWriter:
     async def _batch(self) -> None:
         """One batch: what is pending, in one transaction (run by self.loop when woken)."""
         loop = asyncio.get_running_loop()
+        # One turn of the loop first: the sessions whose DATA is already in get into this batch
+        # (a commit's fsync costs the same for one mail as for ten).
+        await asyncio.sleep(0)
         batch, self._pending = self._pending, []
         if not batch:
             return
