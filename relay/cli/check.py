@@ -197,7 +197,8 @@ async def _postgres(cfg: Config, timeout: float) -> Probe:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    from relay.spool.pgdb import VERSION, masked
+    from relay.spool.admin import POSTGRES_SCHEMA_VERSION as VERSION
+    from relay.spool.admin import masked_dsn as masked
 
     dsn = cfg.spool.dsn.value
     c = conninfo_to_dict(dsn)  # the config loader parsed it already

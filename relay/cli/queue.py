@@ -21,7 +21,7 @@ from relay.errors import Exit, SpoolError
 from relay.formatters import mime
 from relay.formatters.provider import retag_from
 from relay.model import AlertState, SpoolBackend, State
-from relay.spool.messages import Row
+from relay.spool.interface import Row
 
 if TYPE_CHECKING:
     # At run time in open_admin: relay.spool.admin imports psycopg, and `serve` imports this

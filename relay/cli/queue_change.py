@@ -18,7 +18,7 @@ from relay.config.load import load
 from relay.config.schema import Config
 from relay.errors import Exit
 from relay.model import State
-from relay.spool.messages import Row
+from relay.spool.interface import Row
 
 if TYPE_CHECKING:
     from relay.spool.admin import SpoolAdmin  # psycopg: not for `serve` (relay/cli/queue.py)

@@ -15,7 +15,7 @@ from relay.config.schema import Config
 from relay.errors import RelayError
 from relay.formatters import provider
 from relay.ids import new_id
-from relay.spool.messages import Row, new_rows
+from relay.spool.interface import Row, new_rows
 
 
 class CannotRender(Exception):

@@ -23,7 +23,7 @@ from relay.errors import Exit, RelayError
 from relay.formatters import provider
 from relay.ids import new_id
 from relay.model import Entry, RouteMode, SmsRequest, State
-from relay.spool import messages
+from relay.spool import interface as spools
 
 if TYPE_CHECKING:
     from relay.spool.admin import SpoolAdmin  # psycopg: not for `serve` (relay/cli/queue.py)
@@ -70,7 +70,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         print(f"smsc-relay: {exc.reason}", file=sys.stderr)
         return Exit.DATAERR
     with contextlib.closing(open_admin(cfg.spool)) as spool:
-        rows = messages.new_rows(
+        rows = spools.new_rows(
             [mail], mail_from="", inbound_id="", state=State.QUEUED, attempts=0, now=time.time(),
             config=cfg.digest,
         )  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from relay.cli.helptext import examples
 from relay.config.load import load
 from relay.errors import Exit, SpoolError
 from relay.model import SpoolBackend
-from relay.spool.sqlite import connect, held, lock_path
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,7 +32,7 @@ def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from relay.spool import migrate  # psycopg: only for this command, never for `serve`
+    from relay.spool import admin  # psycopg: only for this command, never for `serve`
 
     cfg = load(args.config, secrets=False)
     if cfg.spool.backend is not SpoolBackend.POSTGRESQL:
@@ -43,14 +41,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not args.source.is_file():
         print(f"smsc-relay: no SQLite spool at {args.source}", file=sys.stderr)
         return Exit.USAGE
-    if held(args.source) and not args.force:
-        print(f"smsc-relay: a relay serves {args.source} (it holds {lock_path(args.source)}): stop it first "
+    lock = admin.serving(args.source)
+    if lock is not None and not args.force:
+        print(f"smsc-relay: a relay serves {args.source} (it holds {lock}): stop it first "
               "(systemctl stop smsc-relay), so nothing changes while it is copied; --force copies anyway",
               file=sys.stderr)  # fmt: skip
         return Exit.FAILURE
     try:
-        with contextlib.closing(connect(args.source)) as source:
-            done = migrate.copy(source, cfg.spool.dsn.value)
+        done = admin.copy_to_postgres(args.source, cfg.spool.dsn.value)
     except SpoolError as exc:
         print(f"smsc-relay: nothing copied: {exc}", file=sys.stderr)
         return Exit.FAILURE

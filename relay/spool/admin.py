@@ -1,5 +1,6 @@
-"""The spool for `smsc-relay queue`, `stats` and `send-test`: a connection of its own, safe
-while the relays run, on either engine.
+"""The spool for `smsc-relay queue`, `stats`, `send-test`, `spool migrate` and `check`: a
+connection of its own, safe while the relays run, on either engine. With relay/spool/interface.py,
+the one module of relay/spool/ the command line imports (a contract in pyproject.toml).
 
 Reads see the last committed state; the few writes (retry, drop, resume, a test message) are
 short transactions that the running relays' next claim or control check picks up (on
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -25,8 +26,11 @@ from relay.spool import alerts, messages, pgdb, postgres, replies, schema, track
 from relay.spool.base import CONTROL, QUEUED
 from relay.spool.db import Db
 from relay.spool.messages import Row
-from relay.spool.sqlite import connect
+from relay.spool.sqlite import connect, held, lock_path
 from relay.spool.writer import SqliteEngine
+
+if TYPE_CHECKING:
+    from relay.spool.migrate import Copied
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +152,25 @@ class SpoolAdmin:
             messages.insert(conn, final)
             self._notify(conn, QUEUED)
         return final
+
+
+# ---- what the other commands need of the engines ---------------------------------------------
+POSTGRES_SCHEMA_VERSION = pgdb.VERSION  # what `check --online` expects a relay's database to have
+
+
+def masked_dsn(text: str, dsn: str) -> str:
+    """An error text with the DSN's password shown as *** (pgdb.masked)."""
+    return pgdb.masked(text, dsn)
+
+
+def serving(path: Path) -> str | None:
+    """The lock file by which a relay holds the SQLite spool at `path`, None when none serves it."""
+    return str(lock_path(path)) if held(path) else None
+
+
+def copy_to_postgres(path: Path, dsn: str) -> Copied:
+    """`spool migrate`: the SQLite spool at `path` into the database at `dsn`."""
+    from relay.spool import migrate
+
+    with contextlib.closing(connect(path)) as source:
+        return migrate.copy(source, dsn)

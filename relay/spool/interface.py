@@ -21,14 +21,14 @@ from relay.config.schema import SpoolConfig, StormSettings
 from relay.model import PhoneStatus, ProviderMail, ProviderReply, State
 from relay.provider_errors import Rule
 from relay.spool.alerts import Tick
-from relay.spool.messages import Row
+from relay.spool.messages import Row, new_rows
 from relay.spool.replies import PAUSE_CAUSE, Applied
 from relay.spool.tracking import Finished
 from relay.storm.plan import Admission, Alert, Compose
 
 __all__ = [
     "PAUSE_CAUSE", "Applied", "Control", "Enqueued", "Finished", "Messages", "Replies", "Row", "Spool",
-    "Storm", "StormAdmit", "Tick", "Tracking", "describe", "make",
+    "Storm", "StormAdmit", "Tick", "Tracking", "describe", "make", "new_rows",
 ]  # fmt: skip
 
 
