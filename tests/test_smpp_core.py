@@ -152,3 +152,19 @@ def test_the_esm_class_says_what_is_a_receipt() -> None:
 def test_any_deliver_sm_parses_or_is_none_and_never_raises(raw: bytes, tlvs: dict[int, bytes]) -> None:
     got = receipt.parse(raw, tlvs)
     assert got is None or (got.message_id and got.message_id.isprintable() and len(got.message_id) <= 65)
+
+
+# ---- command_status through the provider's error table ---------------------------------------
+def test_smpp_statuses_meet_the_same_policy_as_the_other_transports() -> None:
+    from relay import provider_errors as pe
+
+    wrong_password = pe.smpp_status(0x0E)
+    assert wrong_password.answer is pe.SmppAnswer.PROVIDER
+    assert pe.smpp_rule(wrong_password) is pe.ERRORS[2] and pe.ERRORS[2].action is pe.Action.PAUSE
+    assert pe.smpp_rule(pe.smpp_status(0x0B)) is pe.ERRORS[7]  # the phone: fails, no retry
+    assert pe.smpp_status(0x58).answer is pe.SmppAnswer.THROTTLE  # slows the session, fails nothing
+    assert pe.smpp_status(0x14).answer is pe.SmppAnswer.THROTTLE
+    assert pe.smpp_status(0x08).answer is pe.SmppAnswer.UNCERTAIN  # ask status.php before a resend
+    vendor = pe.smpp_status(0x400)
+    assert vendor.name == "command_status 0x00000400" and pe.smpp_rule(vendor) is pe.UNKNOWN
+    assert all(s.code in pe.ERRORS for s in pe.SMPP_STATUSES.values() if s.answer is pe.SmppAnswer.PROVIDER)
