@@ -1,0 +1,227 @@
+"""One bound SMPP transceiver session with the provider (issue 24; smpp-notes.md).
+
+Bound at start and kept bound: a supervisor binds to the main host, then the backup, and binds
+again after a drop, with a backoff that doubles (with jitter) up to `max_backoff`. smpp34 (the
+client library, docs/smpp-libraries.md) frames the PDUs, numbers and matches them, answers the
+SMSC's enquire_link and sends its own every 30 s, under the provider's 2-minute inactivity
+limit. What smpp34 does not do is here:
+
+- the window: at most `window` submits wait for their responses (smpp34 takes a window_size
+  but does not enforce it);
+- throttling: an ESME_RTHROTTLED or ESME_RMSGQFUL answer holds every submit for a pause that
+  doubles while they go on, and ends at the first answer that is not one;
+- a refused bind: smpp34 reports one as "bind timed out", like a server that never answers, so
+  the reason names every cause the provider documents (a wrong login or password, SMPP access
+  off in the account's API settings, this relay's IP not on the allowed list);
+- its runtime's shutdown: a pause after stop() (it has crashed at interpreter exit without).
+
+Receipts and other deliver_sm go to `on_deliver` as they come; what they mean is the core's
+(relay/parsers/receipt.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from relay.errors import UpstreamTimeout, UpstreamUnavailable
+from relay.formatters.smpp import Submit
+from relay.provider_errors import SmppAnswer, smpp_status
+
+if TYPE_CHECKING:
+    import smpp34
+
+log = logging.getLogger("relay.smpp")
+SHUTDOWN_PAUSE = 0.05  # seconds after smpp34's stop(): its runtime's threads end first
+
+
+@dataclass(frozen=True, slots=True)
+class SmppSettings:
+    hosts: tuple[tuple[str, int], ...]  # main first, then the backup
+    system_id: str  # the provider login
+    password: str
+    system_type: str = ""
+    tls: bool = False
+    window: int = 10  # submits waiting for their responses, at most
+    bind_timeout: float = 10.0
+    submit_timeout: float = 30.0
+    min_backoff: float = 1.0
+    max_backoff: float = 60.0
+    throttle_pause: float = 1.0  # the first pause after a throttled answer; doubles to 30 s
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitAnswer:
+    status: int  # command_status: 0, the part was taken
+    message_id: str  # the provider's, which its receipts name
+
+
+class SmppSession:
+    def __init__(
+        self,
+        settings: SmppSettings,
+        *,
+        on_deliver: Callable[[smpp34.DeliverSmEvent], None] = lambda event: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.on_deliver = on_deliver
+        self.clock = clock
+        self.reason = "not bound yet"  # why no session is bound; "" while one is
+        self.host = ""  # host:port of the bound session
+        self.binds = 0  # sessions bound so far
+        self._smsc: smpp34.Smsc | None = None
+        self._client: smpp34.Client | None = None
+        self._bound = asyncio.Event()
+        self._window = asyncio.Semaphore(settings.window)
+        self._slow_until = 0.0
+        self._slow = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def bound(self) -> bool:
+        return self._bound.is_set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="smpp-session")
+
+    async def stop(self) -> None:
+        """Unbind (the SMSC then knows the session ended on purpose), then end the supervisor."""
+        self._stopping = True
+        smsc = self._smsc
+        if smsc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(smsc.unbind(), 5)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._close()
+
+    async def wait_bound(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._bound.wait(), timeout)
+        return self.bound
+
+    async def submit(self, s: Submit) -> SubmitAnswer:
+        """One submit_sm, within the window, once a session is bound. Raises UpstreamUnavailable
+        when none is bound in time (the part was not sent) or when the session failed while the
+        part was out (uncertain: it may have been taken)."""
+        if not await self.wait_bound(self.settings.bind_timeout):
+            raise UpstreamUnavailable(f"no SMPP session bound: {self.reason}")
+        async with self._window:
+            await self._throttled()
+            smsc = self._smsc
+            if smsc is None:
+                raise UpstreamUnavailable(f"no SMPP session bound: {self.reason}")
+            try:
+                resp = await asyncio.wait_for(
+                    smsc.submit_sm(
+                        s.destination.value, s.short_message, source_addr=s.source.value,
+                        source_addr_ton=s.source.ton, source_addr_npi=s.source.npi,
+                        dest_addr_ton=s.destination.ton, dest_addr_npi=s.destination.npi,
+                        esm_class=s.esm_class, data_coding=s.data_coding, registered_delivery=1,
+                    ),
+                    self.settings.submit_timeout,
+                )  # fmt: skip
+            except TimeoutError:
+                raise UpstreamTimeout("SMPP: no submit_sm_resp in time", uncertain=True) from None
+            except Exception as exc:  # smpp34.SmppError: a timeout, a lost session, a generic_nack
+                raise UpstreamUnavailable(f"SMPP: {exc}", uncertain=True) from None
+        self._note(resp.command_status)
+        return SubmitAnswer(resp.command_status, resp.message_id or "")
+
+    def _note(self, status: int) -> None:
+        """A throttled answer slows every submit; any other ends the slowing."""
+        if status and smpp_status(status).answer is SmppAnswer.THROTTLE:
+            self._slow = min(30.0, self._slow * 2 or self.settings.throttle_pause)
+            self._slow_until = self.clock() + self._slow
+            log.warning("event=smpp_throttled status=0x%08X pause=%.1fs", status, self._slow)
+        else:
+            self._slow = 0.0
+
+    async def _throttled(self) -> None:
+        wait = self._slow_until - self.clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _supervise(self) -> None:
+        backoff = self.settings.min_backoff
+        while not self._stopping:
+            smsc = await self._bind_any()
+            if smsc is None:
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(self.settings.max_backoff, backoff * 2)
+                continue
+            backoff = self.settings.min_backoff
+            try:
+                await self._read(smsc)
+            finally:
+                self._bound.clear()
+                self._smsc = None
+                await self._close()
+
+    async def _bind_any(self) -> smpp34.Smsc | None:
+        import smpp34  # the relays that use SMPP load it (and its runtime) only
+
+        s = self.settings
+        failures = []
+        for host, port in s.hosts:
+            client = smpp34.Client(
+                host, port, s.system_id, s.password, bind_type="TRX", system_type=s.system_type,
+                tls=s.tls, window_size=s.window, connect_timeout_ms=int(s.bind_timeout * 1000),
+            )  # fmt: skip
+            try:
+                smsc = await asyncio.wait_for(client.connect(), s.bind_timeout + 1)
+            except Exception as exc:  # SmppError, OSError, TimeoutError: try the next host
+                failures.append(f"{host}:{port}: {exc}")
+                await _stop(client)
+                continue
+            self._client, self._smsc, self.host = client, smsc, f"{host}:{port}"
+            self.binds += 1
+            self.reason = ""
+            self._bound.set()
+            log.info("event=smpp_bound host=%s:%d", host, port)
+            return smsc
+        self.reason = (
+            "cannot bind (" + "; ".join(failures) + "): a wrong login or password, SMPP access off in"
+            " the account's API settings, or this relay's IP not on its allowed list look like a"
+            " timeout too"
+        )
+        log.error("event=smpp_bind_failed reason=%r", self.reason)
+        return None
+
+    async def _read(self, smsc: smpp34.Smsc) -> None:
+        """Until the session ends: deliver_sm to on_deliver, the end logged."""
+        import smpp34
+
+        while True:
+            event = await smsc.next()
+            if isinstance(event, smpp34.DeliverSmEvent):
+                try:
+                    self.on_deliver(event)
+                except Exception:  # a fault of ours must not end the session
+                    log.exception("event=smpp_deliver_failed")
+            elif isinstance(event, smpp34.Disconnected | smpp34.Unbound):
+                self.reason = f"the session with {self.host} ended"
+                log.warning("event=smpp_session_lost host=%s", self.host)
+                return
+
+    async def _close(self) -> None:
+        client = self._client
+        self._smsc = self._client = None
+        if client is not None:
+            await _stop(client)
+
+
+async def _stop(client: smpp34.Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.stop()
+    await asyncio.sleep(SHUTDOWN_PAUSE)
