@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from relay import fields, provider_errors
 from relay.config.schema import ProviderConfig
 from relay.delivery.transport import Accepted, Outgoing
+from relay.delivery.uncertain import PROVIDER_MINUTE, registered
 from relay.errors import ContentError, UpstreamDeferred, UpstreamRefused, UpstreamTimeout, UpstreamUnavailable
 from relay.formatters import api, mime
 from relay.model import PhoneStatus, ProviderReply, ReplyKind, TransportKind
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay.delivery")
 DUPLICATE = 9  # send.php: an identical request within a minute, or 15 concurrent requests
-PROVIDER_MINUTE = 61.0  # seconds: past the provider's one-minute window for identical requests
-MAX_STATUS_PHONES = 5  # status.php answers no more than five requests per message per minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +152,7 @@ class HttpTransport:
         except (ContentError, ValueError) as exc:  # not a command line: email2sms, a bug
             raise UpstreamRefused(f"cannot be sent over the HTTP API: {exc}") from None
         if mail.uncertain:
-            known = await self._registered(request)
+            known = await registered(self.client, request)
             if known is not None:
                 return known
         provider = self.client.provider()
@@ -165,7 +163,7 @@ class HttpTransport:
             # An answer we cannot read: the request may have been taken.
             raise UpstreamDeferred(f"send.php at {_where(answer.url)}: {exc}", uncertain=True) from None
         if reply.kind is ReplyKind.ERROR and reply.code == DUPLICATE:
-            known = await self._registered(request)
+            known = await registered(self.client, request)
             if known is not None:
                 return known
             raise UpstreamDeferred(
@@ -174,38 +172,6 @@ class HttpTransport:
                 retry_after=PROVIDER_MINUTE,
             )
         return Accepted(_summary(reply, answer.url), answer=reply, raw=answer.body, via=TransportKind.HTTP)
-
-    async def _registered(self, request: command.Command) -> Accepted | None:
-        """The provider's answer for a request an earlier attempt may have made: an OK when
-        status.php knows it, None when it does not (it is safe to send)."""
-        phones = [p for p in api.phones_of(request) if not fields.GROUP.fullmatch(p)][:MAX_STATUS_PHONES]
-        if not phones:
-            # Groups only: status.php cannot be asked by phone. Sent again after the minute,
-            # when an identical request is no longer refused: a duplicate is possible, and logged.
-            log.warning(
-                "event=uncertain_resend id=%s note='group recipients cannot be checked'", request.request_id
-            )
-            return None
-        pairs = [(request.request_id, p) for p in phones]
-        try:
-            found = await self.client.statuses(pairs)
-        except answers.StatusError as exc:
-            raise UpstreamDeferred(
-                f"may have been sent; status.php answered {exc}: asked again after a minute",
-                uncertain=True,
-                retry_after=PROVIDER_MINUTE,
-            ) from None
-        except (UpstreamUnavailable, UpstreamDeferred) as exc:
-            raise UpstreamDeferred(f"may have been sent; status.php: {exc.text}", uncertain=True) from None
-        known = [s for s in found if s.status != provider_errors.NOT_FOUND]
-        if not known:
-            return None
-        words = ", ".join(
-            f"{s.phone}: {s.status} ({provider_errors.status_meaning(s.status)})" for s in known
-        )
-        log.warning("event=already_registered id=%s statuses=%r", request.request_id, words)
-        reply = ProviderReply(ReplyKind.OK, request.request_id, line=f"status.php: {words}")
-        return Accepted(f"registered by an earlier attempt: {words}", answer=reply, via=TransportKind.HTTP)
 
     async def close(self) -> None:
         return None  # the client is the relay's, shared by every worker
