@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from relay.config.current import Current
 from relay.config.schema import SpoolConfig
 from relay.daemon.health import Health
 from relay.delivery.outbox import OutboxTransport
@@ -95,7 +96,7 @@ async def test_a_spool_failure_after_sending_strands_no_row_and_sends_none_twice
         spool, lambda: OutboxTransport(outbox), lambda m: m, metrics=Metrics(), concurrency=1
     )
     here = dataclasses.replace(cfg, spool=SpoolConfig(tmp_path / "spool.db"))
-    health = Health(spool, lambda: here, lambda: "", lambda: deliverer.unwritten)
+    health = Health(spool, Current(here), lambda: "", lambda: deliverer.unwritten)
     deliverer.take(rows)
     deliverer.start()
     try:

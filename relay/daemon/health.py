@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable
 
-from relay.config.schema import Config
+from relay.config.current import Current
 from relay.errors import SpoolError
 from relay.model import SpoolBackend
 from relay.spool.interface import Spool
@@ -16,19 +16,19 @@ class Health:
     def __init__(
         self,
         spool: Spool,
-        config: Callable[[], Config],
+        current: Current,
         paused: Callable[[], str],
         unwritten: Callable[[], int] = lambda: 0,
     ) -> None:
         self.spool = spool
-        self.config = config  # the config in force (SIGHUP replaces it)
+        self.current = current  # the config in force (SIGHUP replaces it)
         self.paused = paused  # why delivery is paused, or ""
         self.unwritten = unwritten  # delivery outcomes the spool has not taken yet
 
     async def check(self) -> str:
         """Unhealthy when the spool cannot commit, its disk is (almost) full, or delivery is
         paused."""
-        cfg = self.config()
+        cfg = self.current.config
         if self.spool.failing:
             return f"spool not writable: {self.spool.failing}"
         if cfg.spool.backend is SpoolBackend.SQLITE:  # a database server watches its own disk

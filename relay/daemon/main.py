@@ -105,9 +105,7 @@ class Daemon:
             self.spool, self.api, metrics=self.metrics, on_undelivered=on_failed, clock=clock,
             enabled=lambda: self.cfg.provider.track_delivery,
         )  # fmt: skip
-        self.storm_runner = StormRunner(
-            self.spool, lambda: self.cfg, self.hostname, self.deliverer, clock=clock
-        )
+        self.storm_runner = StormRunner(self.spool, self.current, self.hostname, self.deliverer, clock=clock)
         intake = ReplyIntake(
             self.spool, metrics=self.metrics, pause=self.deliverer.pause, on_failed=on_failed,
             dnsfunc=dnsfunc, reply_key=lambda: self.spool.reply_key,
@@ -122,7 +120,7 @@ class Daemon:
         )  # fmt: skip
         self.health = Health(
             self.spool,
-            lambda: self.cfg,
+            self.current,
             lambda: self.deliverer.pause_reason,
             lambda: self.deliverer.unwritten,
         )

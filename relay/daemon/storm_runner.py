@@ -16,7 +16,7 @@ from collections.abc import Callable
 from relay import pipeline
 from relay.accept.service import Delivery
 from relay.background import Background
-from relay.config.schema import Config
+from relay.config.current import Current
 from relay.ids import new_id
 from relay.spool.interface import Storm
 
@@ -29,13 +29,13 @@ class StormRunner:
     def __init__(
         self,
         spool: Storm,
-        config: Callable[[], Config],
+        current: Current,
         hostname: str,
         delivery: Delivery,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spool = spool
-        self.config = config
+        self.current = current  # the config in force
         self.hostname = hostname
         self.delivery = delivery
         self.clock = clock
@@ -66,7 +66,11 @@ class StormRunner:
         """One planner tick; returns how long to sleep."""
         now = self.clock()
         compose = functools.partial(
-            pipeline.storm_outgoing, now=now, config=self.config(), hostname=self.hostname, new_id=new_id
+            pipeline.storm_outgoing,
+            now=now,
+            config=self.current.config,
+            hostname=self.hostname,
+            new_id=new_id,
         )
         try:
             result = await self.spool.storm_tick(now=now, compose=compose)
