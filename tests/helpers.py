@@ -191,7 +191,7 @@ provider:
   outbox: {outbox}
 {provider_extra}
 spool: {spool}
-delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, max_age: {max_age},
+delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: {min_backoff}, max_backoff: {max_backoff}, max_age: {max_age},
             shutdown_timeout: 5}}
 {extra}
 """
@@ -200,6 +200,8 @@ delivery: {{concurrency: 2, timeout: {timeout}, min_backoff: 1, max_backoff: 2, 
 def relay_config_text(**values: object) -> str:
     """`spool`: a path (the SQLite file), or the YAML of the whole spool section."""
     routes = str(values.pop("routes", ROUTES))
+    values.setdefault("min_backoff", 1)
+    values.setdefault("max_backoff", 2)
     if isinstance(values.get("spool"), Path):
         values["spool"] = f"{{path: {values['spool']}}}"
     return RELAY_CONFIG.format(**values) + routes

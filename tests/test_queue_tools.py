@@ -91,7 +91,7 @@ async def test_a_held_message_stays_unsent_until_released(provider: Any, relay_f
     """Held: kept, never claimed, even when it is due first; released, it goes out."""
     fake, port = provider
     fake.replies = ["451 4.3.0 try again later"]  # the first attempt is deferred
-    relay = await relay_factory(port)
+    relay = await relay_factory(port, min_backoff=600, max_backoff=600)  # and stays so (see below)
     await asyncio.to_thread(smtplib_send, relay.port, message("first: held"))
     held_id = str((await wait_state(relay, "deferred"))["id"])
     code, out, err = await _queue(relay, "hold", held_id, "--yes")
@@ -111,7 +111,9 @@ async def test_a_held_message_stays_unsent_until_released(provider: Any, relay_f
 async def test_hold_and_release_say_what_they_do_not_apply_to(provider: Any, relay_factory: Any) -> None:
     fake, port = provider
     fake.replies = ["451 4.3.0 try again later"]
-    relay = await relay_factory(port)
+    # The deferred message must stay deferred while the commands run, however slow the machine:
+    # a retry a second later (the tests' usual backoff) would take it out from under them.
+    relay = await relay_factory(port, min_backoff=600, max_backoff=600)
     await asyncio.to_thread(smtplib_send, relay.port, message())
     relay_id = str((await wait_state(relay, "deferred"))["id"])
     code, out, err = await _queue(relay, "release", relay_id, "--yes")
