@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import email
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.errors import TooBigError
 from relay.formatters import mime
@@ -56,3 +59,9 @@ def test_size_cap() -> None:
 def test_readable() -> None:
     raw = mime.build("Привет", ENV, "koi8-r", NOW)
     assert mime.readable(raw).endswith("\n\nПривет\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_base64_lines_are_encodebytes_with_crlf(data: bytes) -> None:
+    assert mime.base64_lines(data) == base64.encodebytes(data).decode("ascii").replace("\n", "\r\n")

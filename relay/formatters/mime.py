@@ -7,6 +7,7 @@ only, so no subject or address can inject a header (CVE-2024-6923 class) on any 
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,7 +39,7 @@ def build(body: str, envelope: Envelope, charset: str, now: datetime) -> bytes:
         data = body.encode(charset)
     except UnicodeEncodeError:
         charset, data = "utf-8", body.encode("utf-8")
-    encoded = base64.encodebytes(data).decode("ascii").replace("\n", "\r\n")
+    encoded = base64_lines(data)
     headers = [
         ("From", envelope.mail_from),
         ("To", envelope.rcpt_to),
@@ -60,6 +61,13 @@ def build(body: str, envelope: Envelope, charset: str, now: datetime) -> bytes:
     return message
 
 
+def base64_lines(data: bytes) -> str:
+    """base64.encodebytes with CRLF: lines of 76, each ended. In one call to binascii, where
+    encodebytes calls it for every 57 bytes in a Python loop (15 us of the 45 of a provider mail)."""
+    flat = binascii.b2a_base64(data, newline=False).decode("ascii")
+    return "".join(flat[at : at + 76] + "\r\n" for at in range(0, len(flat), 76))
+
+
 def replace_body(message: bytes, change: Callable[[str], str]) -> bytes:
     """The same mail with its (base64, text/plain) body text passed through `change`."""
     head, _, body = message.partition(b"\r\n\r\n")
@@ -70,7 +78,7 @@ def replace_body(message: bytes, change: Callable[[str], str]) -> bytes:
     except UnicodeEncodeError:
         head = head.replace(f'charset="{charset}"'.encode(), b'charset="utf-8"')
         data = text.encode("utf-8")
-    return head + b"\r\n\r\n" + base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return head + b"\r\n\r\n" + base64_lines(data).encode("ascii")
 
 
 def _charset(head: str) -> str:

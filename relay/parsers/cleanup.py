@@ -9,7 +9,11 @@ from collections.abc import Iterable
 _LONE_BREAKS = re.compile(r"[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # after CRLF -> LF
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\u200b\ufeff]")
 _SPECIAL = re.compile(r"[\r\t\x00-\x08\x0b-\x1f\x7f\x85\u200b\u2028\u2029\ufeff]")  # any of the above
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+# A run of spaces of any kind -> one space. Written so that a lone ASCII space, which it would
+# replace by itself, is no match (replacing every space of a mail cost more than the rest of
+# squeeze), and so that it starts with a character class, which the regex engine scans for fast.
+_SPACE = r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]"
+_SPACES = re.compile(rf"{_SPACE}(?:(?<= )(?={_SPACE})|(?<! )){_SPACE}*")
 _SIGNATURE = re.compile(r"^-- ?$", re.MULTILINE)
 _ORIGINAL = re.compile(
     r"^\s*-{2,}\s*(Original Message|Исходное сообщение|Forwarded message|Пересылаемое сообщение)\s*-{2,}",
