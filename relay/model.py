@@ -18,6 +18,7 @@ class TransportKind(enum.Enum):
 
     SMTP = "smtp"  # a command mail to the provider's SMTP gateway
     HTTP = "http"  # a send.php request to the provider's HTTP API
+    SMPP = "smpp"  # submit_sm on a bound SMPP session (issue 24: not yet a config choice)
 
 
 class SpoolBackend(enum.Enum):
