@@ -61,14 +61,34 @@ _TAG = re.compile(r"</?[a-zA-Z][^<>]{0,200}>")
 _MAP = re.compile(r"map\[(?P<inner>[^\]]*)\]")
 _RULE = re.compile(r"^\W*([*#=~%_+.\-])\1{2,}\W*$|^[\s*#=~%_+\-]{3,}$")
 _BANNER = re.compile(r"^\s*([*#=~%-])\1{2,}\s*(?P<title>.*?)\s*\1{3,}\s*$")
+# The greetings and sign-offs of the languages alert mail comes in most (English, Russian, and
+# the European ones a tool's translations or an operator's template use), from the languages'
+# letter-writing conventions, not from any one tool's mail.
 _GREETING = re.compile(
     r"^(?:[\w ]{1,20},\s*)?(?:hi|hello|hey|dear\b.{0,40}|greetings|good (?:morning|afternoon|evening)|hallo|"
-    r"bonjour|здравствуйте|добрый (?:день|вечер)|доброе утро|привет|уважаем\w*\b.{0,40})(?:\s+[\w-]+){0,3}[\s,!.:]*$",
+    r"bonjour|здравствуйте|добрый (?:день|вечер)|доброе утро|привет|уважаем\w*\b.{0,40}|"
+    r"(?:sehr )?geehrte[rs]?\b.{0,40}|liebe[rs]?\b.{0,30}|guten (?:tag|morgen|abend)|moin|servus|"  # de
+    r"ch[eè]re?s?\b.{0,30}|madame|monsieur|salut|bonsoir|"  # fr
+    r"estimad[oa]s?\b.{0,30}|hola|buen[oa]s (?:d[ií]as|tardes|noches)|querid[oa]s?\b.{0,30}|"  # es
+    r"gentil[ei]\b.{0,40}|egregi[oa]\b.{0,30}|ciao|buongiorno|buonasera|car[oa]\b.{0,30}|"  # it
+    r"prezad[oa]s?\b.{0,30}|ol[aá]|bom dia|boa (?:tarde|noite)|"  # pt
+    r"drog[ia]\b.{0,30}|szanown[aiy]\b.{0,40}|dzie[nń] dobry|witaj\w*|"  # pl
+    r"geachte\b.{0,40}|beste\b.{0,30}|goede(?:morgen|middag|navond)|"  # nl
+    r"v[aá][zž]en[aáéý]\b.{0,40}|dobr[ýy] den|ahoj)"  # cs
+    r"(?:\s+[\w-]+){0,3}[\s,!.:]*$",
     re.IGNORECASE,
 )
 _SIGNOFF = re.compile(
     r"^(?:(?:best |kind |warm )?regards|thanks?(?: you)?|cheers|sincerely|your faithful employee|"
-    r"(?:faithfully |sincerely )?yours(?: truly| faithfully)?|с уважением|спасибо|всего доброго)\b[\s,!.\w-]{0,40}$",
+    r"(?:faithfully |sincerely )?yours(?: truly| faithfully)?|с уважением|спасибо|всего доброго|"
+    r"mit freundlichen gr[üu](?:ß|ss)en|(?:viele|beste|liebe|freundliche) gr[üu](?:ß|ss)e|gr[üu](?:ß|ss)e?|danke|"  # de
+    r"cordialement|bien (?:à|a) vous|salutations|merci|"  # fr
+    r"(?:un )?saludos?(?: cordiales)?|atentamente|cordialmente|gracias|"  # es
+    r"(?:cordiali|distinti) saluti|saluti|grazie|"  # it
+    r"atenciosamente|cumprimentos|obrigad[oa]|"  # pt
+    r"pozdrawiam|z powa[żz]aniem|dzi[eę]kuj[eę]|"  # pl
+    r"met vriendelijke groet(?:en)?|groeten|bedankt|"  # nl
+    r"s pozdravem|d[eě]kuji)\b[\s,!.\w-]{0,40}$",
     re.IGNORECASE,
 )
 _AUTOMATIC = re.compile(
