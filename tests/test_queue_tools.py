@@ -127,7 +127,8 @@ async def test_hold_and_release_say_what_they_do_not_apply_to(provider: Any, rel
     code, out, _err = await _queue(relay, "release", "--all", "--yes")
     assert code == 0 and "1 released" in out
     await wait_for(lambda: len(fake.received) == 1, timeout=20)
-    assert await _state_of(relay, relay_id) == "sent"
+    # The provider has it; the relay records that a moment later: waited for, not raced.
+    assert (await wait_state(relay, "sent"))["id"] == relay_id
 
 
 def _deny_sender(name: str) -> Any:
