@@ -52,8 +52,8 @@ class Metrics:
             registry=r,
         )
         self.transport_sends = Counter(
-            "smsc_relay_transport_sends", "Requests the provider took, by the way they went (smtp, http)",
-            ["transport"], registry=r,
+            "smsc_relay_transport_sends", "Requests the provider took, by the way they went"
+            " (smtp, http, smpp)", ["transport"], registry=r,
         )  # fmt: skip
         self.failover = Gauge(
             "smsc_relay_failover_active", "1 while mail goes over the HTTP API because the SMTP gateway"
@@ -89,6 +89,15 @@ class Metrics:
         self.provider_to_confirmation = Histogram(
             "smsc_relay_provider_to_confirmation_seconds", "From the provider's 250 to its OK reply",
             buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+
+        self.smpp_bound = Gauge(
+            "smsc_relay_smpp_sessions_bound", "SMPP sessions bound to the provider now"
+            " (provider.transport: smpp; of provider.smpp.sessions)", registry=r,
+        )  # fmt: skip
+        self.smpp_inbound = Counter(
+            "smsc_relay_smpp_deliver_sm", "deliver_sm the provider pushed, by kind (receipt,"
+            " malformed, sms)", ["kind"], registry=r,
         )  # fmt: skip
 
     def exposition(self) -> bytes:

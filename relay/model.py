@@ -18,7 +18,7 @@ class TransportKind(enum.Enum):
 
     SMTP = "smtp"  # a command mail to the provider's SMTP gateway
     HTTP = "http"  # a send.php request to the provider's HTTP API
-    SMPP = "smpp"  # submit_sm on a bound SMPP session (issue 24: not yet a config choice)
+    SMPP = "smpp"  # submit_sm on a bound SMPP session
 
 
 class SpoolBackend(enum.Enum):
@@ -140,6 +140,27 @@ class PhoneStatus:
     status: int
     err: int = 0  # the reason of a failure status (the provider's code)
     at: float = 0.0  # when the provider last changed it (epoch seconds; 0: not given)
+
+
+class Inbound(enum.Enum):
+    """What a deliver_sm the provider's SMPP server pushed is."""
+
+    RECEIPT = "receipt"  # a delivery receipt: the status of one part
+    MALFORMED = "malformed"  # flagged a receipt, but without an id or status the relay reads
+    SMS = "sms"  # not a receipt: an incoming SMS (a reply to the sender number)
+
+
+@dataclass(frozen=True, slots=True)
+class PartStatus:
+    """One deliver_sm, read: for a receipt, the status of the part with the provider's
+    `message_id` (its submit_sm_resp's), in the provider's codes (as status.php's)."""
+
+    kind: Inbound
+    digest: str  # a short printable form, kept when no part matches (and for the others)
+    message_id: str = ""
+    status: int = 0
+    err: int = 0
+    at: float = 0.0  # the receipt's `done date` (epoch seconds; 0: not given)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ class Sms:
 @dataclass
 class FakeApi:
     clock: Callable[[], float] = time.time
+    password: str = PASSWORD  # the account's (an SMPP test's has 8 characters at most)
     balance: Decimal = Decimal("100.00")
     price: Decimal = Decimal("1.50")  # per SMS part
     # Statuses advance: -1 for `queued_for` seconds, 0 until `final_after`, then final.
@@ -100,7 +101,9 @@ class FakeApi:
         return web.Response(text=f"OK - {data['cnt']} SMS, ID - {data['id']}")
 
     def _auth(self, form: dict[str, str]) -> bool:
-        return form.get("apikey") == API_KEY or (form.get("login") == LOGIN and form.get("psw") == PASSWORD)
+        return form.get("apikey") == API_KEY or (
+            form.get("login") == LOGIN and form.get("psw") == self.password
+        )
 
     # ---- send.php --------------------------------------------------------------------------
     async def _send(self, request: web.Request) -> web.StreamResponse:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from relay.spool.db import Db
 
 T = TypeVar("T")
-Table = Literal["messages", "replies", "alerts", "phone_sends"]
+Table = Literal["messages", "replies", "alerts", "phone_sends", "phone_status", "smpp_parts", "smpp_inbound"]
 
 # The column each table keeps its age in: what `age` moves back.
 AGE_COLUMN: dict[str, str] = {"messages": "created", "replies": "received"}

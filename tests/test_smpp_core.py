@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay import provider_errors
 from relay.errors import ContentError
 from relay.formatters import segments, smpp
-from relay.model import Encoding, Entry, Options
+from relay.model import Encoding, Entry, Inbound, Options
 from relay.parsers import receipt
 from relay.parsers.command import Command
 
@@ -168,3 +169,47 @@ def test_smpp_statuses_meet_the_same_policy_as_the_other_transports() -> None:
     vendor = pe.smpp_status(0x400)
     assert vendor.name == "command_status 0x00000400" and pe.smpp_rule(vendor) is pe.UNKNOWN
     assert all(s.code in pe.ERRORS for s in pe.SMPP_STATUSES.values() if s.answer is pe.SmppAnswer.PROVIDER)
+
+
+# ---- any deliver_sm, read (receipt.read): the provider's bytes are not trusted ---------------
+@settings(max_examples=300, deadline=None)
+@given(
+    esm_class=st.integers(0, 255),
+    data=st.binary(max_size=2000),
+    tlvs=st.dictionaries(st.integers(0, 0xFFFF), st.binary(max_size=80), max_size=4),
+    source=st.text(max_size=40),
+    coding=st.sampled_from([0, 3, 8, 4]),
+)
+def test_any_deliver_sm_reads_without_error_into_a_short_printable_digest(
+    esm_class: int, data: bytes, tlvs: dict[int, bytes], source: str, coding: int
+) -> None:
+    found = receipt.read(esm_class, data, tlvs, source=source, data_coding=coding)
+    assert len(found.digest) <= receipt.MAX_DIGEST and found.digest.isprintable()
+    assert "\n" not in found.digest and "\r" not in found.digest
+    if found.kind is Inbound.RECEIPT:
+        assert receipt.is_receipt(esm_class) and 0 < len(found.message_id) <= 65
+        assert found.status in receipt.STATUS_CODE.values()
+    else:
+        assert found.message_id == "" and found.status == 0
+
+
+@given(
+    message_id=st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=20),
+    stat=st.sampled_from(list(receipt.Stat)),
+    err=st.integers(0, 999),
+)
+def test_a_receipt_gives_its_part_its_status(message_id: str, stat: receipt.Stat, err: int) -> None:
+    text = f"id:{message_id} sub:001 dlvrd:001 submit date:2612041200 done date:2612041201 stat:{stat.value} err:{err:03d} text:x"
+    found = receipt.read(0x04, text.encode(), {}, source="79991234567")
+    assert (found.kind, found.message_id, found.status, found.err) == (
+        Inbound.RECEIPT, message_id, receipt.STATUS_CODE[stat], err,
+    )  # fmt: skip
+    assert provider_errors.status_final(found.status) == stat.final
+    assert (found.status in provider_errors.DELIVERED) == stat.delivered
+
+
+def test_an_incoming_sms_and_a_malformed_receipt_are_told_apart() -> None:
+    sms = receipt.read(0x00, "Привет".encode("utf-16-be"), {}, source="79991234567", data_coding=8)
+    assert (sms.kind, sms.digest) == (Inbound.SMS, "from 79991234567: Привет")
+    bad = receipt.read(0x04, b"id: stat:\x00\x07", {}, source="x")
+    assert bad.kind is Inbound.MALFORMED and bad.digest == "from x: id: stat:"

@@ -9,12 +9,7 @@ not end pytest.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.fake_smsc import run_child
 
 CHILD = r"""
 import asyncio, json, socket, time
@@ -93,12 +88,8 @@ asyncio.run(main())
 """
 
 
-def test_the_session_binds_windows_throttles_reads_receipts_and_binds_again() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD], cwd=ROOT, capture_output=True, text=True, timeout=90, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.splitlines()[-1])
+async def test_the_session_binds_windows_throttles_reads_receipts_and_binds_again() -> None:
+    out = await run_child(CHILD, timeout=90)
     assert out["bound"] and out["host"]  # the main host refused: the backup
     assert out["taken"] == [True] * 6
     assert out["max_outstanding"] <= 2 and out["over_window"] == 0  # the relay's window of 2

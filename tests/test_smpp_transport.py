@@ -1,18 +1,13 @@
 """The SMPP transport (issue 24, relay/delivery/smpp.py) against the fake SMSC: every part taken
 is the provider's OK; a refused phone is its ERROR 7; a throttled part goes again; a lost part
 leaves the request uncertain, sent again only after the provider's minute; no session bound
-defers it, not uncertain; mail that is no command line is refused. In a child process, as
+is the upstream unavailable (nothing sent: not uncertain, and failover may take it); mail that is no command line is refused. In a child process, as
 tests/test_smpp_session.py says why.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.fake_smsc import run_child
 
 CHILD = r"""
 import asyncio, json, socket
@@ -77,12 +72,8 @@ asyncio.run(main())
 """
 
 
-def test_the_transport_maps_every_answer_as_the_other_transports_do() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD], cwd=ROOT, capture_output=True, text=True, timeout=90, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.splitlines()[-1])
+async def test_the_transport_maps_every_answer_as_the_other_transports_do() -> None:
+    out = await run_child(CHILD, timeout=90)
     ok = out["ok"]
     assert (ok["via"], ok["kind"], ok["sms"]) == ("smpp", "ok", 2) and "message_id" in ok["line"]
     assert (out["bad_phone"]["kind"], out["bad_phone"]["code"]) == ("error", 7)  # fails, as ERROR 7 does
@@ -92,7 +83,8 @@ def test_the_transport_maps_every_answer_as_the_other_transports_do() -> None:
     assert "1 of 2 part(s) taken" in lost["text"]
     assert out["no_command"]["error"] == "UpstreamRefused" and not out["no_command"]["temporary"]
     gone = out["no_session"]
-    assert gone["error"] == "UpstreamDeferred" and not gone["uncertain"] and gone["retry_after"] == 0
+    # Nothing went out: the upstream's fault (a connection error), which provider.failover takes
+    assert gone["error"] == "UpstreamUnavailable" and not gone["uncertain"] and gone["retry_after"] == 0
     assert "no SMPP session bound" in gone["text"]
     # 2 + 1 + 3 (throttled twice) + 2 (the long text's parts); nothing for the mail that is no command
     assert out["submits"] == 8

@@ -2,7 +2,8 @@
 
 --online sends nothing: SMTP is connect, EHLO, STARTTLS, QUIT through delivery's own session
 opening; HTTP is balance.php through delivery's API client; the spool is a connection and a
-read. Each probe prints one line, OK or what is wrong and what to do; secrets never.
+read. Each probe prints one line, OK or what is wrong and what to do; secrets never. SMPP is not
+probed (a bind is the daemon's: /health says whether its sessions are bound).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import math
 import os
 import pwd
@@ -23,7 +25,7 @@ from typing import Any
 from relay import access
 from relay.config.load import load
 from relay.config.placeholders import placeholders
-from relay.config.schema import Config
+from relay.config.schema import Config, ProviderConfig
 from relay.errors import DeliveryError, Exit
 from relay.model import SpoolBackend, TransportKind
 from relay.provider_errors import rule
@@ -38,6 +40,8 @@ EXAMPLES = """examples:
   provider API URL          api_url and each mirror, when the relay uses the API (transport http,
                             failover, track_delivery, low_balance): balance.php with the login
   spool                     PostgreSQL: connect, SELECT 1, schema version; SQLite: writable?
+  provider SMPP             not probed (no bind): the running relay's /health says whether its
+                            sessions are bound
   Over SMTP the login and password travel in each mail: only a sent one tests them (send-test).
   A dry run (provider.outbox) is probed all the same, for the day it goes live.
 
@@ -72,16 +76,21 @@ def _seconds(text: str) -> float:
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = load(args.config)
     p = cfg.provider
-    way = (
-        f"provider API {', '.join(p.api_urls)}"
-        if p.transport is TransportKind.HTTP
-        else f"provider {', '.join(p.hosts)}" + (f", failover to {p.api_urls[0]}" if p.failover else "")
-    )
-    extras = [way] + (["delivery tracking"] if p.track_delivery else [])
+    extras = [_way(p)] + (["delivery tracking"] if p.track_delivery else [])
     print(
         f"{args.config}: OK ({len(cfg.routes)} route(s); {'; '.join(extras)}"
         f"{'; dry-run outbox ' + str(p.outbox) if p.outbox else ''})"
     )
+    if p.transport is TransportKind.SMPP:
+        print(_smpp_line(p))
+        # Warned even in a dry run: it is the live config's password that would go in the clear.
+        clear = [host for host, _ in p.smpp.hosts if not _loopback(host)] if not p.smpp.tls else []
+        if clear:
+            print(
+                f"warning: provider.smpp.tls: false with {', '.join(clear)}: the bind's password crosses"
+                " the network in the clear; tls: true uses the provider's port 3443",
+                file=sys.stderr,
+            )
     found = placeholders(cfg)
     if found and cfg.provider.outbox is not None:
         print(
@@ -98,12 +107,61 @@ def cmd_check(args: argparse.Namespace) -> int:
         return Exit.OK
     if p.outbox is not None:
         print(f"note: dry run (provider.outbox {p.outbox}): it needs no way out; probed all the same")
+    if p.transport is TransportKind.SMPP:
+        smtp = (
+            ", and the SMTP failover gateway is not either" if _failover_to(p) is TransportKind.SMTP else ""
+        )
+        print(
+            f"note: provider SMPP {', '.join(f'{h}:{port}' for h, port in p.smpp.hosts)}: not probed"
+            f" (check makes no bind){smtp}; the running relay's /health and smsc_relay_smpp_sessions_bound"
+            " say whether its sessions are bound"
+        )
     probes = asyncio.run(online(cfg, args.timeout))
     secrets = [s for s in (p.password.value, _dsn_password(cfg.spool.dsn.value)) if s]
     for probe in probes:
         print(_scrub(probe.line(), secrets))
     failed = {probe.code for probe in probes if not probe.ok}
     return next((code for code in SEVERITY if code in failed), Exit.OK)
+
+
+def _failover_to(p: ProviderConfig) -> TransportKind | None:
+    """Where provider.failover sends mail: HTTP, or smpp.failover_to with SMPP; None: no failover."""
+    if not p.failover:
+        return None
+    return p.smpp.failover_to if p.transport is TransportKind.SMPP else TransportKind.HTTP
+
+
+def _way(p: ProviderConfig) -> str:
+    """How requests leave, for the OK line: the transport's first host or URLs, and the failover."""
+    if p.transport is TransportKind.HTTP:
+        return f"provider API {', '.join(p.api_urls)}"
+    if p.transport is TransportKind.SMPP:
+        way = f"provider SMPP {p.smpp.host}:{p.smpp.port}"
+    else:
+        way = f"provider {', '.join(p.hosts)}"
+    target = _failover_to(p)
+    if target is TransportKind.SMTP:
+        return f"{way}, failover to SMTP {', '.join(p.hosts)}"
+    return way + (f", failover to {p.api_urls[0]}" if target is TransportKind.HTTP else "")
+
+
+def _smpp_line(p: ProviderConfig) -> str:
+    s = p.smpp
+    backup = f"backup {s.backup_host}:{s.port}" if s.backup_host else "no backup"
+    return (
+        f"SMPP: binds {s.host}:{s.port} ({backup}), tls {'on' if s.tls else 'off'},"
+        f" {s.sessions} transceiver session(s) of window {s.window}"
+    )
+
+
+def _loopback(host: str) -> bool:
+    """Whether a host is this machine: what goes there in the clear never crosses a network."""
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +185,10 @@ async def online(cfg: Config, timeout: float) -> list[Probe]:
     if p.transport is TransportKind.SMTP:
         hostname = cfg.listen.hostname or await asyncio.to_thread(socket.getfqdn)  # delivery's EHLO name
         jobs += [_smtp(cfg, host, hostname, timeout) for host in p.hosts]
+    over_http = _failover_to(p) is TransportKind.HTTP
     if p.uses_api:
         why = [] if p.transport is TransportKind.HTTP else [
-            name for name, used in (("failover", p.failover), ("delivery tracking", p.track_delivery),
+            name for name, used in (("failover", over_http), ("delivery tracking", p.track_delivery),
                                     ("low_balance", p.low_balance > 0)) if used
         ]  # fmt: skip
         jobs += [_api(cfg, url, timeout, f" (for {', '.join(why)})" if why else "") for url in p.api_urls]

@@ -211,6 +211,7 @@ def _one(args: argparse.Namespace, spool: SpoolAdmin, cfg: Config) -> int:
         for r in spool.replies(args.id)
     ]
     data["delivery"] = [_phone_status(s) for s in spool.phone_statuses(args.id)]
+    data["smpp_parts"] = [_part(p) for p in spool.smpp_parts(args.id)]
     print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else _show(row, data))
     return Exit.OK
 
@@ -246,10 +247,21 @@ def _phone_status(s: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _part(p: dict[str, Any]) -> dict[str, Any]:
+    """One SMPP part: its provider message id and what its receipt said (none yet: null)."""
+    status = p["status"]
+    return {
+        "phone": p["phone"], "part": p["part"], "message_id": p["message_id"], "status": status,
+        "meaning": "no receipt yet" if status is None else provider_errors.status_meaning(int(status)),
+        "err": p["err"], "changed": None if p["changed"] is None else _iso(float(p["changed"])),
+    }  # fmt: skip
+
+
 def _show(row: Row, data: dict[str, Any]) -> str:
     """`queue show` for a person: one value a line, texts indented, replies as a table, the
     provider mail decoded (password shown as ***)."""
-    plain = {k: v for k, v in data.items() if k not in ("message", "text", "provider_replies", "delivery")}
+    tables = ("message", "text", "provider_replies", "delivery", "smpp_parts")
+    plain = {k: v for k, v in data.items() if k not in tables}
     lines = []
     for key, value in plain.items():
         shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
@@ -263,11 +275,19 @@ def _show(row: Row, data: dict[str, Any]) -> str:
         lines += [f"    {r['received']:<20} {r['outcome']:<28} {r['line']}" for r in replies]
     delivery = data["delivery"]
     if delivery:
-        lines.append("delivery (status.php):")
+        lines.append("delivery (status.php, SMPP receipts):")
         lines.append(f"    {'PHONE':<16} {'STATUS':<34} {'CHANGED':<20} CHECKED")
         for d in delivery:
             status = f"{d['status']} {d['meaning']}"
             lines.append(f"    {d['phone']:<16} {status:<34} {d['changed']:<20} {d['checked']}")
+    parts = data["smpp_parts"]
+    if parts:
+        lines.append("SMPP parts:")
+        lines.append(f"    {'PHONE':<16} {'PART':<5} {'MESSAGE ID':<24} {'RECEIPT':<34} CHANGED")
+        for p in parts:
+            receipt = p["meaning"] if p["status"] is None else f"{p['status']} {p['meaning']}"
+            changed = p["changed"] or "-"
+            lines.append(f"    {p['phone']:<16} {p['part']:<5} {p['message_id']:<24} {receipt:<34} {changed}")
     if row.masked:
         lines.append("provider mail (password shown as ***):")
         lines += ["    " + line for line in mime.readable(row.message).rstrip("\n").split("\n")]

@@ -212,13 +212,16 @@ def _api_checks(
 ) -> None:
     """What needs more than one section: the HTTP API's limits against delivery and routes."""
     http = provider.transport is TransportKind.HTTP
-    if (http or provider.failover) and delivery.concurrency > MAX_API_CONCURRENCY:
+    over_http = provider.failover and not (
+        provider.transport is TransportKind.SMPP and provider.smpp.failover_to is TransportKind.SMTP
+    )
+    if (http or over_http) and delivery.concurrency > MAX_API_CONCURRENCY:
         top.child("delivery").problem(
             "concurrency",
             f"at most {MAX_API_CONCURRENCY} with the HTTP API: the provider refuses 15 concurrent"
             " requests under one login (error 9), and tracking and the balance need two",
         )
-    if http and provider.outbox is None:
+    if provider.transport is not TransportKind.SMTP and provider.outbox is None:
         for route in routes:
             if route.mode is RouteMode.EMAIL2SMS:
                 top.child("provider").problem(

@@ -17,6 +17,7 @@ from relay.config.schema import (
     REPLY_DKIM_DOMAINS,
     DkimKey,
     ProviderConfig,
+    SmppConfig,
     default,
 )
 from relay.model import TransportKind
@@ -62,18 +63,35 @@ def read_provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bo
         reply_dkim_domains=tuple(str(x).lower() for x, _, _ in r.items("reply_dkim_domains"))
         or REPLY_DKIM_DOMAINS,
         reply_rate_limit=r.integer("reply_rate_limit", d("reply_rate_limit"), 0, 100_000),
-        transport=TransportKind(
-            # SMPP is not a choice until its transport is wired to the daemon (issue 24)
-            r.choice("transport", d("transport").value, ("smtp", "http"))
-        ),
+        transport=TransportKind(r.choice("transport", d("transport").value, ("smtp", "http", "smpp"))),
         api_urls=_api_urls(r),
         failover=r.value("failover", bool, d("failover")),
         track_delivery=r.value("track_delivery", bool, d("track_delivery")),
         track_timeout=float(r.integer("track_timeout", int(d("track_timeout")), 600, 30 * 86400)),
         low_balance=_amount(r, "low_balance", d("low_balance")),
+        smpp=_smpp(r.child("smpp")),
     )
     if result.failover and result.transport is TransportKind.HTTP:
-        r.problem("failover", "is for transport: smtp (HTTP is then the way around the SMTP gateway)")
+        r.problem("failover", "is for transport: smtp or smpp (HTTP is then the way around them)")
+    if result.transport is TransportKind.SMPP:
+        # SMPP 3.4's bind fields (5.2: C-octet strings of 16 and 9 octets with their NUL)
+        if not login:
+            r.problem("login", "is required with transport: smpp (the SMPP system_id is the login)")
+        elif len(login) > 15:
+            r.problem("login", f"is {len(login)} characters; an SMPP system_id holds 15 at most")
+        if result.outbox is None and secrets:
+            if not password.value.isascii():
+                r.problem(
+                    "password", "must be Latin letters, digits and signs for SMPP (the provider's rule)"
+                )
+            elif len(password.value) > 8:
+                r.problem(
+                    "password",
+                    f"is {len(password.value)} characters; an SMPP bind takes 8 at most (SMPP 3.4):"
+                    " create an API password of up to 8 in the provider's account settings",
+                )
+    elif r.has("smpp"):
+        r.problem("smpp", "is read only with transport: smpp")
     r.finish()
     return result
 
@@ -120,3 +138,46 @@ def _dkim(r: Reader, base_dir: Path) -> DkimKey | None:
         r.problem("key_file", f"{key_file} is not a PEM private key")
         return None
     return DkimKey(domain, selector, key) if domain and selector else None
+
+
+def _smpp(r: Reader) -> SmppConfig:
+    """provider.smpp: each key defaults to the provider's connection page's value."""
+    if not r.data:  # none given, or not a mapping (the reader has said so)
+        return SmppConfig()
+
+    def d(name: str) -> Any:
+        return default(SmppConfig, name)
+
+    tls = r.value("tls", bool, d("tls"))
+    enquire = r.integer("enquire_link", int(d("enquire_link")), 1, 110)
+    if enquire < 30:
+        r.problem("enquire_link", f"{enquire} is below 30: the SMPP library sends enquire_link every 30 s"
+                  " and cannot be set to send more often")  # fmt: skip
+        enquire = int(d("enquire_link"))
+    result = SmppConfig(
+        host=r.checked("host", values.hostname, d("host")),
+        port=r.integer("port", 3443 if tls else d("port"), 1, 65535),
+        tls=tls,
+        backup_host=r.checked("backup_host", lambda v: v and values.hostname(v), d("backup_host")),
+        system_type=r.checked("system_type", _system_type, d("system_type")),
+        sessions=r.integer("sessions", d("sessions"), 1, 8),
+        window=r.integer("window", d("window"), 1, 300),
+        enquire_link=float(enquire),
+        bind_timeout=float(r.integer("bind_timeout", int(d("bind_timeout")), 1, 120)),
+        source_ton=r.integer("source_ton", d("source_ton"), 0, 6),
+        source_npi=r.integer("source_npi", d("source_npi"), 0, 18),
+        dest_ton=r.integer("dest_ton", d("dest_ton"), 0, 6),
+        dest_npi=r.integer("dest_npi", d("dest_npi"), 0, 18),
+        validity=r.integer("validity", d("validity"), 1, 1440),
+        receipt_wait=float(r.integer("receipt_wait", int(d("receipt_wait")), 60, 86400)),
+        failover_to=TransportKind(r.choice("failover_to", d("failover_to").value, ("http", "smtp"))),
+    )
+    r.finish()
+    return result
+
+
+def _system_type(value: str) -> str:
+    """At most 12 printable ASCII characters (SMPP 3.4: a 13-octet C-string)."""
+    if len(value) > 12 or not (value.isascii() and value.isprintable()):
+        raise ValueError(f"expected up to 12 printable ASCII characters, got {value!r}")
+    return value

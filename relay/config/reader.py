@@ -24,12 +24,10 @@ class Reader:
         self.path = path
         self.line = line
         self.read: set[str] = set()
-        if data is None:
-            data = LineDict()
-        if not isinstance(data, dict):
+        # Set first: reporting a problem reads it (for the line)
+        self.data: dict[str, Any] = data if isinstance(data, dict) else LineDict()
+        if data is not None and not isinstance(data, dict):
             self.problem(None, f"expected a mapping, got {_kind(data)}")
-            data = LineDict()
-        self.data: dict[str, Any] = data
 
     def key_path(self, key: str | None) -> str:
         if key is None:

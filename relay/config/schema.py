@@ -141,6 +141,36 @@ class ListenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SmppConfig:
+    """provider.smpp (transport: smpp): the provider's SMPP server and what its sessions send.
+    The defaults are the provider's connection page's (shared/provider-docs/smpp-notes.md)."""
+
+    host: str = "smpp.smscentre.com"
+    port: int = 3700  # 3443 with tls
+    tls: bool = False
+    backup_host: str = "smpp2.smscentre.com"  # "": none; same port
+    system_type: str = ""
+    sessions: int = 1  # transceiver sessions this relay keeps bound
+    window: int = 10  # submits waiting for their responses per session (the provider allows 300)
+    # The longest a session may go without traffic; smpp34 sends enquire_link every 30 s of its
+    # own (not settable), so this is a bound checked against the provider's 2 minutes.
+    enquire_link: float = 30.0
+    bind_timeout: float = 10.0
+    source_ton: int = 5  # an alphanumeric sender (a numeric one always goes as TON 1 / NPI 1)
+    source_npi: int = 0
+    dest_ton: int = 1
+    dest_npi: int = 1
+    validity: int = 1440  # minutes the SMSC keeps trying (the provider's example: a day)
+    receipt_wait: float = 600.0  # no receipt this long: status.php is asked (track_delivery)
+    failover_to: TransportKind = TransportKind.HTTP  # provider.failover: where mail goes unbound
+
+    @property
+    def hosts(self) -> tuple[tuple[str, int], ...]:
+        """Where to bind: the main host, then the backup."""
+        return ((self.host, self.port),) + (((self.backup_host, self.port),) if self.backup_host else ())
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     password: Secret
     hosts: tuple[str, ...] = (DEFAULT_PROVIDER_HOST,)
@@ -167,16 +197,29 @@ class ProviderConfig:
     track_delivery: bool = False  # poll status.php until each phone's status is final
     track_timeout: float = 93600.0  # the SMS lifetime (at most 24 h) and a margin: then status-unknown
     low_balance: float = 0.0  # warn below this balance; 0: never
+    smpp: SmppConfig = SmppConfig()
 
     @property
     def uses_api(self) -> bool:
         """Whether the relay talks to the HTTP API at all (else it never makes a request there)."""
+        smpp_to_smtp = self.transport is TransportKind.SMPP and self.smpp.failover_to is TransportKind.SMTP
         return (
             self.transport is TransportKind.HTTP
-            or self.failover
+            or (self.failover and not smpp_to_smtp)
             or self.track_delivery
             or self.low_balance > 0
         )
+
+    @property
+    def tracking(self) -> bool:
+        """Whether delivery tracking runs: status.php polling, or SMPP's receipts (always
+        followed; their end, without one, is status-unknown)."""
+        return self.track_delivery or self.transport is TransportKind.SMPP
+
+    def tracked_for(self, via: TransportKind) -> float | None:
+        """How long a request sent by `via` is tracked, or None: not at all (nor in a dry run)."""
+        tracked = self.track_delivery or via is TransportKind.SMPP
+        return self.track_timeout if tracked and self.outbox is None else None
 
     @property
     def api_key(self) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -109,6 +110,27 @@ def ascii_address(value: str) -> str:
             f"{value!r} must be plain ASCII: the provider's gateway takes no internationalized address"
         )
     return checked
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def hostname(value: str) -> str:
+    """A host to connect to: a DNS name or an IP address (no port, no scheme)."""
+    text = value.strip()
+    if _HOSTNAME.fullmatch(text) or _is_ip(text):
+        return text
+    raise ValueError(f"{value!r} is not a host name or IP address")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def api_url(value: str) -> str:

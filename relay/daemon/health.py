@@ -19,15 +19,17 @@ class Health:
         current: Current,
         paused: Callable[[], str],
         unwritten: Callable[[], int] = lambda: 0,
+        smpp: Callable[[], str] = lambda: "",
     ) -> None:
         self.spool = spool
         self.current = current  # the config in force (SIGHUP replaces it)
         self.paused = paused  # why delivery is paused, or ""
         self.unwritten = unwritten  # delivery outcomes the spool has not taken yet
+        self.smpp = smpp  # why no SMPP session is bound ("" when one is, or SMPP is not used)
 
     async def check(self) -> str:
-        """Unhealthy when the spool cannot commit, its disk is (almost) full, or delivery is
-        paused."""
+        """Unhealthy when the spool cannot commit, its disk is (almost) full, delivery is
+        paused, or (SMPP, no failover) no session is bound."""
         cfg = self.current.config
         if self.spool.failing:
             return f"spool not writable: {self.spool.failing}"
@@ -46,4 +48,7 @@ class Health:
         paused = self.paused()
         if paused:
             return f"delivery paused: {paused}"
+        unbound = self.smpp()
+        if unbound and not cfg.provider.failover:  # with failover, mail goes the other way
+            return f"no SMPP session bound: {unbound}"
         return ""

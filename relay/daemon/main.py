@@ -24,12 +24,14 @@ from relay.config.schema import Config
 from relay.daemon import http, transports
 from relay.daemon.health import Health
 from relay.daemon.sdnotify import SystemdNotifier
+from relay.daemon.smpp import SmppLink
 from relay.daemon.storm_runner import StormRunner
 from relay.delivery import dkim
 from relay.delivery.balance import BalanceWatch
 from relay.delivery.failover import FailoverState
 from relay.delivery.http import ApiClient
 from relay.delivery.notices import Notifier
+from relay.delivery.receipts import Receipts
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.tracker import Tracker
 from relay.delivery.workers import Deliverer, Hooks, unmasker
@@ -79,7 +81,11 @@ class Daemon:
             lambda: self.cfg.provider, lambda: self.cfg.delivery.timeout, connections=d.concurrency + 2
         )
         self.failover = FailoverState(self.metrics)
-        self.transports = transports.Transports(self.current, self.api, self.failover, self.hostname)
+        receipts = Receipts(self.spool, metrics=self.metrics, on_undelivered=on_failed)
+        self.smpp = SmppLink(self.current, receipts)
+        self.transports = transports.Transports(
+            self.current, self.api, self.failover, self.hostname, self.smpp
+        )
         self.balance = BalanceWatch(
             self.spool, self.metrics, threshold=lambda: self.cfg.provider.low_balance,
             notify=self.notifier.operator if self.notifier is not None else _nobody,
@@ -94,16 +100,17 @@ class Daemon:
                 return_path=self._return_path,
                 pause_for=lambda rule: pause_length(self.cfg.provider)(rule),
                 pause_cause=self._pause_cause,
-                track_timeout=self._track_timeout,
+                track_timeout=lambda via: self.cfg.provider.tracked_for(via),
                 on_failed=on_failed,
                 on_balance=self.balance.update,
+                on_parts=receipts.settle,
             ),
             concurrency=d.concurrency,
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
         )
         self.tracker = Tracker(
             self.spool, self.api, metrics=self.metrics, on_undelivered=on_failed, clock=clock,
-            enabled=lambda: self.cfg.provider.track_delivery,
+            enabled=lambda: self.cfg.provider.tracking,
         )  # fmt: skip
         self.storm_runner = StormRunner(self.spool, self.current, self.hostname, self.deliverer, clock=clock)
         intake = ReplyIntake(
@@ -123,6 +130,7 @@ class Daemon:
             self.current,
             lambda: self.deliverer.pause_reason,
             lambda: self.deliverer.unwritten,
+            lambda: self.smpp.reason,
         )
         self.server: asyncio.Server | None = None
         self.metrics_server: asyncio.Server | None = None
@@ -142,10 +150,6 @@ class Daemon:
             return address
         return ids.tagged(address, ids.reply_tag(self.spool.reply_key, relay_id))
 
-    def _track_timeout(self) -> float | None:
-        p = self.cfg.provider
-        return p.track_timeout if p.track_delivery and p.outbox is None else None
-
     async def start(self) -> None:
         recovered = await self.spool.open()
         if recovered:
@@ -160,6 +164,7 @@ class Daemon:
             self.metrics_server = await http.serve(
                 m.host, m.port, self.metrics, self._refresh, self.health.check
             )
+        await self.smpp.start()  # bound in the background: a submit waits for it
         self.deliverer.start()
         self.tracker.start()
         if self.cfg.provider.uses_api and self.cfg.provider.outbox is None:
@@ -179,12 +184,14 @@ class Daemon:
         for state in State:
             self.metrics.queue.labels(state.value).set(counts.get(state, 0))
         self.metrics.paused.set(1 if self.deliverer.pause_reason else 0)
+        self.metrics.smpp_bound.set(self.smpp.bound)
         self.metrics.oldest_waiting.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
 
     async def status(self) -> str:
         """One line for `systemctl status`: where we listen and what waits."""
         waiting = await self.spool.count_waiting()
-        paused = self.deliverer.pause_reason
+        unbound = "" if self.cfg.provider.failover else self.smpp.reason  # failover: mail goes on
+        paused = self.deliverer.pause_reason or (f"no SMPP session bound: {unbound}" if unbound else "")
         text = f"listening on {self.cfg.listen.host}:{self.port}, {waiting} queued"
         return text + (f"; DELIVERY PAUSED: {paused}" if paused else "")
 
@@ -298,6 +305,7 @@ class Daemon:
             # Outbox on or off, provider hosts, port, timeouts, TLS: new connections from now on.
             self.deliverer.renew_transports()
             log.warning("event=transport_changed %s", transports.mode(new))
+        asyncio.get_running_loop().create_task(self.smpp.apply(new))  # new sessions if need be
         self.storm_runner.wake()  # storm settings may have changed
         if self.deliverer.pause_reason:
             # SIGHUP is how an operator says "the password / the balance is fixed".
@@ -343,6 +351,7 @@ class Daemon:
         await self.handler.sessions.drain(loop.time() + timeout)
         await self.storm_runner.stop()  # what it holds stays in the spool for the next start
         await self.deliverer.stop(timeout)
+        await self.smpp.stop()  # unbound; the receipts it read are written first
         await self.tracker.stop()
         await self.balance.stop()
         await self.api.close()

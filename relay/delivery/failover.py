@@ -1,13 +1,15 @@
-"""provider.failover: SMTP first; what the SMTP gateway cannot take goes over the HTTP API.
+"""provider.failover: the configured way first; what it cannot take goes the other way.
 
-"Cannot take" is the upstream's fault, not the message's: connection refused or reset, a
-timeout, 421 (relay.errors.UpstreamUnavailable, SessionLost). That message goes over HTTP at once, and so
-does all mail for the next `hold` seconds; then SMTP is tried again, and the first mail it
-takes switches back. Both switches are logged (event=failover / event=failback) and counted
+Two pairs: transport smtp fails over to the HTTP API; transport smpp to the HTTP API or, with
+`smpp.failover_to: smtp`, to the SMTP gateway. "Cannot take" is the upstream's fault, not the
+message's: connection refused or reset, a timeout, 421, no SMPP session bound (relay.errors.
+UpstreamUnavailable, SessionLost). That message goes the other way at once, and so does all mail
+for the next `hold` seconds; then the first way is tried again, and the first mail it takes
+switches back. Both switches are logged (event=failover / event=failback) and counted
 (smsc_relay_failovers{to}, smsc_relay_failover_active).
 
-A timed-out SMTP attempt may have gone through: its HTTP send is marked uncertain, so the
-HTTP transport first asks status.php whether the provider has that id (never two SMS).
+A timed-out attempt may have gone through: its second send is marked uncertain, so the HTTP
+transport first asks status.php whether the provider has that id (never two SMS).
 """
 
 from __future__ import annotations
@@ -17,14 +19,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from relay.delivery.http import HttpTransport
-from relay.delivery.smtp import SmtpTransport
-from relay.delivery.transport import Accepted, Outgoing
+from relay.delivery.transport import Accepted, Outgoing, Transport
 from relay.errors import SessionLost, UpstreamUnavailable
 from relay.metrics import Metrics
 
 log = logging.getLogger("relay.delivery")
-HOLD = 60.0  # seconds on HTTP before SMTP is tried again
+HOLD = 60.0  # seconds on the other way before the first is tried again
 
 
 class FailoverState:
@@ -36,55 +36,63 @@ class FailoverState:
         self.metrics = metrics
         self.hold = hold
         self.clock = clock
-        self.until = 0.0  # on HTTP until then
+        self.until = 0.0  # on the other way until then
         self.active = False
 
     @property
-    def use_http(self) -> bool:
+    def switched(self) -> bool:
         return self.active and self.clock() < self.until
 
-    def smtp_failed(self, error: str) -> None:
+    def failed(self, error: str, to: str) -> None:
         self.until = self.clock() + self.hold
         if not self.active:
             self.active = True
-            self.metrics.failovers.labels("http").inc()
+            self.metrics.failovers.labels(to).inc()
             self.metrics.failover.set(1)
-            log.warning("event=failover to=http hold=%.0fs reason=%r", self.hold, error)
+            log.warning("event=failover to=%s hold=%.0fs reason=%r", to, self.hold, error)
 
-    def smtp_works(self) -> None:
+    def works(self, back: str) -> None:
         if self.active:
             self.active = False
-            self.metrics.failovers.labels("smtp").inc()
+            self.metrics.failovers.labels(back).inc()
             self.metrics.failover.set(0)
-            log.warning("event=failback to=smtp note='the SMTP gateway takes mail again'")
+            log.warning("event=failback to=%s note='the %s way takes mail again'", back, back)
 
 
 class FailoverTransport:
-    needs_credentials = True
-    carries_mail = True  # the SMTP path signs and tags its mail as ever; HTTP reads the command
-
-    def __init__(self, smtp: SmtpTransport, http: HttpTransport, state: FailoverState) -> None:
-        self.smtp = smtp
-        self.http = http
+    def __init__(
+        self,
+        first: Transport,
+        other: Transport,
+        state: FailoverState,
+        names: tuple[str, str] = ("smtp", "http"),
+    ) -> None:
+        self.first = first
+        self.other = other
         self.state = state
+        self.names = names  # (first, other), for the log and the metric
+        # The mail either way may take: with the password when one needs it, signed and tagged
+        # when one carries it (the other reads the command from it all the same).
+        self.needs_credentials = first.needs_credentials or other.needs_credentials
+        self.carries_mail = first.carries_mail or other.carries_mail
 
     async def send(self, mail: Outgoing) -> Accepted:
-        if self.state.use_http:
-            return await self.http.send(mail)
+        if self.state.switched:
+            return await self.other.send(mail)
         try:
-            accepted = await self.smtp.send(mail)
+            accepted = await self.first.send(mail)
         except (UpstreamUnavailable, SessionLost) as exc:
-            self.state.smtp_failed(exc.text)
-            log.warning("event=failover_send id=%s smtp_error=%r", mail.relay_id, exc.text)
-            # A timeout may hide a mail the gateway took: HTTP asks status.php before sending.
-            return await self.http.send(
+            self.state.failed(exc.text, self.names[1])
+            log.warning("event=failover_send id=%s %s_error=%r", mail.relay_id, self.names[0], exc.text)
+            # A timeout may hide a mail the first way took: HTTP asks status.php before sending.
+            return await self.other.send(
                 dataclasses.replace(
                     mail, uncertain=mail.uncertain or exc.uncertain or isinstance(exc, TimeoutError)
                 )
             )
-        self.state.smtp_works()
+        self.state.works(self.names[0])
         return accepted
 
     async def close(self) -> None:
-        await self.smtp.close()
-        await self.http.close()
+        await self.first.close()
+        await self.other.close()

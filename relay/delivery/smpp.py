@@ -14,14 +14,17 @@ the request is deferred; a lost session or a system error with parts out leaves 
 uncertain: before it goes again, status.php is asked when the HTTP API is configured
 (relay/delivery/uncertain.py), else it goes again only after the provider's minute.
 
-Not wired to the daemon yet: the config section, receipts matched to their messages, and the
-daemon's session are the issue's next steps.
+Each part's provider message id goes back with the answer (Accepted.parts), so that delivery
+keeps it for the part's receipt (relay/delivery/receipts.py). The relay's sessions are the
+daemon's (relay/daemon/smpp.py); a request goes on the next bound one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from relay.delivery.smpp_session import SmppSession, SubmitAnswer
@@ -46,20 +49,29 @@ class SmppTransport:
 
     def __init__(
         self,
-        session: SmppSession,
+        session: SmppSession | Callable[[], SmppSession],
         api: ApiClient | None = None,
         *,
         source_ton: int = 5,
         source_npi: int = 0,
+        dest_ton: int = 1,
+        dest_npi: int = 1,
+        poll_after: float = math.inf,
     ) -> None:
-        self.session = session
+        # One session, or a chooser among the relay's (the next bound one)
+        self.pick = session if callable(session) else lambda: session
         self.api = api  # status.php for an uncertain request, when the HTTP API is configured
         self.source_ton, self.source_npi = source_ton, source_npi
+        self.dest_ton, self.dest_npi = dest_ton, dest_npi
+        self.poll_after = poll_after  # status.php for a phone whose receipt did not come (inf: never)
 
     async def send(self, mail: Outgoing) -> Accepted:
         try:
             request = command.parse(mime.body_text(mail.message))
-            parts = smpp.submits(request, source_ton=self.source_ton, source_npi=self.source_npi)
+            parts = smpp.submits(
+                request, source_ton=self.source_ton, source_npi=self.source_npi,
+                dest_ton=self.dest_ton, dest_npi=self.dest_npi,
+            )  # fmt: skip
         except (ContentError, ValueError) as exc:  # not a command line (email2sms), or too long
             raise UpstreamRefused(f"cannot be sent over SMPP: {exc}") from None
         if mail.uncertain:
@@ -69,11 +81,16 @@ class SmppTransport:
                     return known
             else:  # the failure that made it uncertain deferred it past the provider's minute
                 log.warning("event=uncertain_resend id=%s note='no HTTP API to ask'", request.request_id)
-        results = await asyncio.gather(*(self._submit(p) for p in parts), return_exceptions=True)
+        session = self.pick()  # every part of a request on one session: one minute, one window
+        results = await asyncio.gather(*(self._submit(session, p) for p in parts), return_exceptions=True)
         taken = [r for r in results if isinstance(r, SubmitAnswer) and r.status == 0]
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             if not isinstance(failed, DeliveryError):
+                raise failed
+            if not taken and not failed.uncertain:
+                # Nothing went out (no session bound): the upstream's fault, as a refused
+                # connection is; with provider.failover the message goes the other way now.
                 raise failed
             raise UpstreamDeferred(
                 f"SMPP: {failed.text}; {len(taken)} of {len(parts)} part(s) taken",
@@ -100,13 +117,15 @@ class SmppTransport:
             ReplyKind.OK, request.request_id, sms_count=len(parts), line=f"submit_sm_resp message_id {ids}"
         )
         return Accepted(
-            f"SMPP: {len(parts)} part(s) taken, message_id {ids}", answer=reply, via=TransportKind.SMPP
-        )
+            f"SMPP: {len(parts)} part(s) taken, message_id {ids}", answer=reply, via=TransportKind.SMPP,
+            parts=tuple((p.phone, r.message_id) for p, r in zip(parts, taken, strict=True)),
+            poll_after=self.poll_after,
+        )  # fmt: skip
 
-    async def _submit(self, part: smpp.Submit) -> SubmitAnswer:
+    async def _submit(self, session: SmppSession, part: smpp.Submit) -> SubmitAnswer:
         """One part; a throttled one again (the session holds every submit for a growing pause)."""
         for _ in range(THROTTLE_TRIES):
-            answer = await self.session.submit(part)
+            answer = await session.submit(part)
             if not answer.status or smpp_status(answer.status).answer is not SmppAnswer.THROTTLE:
                 return answer
         return answer

@@ -27,11 +27,11 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from relay.errors import UpstreamTimeout, UpstreamUnavailable
-from relay.formatters.smpp import Submit
+from relay.formatters.smpp import Submit, validity_period
 from relay.provider_errors import SmppAnswer, smpp_status
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ SHUTDOWN_PAUSE = 0.05  # seconds after smpp34's stop(): its runtime's threads en
 class SmppSettings:
     hosts: tuple[tuple[str, int], ...]  # main first, then the backup
     system_id: str  # the provider login
-    password: str
+    password: str = field(repr=False)
     system_type: str = ""
     tls: bool = False
     window: int = 10  # submits waiting for their responses, at most
@@ -54,6 +54,7 @@ class SmppSettings:
     min_backoff: float = 1.0
     max_backoff: float = 60.0
     throttle_pause: float = 1.0  # the first pause after a throttled answer; doubles to 30 s
+    validity: int = 1440  # minutes the SMSC keeps trying a part
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class SmppSession:
         self.binds = 0  # sessions bound so far
         self._smsc: smpp34.Smsc | None = None
         self._client: smpp34.Client | None = None
+        self._validity = validity_period(settings.validity)
         self._bound = asyncio.Event()
         self._window = asyncio.Semaphore(settings.window)
         self._slow_until = 0.0
@@ -128,6 +130,7 @@ class SmppSession:
                         source_addr_ton=s.source.ton, source_addr_npi=s.source.npi,
                         dest_addr_ton=s.destination.ton, dest_addr_npi=s.destination.npi,
                         esm_class=s.esm_class, data_coding=s.data_coding, registered_delivery=1,
+                        validity_period=self._validity,
                     ),
                     self.settings.submit_timeout,
                 )  # fmt: skip

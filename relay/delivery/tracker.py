@@ -99,12 +99,7 @@ class Tracker:
         return True
 
     def _finished(self, done: list[Finished]) -> None:
-        for f in done:
-            self.metrics.requests.labels(f.state.value).inc()
-            level = logging.INFO if f.state is State.DELIVERED else logging.WARNING
-            log.log(level, "event=%s id=%s detail=%r", f.state.value.replace("-", "_"), f.relay_id, f.detail)
-            if f.state is State.UNDELIVERED:
-                self.on_undelivered(f.relay_id)
+        report(done, self.metrics, self.on_undelivered)
 
     def wake(self) -> None:
         self.loop.wake()
@@ -123,3 +118,14 @@ class Tracker:
             log.error("event=tracking_failed error=%r", str(exc))
         # A quarter of the interval: a due message waits at most that beyond its time.
         return self.interval / 4
+
+
+def report(done: list[Finished], metrics: Metrics, on_undelivered: Callable[[str], None]) -> None:
+    """Messages tracking finished (by status.php or by SMPP receipts): logged, counted, and
+    the sender told of an undelivered one."""
+    for f in done:
+        metrics.requests.labels(f.state.value).inc()
+        level = logging.INFO if f.state is State.DELIVERED else logging.WARNING
+        log.log(level, "event=%s id=%s detail=%r", f.state.value.replace("-", "_"), f.relay_id, f.detail)
+        if f.state is State.UNDELIVERED:
+            on_undelivered(f.relay_id)

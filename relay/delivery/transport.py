@@ -1,7 +1,8 @@
 """The one interface every way out implements: hand one provider mail over, say what happened.
 
-SMTP to the provider's gateway (smtp.py), the provider's HTTP API (http.py), SMTP with the
-API as its failover (failover.py), and the dry-run outbox (outbox.py). A failure is a
+SMTP to the provider's gateway (smtp.py), the provider's HTTP API (http.py), its SMPP server
+(smpp.py), one of those with another as its failover (failover.py), and the dry-run outbox
+(outbox.py). A failure is a
 relay.errors.DeliveryError: `temporary` says whether to retry, `connection` whether the
 upstream (not the message) is at fault, `uncertain` whether it may have gone through.
 """
@@ -36,6 +37,11 @@ class Accepted:
     answer: ProviderReply | None = None
     raw: bytes = field(default=b"", repr=False)
     via: TransportKind = TransportKind.SMTP
+    # SMPP: each part's (phone, provider message id), which its delivery receipt names, and how
+    # long after the send status.php is first asked about a phone without one (None: the
+    # default for polled transports; inf: never, the receipts alone settle it).
+    parts: tuple[tuple[str, str], ...] = ()
+    poll_after: float | None = None
 
 
 class Transport(Protocol):

@@ -27,7 +27,7 @@ from relay.delivery.transport import Accepted, Outgoing, Transport
 from relay.errors import DeliveryError, UpstreamDeferred
 from relay.formatters import provider as provider_fmt
 from relay.metrics import Metrics
-from relay.model import ReplyKind, ReplyOutcome, RouteMode, State
+from relay.model import ReplyKind, ReplyOutcome, RouteMode, State, TransportKind
 from relay.provider_errors import Rule
 from relay.spool.interface import Control, Messages, Replies, Row, Tracking
 
@@ -52,9 +52,12 @@ class Hooks:
     return_path: Callable[[str, str], str] = lambda relay_id, address: address  # -> address used
     pause_for: Callable[[Rule], float] = lambda rule: 3600.0  # how long error 2/3/4 holds the queue
     pause_cause: Callable[[], str] = lambda: ""  # the settings in force a pause may be owed to
-    track_timeout: Callable[[], float | None] = lambda: None  # delivery tracking: how long, or off
+    # delivery tracking of a request sent by this transport: how long, or off
+    track_timeout: Callable[[TransportKind], float | None] = lambda via: None
     on_failed: Callable[[str], None] = lambda relay_id: None  # failed for good: tell its sender
     on_balance: Callable[[str], None] = lambda balance: None  # the balance an HTTP answer reported
+    # SMPP: a request's parts are written; receipts that came first can settle it now
+    on_parts: Callable[[str], None] = lambda relay_id: None
 
 
 class Deliverer:
@@ -313,13 +316,16 @@ class Deliverer:
 
     def _tracking(self, row: Row, accepted: Accepted) -> tuple[float | None, float | None]:
         """(first poll, give up at) when this request's delivery is to be tracked."""
-        timeout = self.hooks.track_timeout()
+        timeout = self.hooks.track_timeout(accepted.via)
         if timeout is None or accepted.dry_run or row.mode is RouteMode.EMAIL2SMS:
             return None, None
         if not polling.trackable_phones(row.phones):
             return None, None  # groups only: status.php is asked by phone
         now = self.clock()
-        return now + polling.FIRST_POLL, now + timeout
+        # SMPP: receipts settle it; status.php (if at all) only for a phone whose receipt is
+        # late. Without polling, tracking's end (status-unknown) is its first "poll".
+        first = polling.FIRST_POLL if accepted.poll_after is None else min(accepted.poll_after, timeout)
+        return now + first, now + timeout
 
     async def _answered(self, row: Row, accepted: Accepted) -> None:
         """The provider answered at once (HTTP): its OK or ERROR goes through the same state
@@ -334,7 +340,9 @@ class Deliverer:
             if answer.kind is ReplyKind.OK:
                 # Before the state moves: whoever sees `confirmed` sees how it went too.
                 poll, until = self._tracking(row, accepted)
-                await self.spool.start_tracking(row.id, via=source, next_poll=poll, until=until)
+                await self.spool.start_tracking(
+                    row.id, via=source, next_poll=poll, until=until, parts=accepted.parts
+                )
             applied = await self.spool.record_reply(
                 answer, mail_from=f"<{source} answer>", raw=accepted.raw[:KEEP_ANSWER_BYTES],
                 pause_for=self.hooks.pause_for, cause=self.hooks.pause_cause,
@@ -342,6 +350,8 @@ class Deliverer:
             self.effects(answer, applied, source=source)
             if applied.outcome is ReplyOutcome.CONFIRMED:
                 self._count_sent(row)
+                if accepted.parts:
+                    self.hooks.on_parts(row.id)
 
         await self.outcomes.keep(row.id, f"{source} answer", apply)
 

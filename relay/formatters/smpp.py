@@ -11,8 +11,9 @@ is decided here is what goes in each field.
   reference IE 00): every handset and operator reassembles UDH, where the SAR TLVs depend on
   the SMSC turning them into a UDH (SMPP 3.4 leaves it optional). A part holds 153 GSM-7
   septets or 67 UCS-2 units, and never splits an escape pair (€, [, ...) or a surrogate pair.
-- Source address: an alphanumeric sender is TON 5 / NPI 0 (the provider's example: 5 / 1), a
-  numeric one TON 1 / NPI 1; destinations TON 1 / NPI 1, the digits without "+".
+- Source address: an alphanumeric sender is TON 5 / NPI 0 by default (the provider's example:
+  5 / 1; provider.smpp.source_ton/npi), a numeric one TON 1 / NPI 1; destinations TON 1 / NPI 1
+  by default (dest_ton/npi), the digits without "+".
 """
 
 from __future__ import annotations
@@ -53,9 +54,12 @@ class Submit:
     short_message: bytes  # the UDH first when esm_class has UDHI
     part: int  # 1-based
     parts: int
+    phone: str = ""  # as the request names it (the spool's per-phone statuses are by this)
 
 
-def submits(command: Command, *, source_ton: int = 5, source_npi: int = 0) -> tuple[Submit, ...]:
+def submits(
+    command: Command, *, source_ton: int = 5, source_npi: int = 0, dest_ton: int = 1, dest_npi: int = 1
+) -> tuple[Submit, ...]:
     """Every submit_sm of a request, phone by phone, parts in order. Raises ContentError for a
     text that cannot go as one concatenated message (over 255 parts)."""
     sender = command.options.sender
@@ -79,15 +83,22 @@ def submits(command: Command, *, source_ton: int = 5, source_npi: int = 0) -> tu
                 out.append(
                     Submit(
                         source=source,
-                        destination=Address(1, 1, phone.removeprefix("+")),
+                        destination=Address(dest_ton, dest_npi, phone.removeprefix("+")),
                         data_coding=DATA_CODING[encoding],
                         esm_class=ESM_UDHI if len(chunks) > 1 else ESM_DEFAULT,
                         short_message=body,
                         part=n,
                         parts=len(chunks),
+                        phone=phone,
                     )
                 )
     return tuple(out)
+
+
+def validity_period(minutes: int) -> str:
+    """submit_sm's validity_period as SMPP 3.4's relative time (7.1.1: YYMMDDhhmmsstnnR)."""
+    days, rest = divmod(minutes, 1440)
+    return f"0000{days:02d}{rest // 60:02d}{rest % 60:02d}00000R"
 
 
 def split(text: str, encoding: Encoding) -> list[str]:

@@ -17,6 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import gsm0338  # noqa: F401  (registers the "gsm03.38" codec an incoming SMS is read with)
+
+from relay.model import Inbound, PartStatus
+
 ESM_TYPE_MASK = 0x3C  # esm_class bits 2-5: the message type
 ESM_DELIVERY_RECEIPT = 0x04
 MAX_TEXT = 1024  # of a short_message read: a receipt is ~120 octets
@@ -40,6 +44,15 @@ class Stat(enum.Enum):
     def delivered(self) -> bool:
         return self is Stat.DELIVERED
 
+
+# The receipt's stat -> the provider's status code of one SMS to one phone (status.php's, so
+# that receipts and polling fill the same per-phone statuses): DELETED and UNDELIV are "cannot be
+# delivered", REJECTD "prohibited"; ACCEPTD is "handed to the operator", UNKNOWN "waiting".
+STATUS_CODE = {
+    Stat.DELIVERED: 1, Stat.EXPIRED: 3, Stat.DELETED: 20, Stat.UNDELIVERABLE: 20,
+    Stat.ACCEPTED: 0, Stat.UNKNOWN: -1, Stat.REJECTED: 23,
+}  # fmt: skip
+MAX_DIGEST = 200  # characters of a deliver_sm kept as its digest
 
 # message_state TLV (SMPP 3.4 5.3.2.35) -> the same statuses
 MESSAGE_STATE = {
@@ -118,3 +131,45 @@ def _date(value: str) -> datetime | None:
         return datetime.strptime(value, fmt).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def read(
+    esm_class: int, short_message: bytes, tlvs: Mapping[int, bytes], *, source: str, data_coding: int = 0
+) -> PartStatus:
+    """Any deliver_sm -> what it is: a receipt's part status, a malformed receipt, or an SMS;
+    each with a short digest to keep (printable, bounded: the peer's bytes are not trusted)."""
+    if not is_receipt(esm_class):
+        text = _decode(short_message[:MAX_TEXT], data_coding)
+        return PartStatus(Inbound.SMS, _digest(f"from {source}: {text}"))
+    found = parse(short_message, tlvs)
+    text = short_message[:MAX_TEXT].decode("latin-1")
+    if found is None:
+        return PartStatus(Inbound.MALFORMED, _digest(f"from {source}: {text}"))
+    return PartStatus(
+        Inbound.RECEIPT,
+        _digest(f"from {source}: {text}"),
+        message_id=found.message_id,
+        status=STATUS_CODE[found.stat],
+        err=int(found.error) if found.error.isdigit() and len(found.error) <= 9 else 0,
+        at=found.done.timestamp() if found.done is not None else 0.0,
+    )
+
+
+def _decode(data: bytes, data_coding: int) -> str:
+    """The text of an incoming SMS: UCS-2 (0x08), Latin-1 (0x03), else the GSM default alphabet
+    (what the provider sends it as); a byte it cannot read becomes U+FFFD, never an error."""
+    if data_coding == 0x08:
+        return data.decode("utf-16-be", "replace")
+    if data_coding == 0x03:
+        return data.decode("latin-1")
+    try:
+        return data.decode("gsm03.38")
+    except UnicodeDecodeError:
+        return data.decode("ascii", "replace")
+
+
+def _digest(text: str) -> str:
+    """One line of printable characters, at most MAX_DIGEST."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text)
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= MAX_DIGEST else flat[: MAX_DIGEST - 1] + "…"

@@ -22,7 +22,7 @@ import psycopg
 from relay.config.schema import SpoolConfig
 from relay.errors import SpoolError
 from relay.model import AlertState, ProviderMail, SpoolBackend, State
-from relay.spool import alerts, messages, pgdb, postgres, replies, schema, tracking
+from relay.spool import alerts, messages, pgdb, postgres, receipts, replies, schema, tracking
 from relay.spool.base import CONTROL, QUEUED
 from relay.spool.db import Db
 from relay.spool.messages import Row
@@ -108,6 +108,14 @@ class SpoolAdmin:
 
     def phone_statuses(self, relay_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in tracking.of_message(self.conn, relay_id)]
+
+    def smpp_parts(self, relay_id: str) -> list[dict[str, Any]]:
+        """Each SMPP part's provider message id and receipt status (none for other transports)."""
+        return [dict(r) for r in receipts.of_message(self.conn, relay_id)]
+
+    def smpp_inbound(self, limit: int) -> list[dict[str, Any]]:
+        """The newest deliver_sm kept unmatched: unknown receipts, malformed ones, incoming SMS."""
+        return [dict(r) for r in receipts.kept(self.conn, limit)]
 
     def retry(self, relay_id: str, states: tuple[State, ...], rendered: Row | None = None) -> bool:
         """Queue it again (as `rendered`, a new rendering of its mail) if it is (still) in one

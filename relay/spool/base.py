@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from relay.errors import SpoolError
-from relay.model import PhoneStatus, ProviderMail, ProviderReply, State
+from relay.model import PartStatus, PhoneStatus, ProviderMail, ProviderReply, State
 from relay.provider_errors import Rule
-from relay.spool import alerts, messages, replies, tracking
+from relay.spool import alerts, messages, receipts, replies, tracking
 from relay.spool.alerts import Tick
 from relay.spool.db import Db
 from relay.spool.interface import Enqueued, StormAdmit
@@ -140,6 +140,7 @@ class SqlSpool:
             alerts.prune(conn, older_than, limit)
             if count:
                 tracking.prune(conn)
+            receipts.prune(conn, older_than)
             return count, kept
 
         return await self.writer.write(op, durable=False)
@@ -194,11 +195,28 @@ class SqlSpool:
 
     # ---- delivery tracking --------------------------------------------------------------
     async def start_tracking(
-        self, relay_id: str, *, via: str, next_poll: float | None, until: float | None
+        self,
+        relay_id: str,
+        *,
+        via: str,
+        next_poll: float | None,
+        until: float | None,
+        parts: Sequence[tuple[str, str]] = (),
     ) -> None:
-        await self.writer.write(
-            lambda conn: tracking.start(conn, relay_id, via, next_poll, until), durable=False
-        )
+        now = self.clock()
+
+        def op(conn: Db) -> None:
+            tracking.start(conn, relay_id, via, next_poll, until)
+            if parts:
+                receipts.keep_parts(conn, relay_id, parts, now)
+
+        # Durable with SMPP parts: a receipt needs its part to be matched, after a crash too.
+        await self.writer.write(op, durable=bool(parts))
+
+    async def record_receipts(
+        self, found: Sequence[PartStatus], settle: Sequence[str], now: float
+    ) -> list[tracking.Finished]:
+        return await self.writer.write(lambda conn: receipts.record(conn, found, settle, now))
 
     async def tracking_due(self, now: float, max_pairs: int) -> list[tuple[str, str]]:
         return await self.writer.read(lambda conn: tracking.due(conn, now, max_pairs))

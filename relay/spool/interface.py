@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relay.config.schema import SpoolConfig, StormSettings
-from relay.model import PhoneStatus, ProviderMail, ProviderReply, State
+from relay.model import PartStatus, PhoneStatus, ProviderMail, ProviderReply, State
 from relay.provider_errors import Rule
 from relay.spool.alerts import Tick
 from relay.spool.messages import Row, new_rows
@@ -137,10 +137,23 @@ class Tracking(Protocol):
     """Delivery status per phone."""
 
     async def start_tracking(
-        self, relay_id: str, *, via: str, next_poll: float | None, until: float | None
+        self,
+        relay_id: str,
+        *,
+        via: str,
+        next_poll: float | None,
+        until: float | None,
+        parts: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """After the provider took a request: the transport it went by, and (tracking on) when
-        to ask status.php first and when to give up waiting for a final status."""
+        """After the provider took a request: the transport it went by, (tracking on) when to
+        ask status.php first and when to give up waiting for a final status, and (SMPP) each
+        part's (phone, provider message id), which its delivery receipt names."""
+
+    async def record_receipts(
+        self, found: Sequence[PartStatus], settle: Sequence[str], now: float
+    ) -> list[Finished]:
+        """SMPP deliver_sm: receipts onto their parts and phones, the rest kept as digests; the
+        messages they concern (and `settle`: requests whose parts were just written) settled."""
 
     async def tracking_due(self, now: float, max_pairs: int) -> list[tuple[str, str]]:
         """(relay id, phone) pairs whose status is due to be asked, oldest first."""

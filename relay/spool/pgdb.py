@@ -129,7 +129,36 @@ _V2 = """
 ALTER TABLE messages ADD COLUMN inbound BYTEA;
 ALTER TABLE messages ADD COLUMN config TEXT NOT NULL DEFAULT '';
 """
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Version 3: as SQLite's version 6, SMPP delivery receipts.
+_V3 = """
+-- SMPP (provider.transport: smpp): each part's provider message id, from its submit_sm_resp,
+-- and the status its delivery receipt gave (NULL: none yet), in status.php's codes.
+CREATE TABLE smpp_parts (
+    message_id TEXT PRIMARY KEY,
+    relay_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    status INTEGER,
+    err INTEGER NOT NULL DEFAULT 0,
+    changed DOUBLE PRECISION
+);
+CREATE INDEX smpp_parts_by_message ON smpp_parts (relay_id);
+-- deliver_sm that changed nothing yet: receipts no part has the id of (one that came before its
+-- submit's outcome was written is matched when it is), malformed ones and incoming SMS, kept
+-- as digests; bounded by count and age (spool/receipts.py).
+CREATE TABLE smpp_inbound (
+    n BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    err INTEGER NOT NULL,
+    changed DOUBLE PRECISION NOT NULL,
+    received DOUBLE PRECISION NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE INDEX smpp_inbound_by_id ON smpp_inbound (message_id);
+"""
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 VERSION = len(MIGRATIONS)
 
 

@@ -147,8 +147,38 @@ ALTER TABLE messages ADD COLUMN inbound BLOB;                       -- NULL: not
 ALTER TABLE messages ADD COLUMN config TEXT NOT NULL DEFAULT '';    -- Config.digest it was rendered with
 """
 
+# Version 6: SMPP delivery receipts (issue 24).
+_V6 = """
+-- SMPP (provider.transport: smpp): each part's provider message id, from its submit_sm_resp,
+-- and the status its delivery receipt gave (NULL: none yet), in status.php's codes.
+CREATE TABLE smpp_parts (
+    message_id TEXT PRIMARY KEY,
+    relay_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    status INTEGER,
+    err INTEGER NOT NULL DEFAULT 0,
+    changed REAL
+);
+CREATE INDEX smpp_parts_by_message ON smpp_parts (relay_id);
+-- deliver_sm that changed nothing yet: receipts no part has the id of (one that came before its
+-- submit's outcome was written is matched when it is), malformed ones and incoming SMS, kept
+-- as digests; bounded by count and age (spool/receipts.py).
+CREATE TABLE smpp_inbound (
+    n INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    err INTEGER NOT NULL,
+    changed REAL NOT NULL,
+    received REAL NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE INDEX smpp_inbound_by_id ON smpp_inbound (message_id);
+"""
+
 # Index i holds migration i + 1. Append, never edit: a released spool has run the old text.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 VERSION = len(MIGRATIONS)
 
 

@@ -67,13 +67,16 @@ def record(
     )
     finished = []
     for relay_id in dict.fromkeys(i for i, _ in asked):
-        done = _settle(conn, relay_id, now)
+        done = settle(conn, relay_id, now)
         if done is not None:
             finished.append(done)
     return finished
 
 
-def _settle(conn: Db, relay_id: str, now: float) -> Finished | None:
+def settle(conn: Db, relay_id: str, now: float, *, polled: bool = True) -> Finished | None:
+    """Move a tracked message on from its phones' statuses: final, out of time, or (`polled`:
+    status.php was just asked) due again later. SMPP receipts settle with polled=False: one
+    phone's receipt changes nothing of when the others are asked."""
     row = conn.execute(
         "SELECT state, phones, track_until, polls FROM messages WHERE id = ?", (relay_id,)
     ).fetchone()
@@ -105,6 +108,8 @@ def _settle(conn: Db, relay_id: str, now: float) -> Finished | None:
             for p in phones
         )
         return _finish(conn, relay_id, State.STATUS_UNKNOWN, f"no final delivery status in time: {last}", now)
+    if not polled:
+        return None
     conn.execute(
         "UPDATE messages SET next_poll = ?, polls = polls + 1 WHERE id = ?",
         (now + interval(row["polls"] + 1), relay_id),
@@ -133,7 +138,7 @@ def expire(conn: Db, now: float) -> list[Finished]:
             (now,),
         )
     ]
-    return [f for f in (_settle(conn, i, now) for i in ids) if f is not None]
+    return [f for f in (settle(conn, i, now) for i in ids) if f is not None]
 
 
 def of_message(conn: Db, relay_id: str) -> list[Any]:
