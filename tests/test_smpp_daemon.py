@@ -284,6 +284,7 @@ async def test_sigkill_with_submits_outstanding_loses_nothing(setup: Setup) -> N
     relay.signal(signal.SIGKILL)
     await relay.wait()
     outstanding = len(setup.smsc.submits) - answered_before
+    assert outstanding > 0  # the kill came with submits out, unanswered
     setup.smsc.answer_delay = 0.0
     relay = await setup.relay()
     await until(lambda: setup.states() == ["confirmed"] * total, timeout=60)

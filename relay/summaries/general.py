@@ -23,13 +23,30 @@ RECOVERED = re.compile(
 )
 _PREFIX = re.compile(r"^(?:(?:re|fwd?|fw|aw|wg|tr|отв|пересл)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _FREE_LINES = 3
+_TOOL_ALERT = re.compile(r"^[\w.-]+ (?:alert|alarm|notification)s? --\s*", re.IGNORECASE)
 _ALERT_NOUN = re.compile(r"\b(?:alerts?|alarms?|events?|notifications?|warnings?|errors?)\b", re.IGNORECASE)
+# Words of trouble: English and Russian, and the failure words of the European languages alert
+# mail comes in (as vocabulary.py's greetings and sign-offs): German, French, Spanish, Italian,
+# Portuguese, Polish, Dutch, Czech. "Not successful" and "never" count (a tool saying that
+# something did not happen is reporting trouble); bare "no" / "none" words do not.
 TROUBLE = re.compile(
-    r"\b(?:err(?:or)?|errors|fail(?:ed|ure|s)?|fatal|critical|warn(?:ing)?|could not|cannot|can't|unable|denied|"
-    r"refused|timed? ?out|not found|no such|down|unreachable|degraded|faulted|offline|ошибк\w*|сбой|"
-    r"не удалось|недоступ\w*|отказ\w*|превышен\w*)\b",
+    r"\b(?:err(?:or)?|errors|fail(?:ed|ure|s)?|fatal|critical|warn(?:ings?)?|could not|cannot|can't|unable|denied|"
+    r"refused|timed? ?out|not found|no such|down|unreachable|degraded|faulted|offline|never|"
+    r"ошибк\w*|сбой|не удалось|недоступ\w*|отказ\w*|превышен\w*|никогда|"
+    r"fehler\w*|fehlgeschlagen|gescheitert|ausgefallen|nicht (?:mehr )?erfolgreich|niemals|kritisch|warnung|"
+    r"échec|échoué\w*|erreur\w*|impossible|jamais|critique|"
+    r"fallo|fall[oó]|fallid[oa]|no se pudo|nunca|cr[ií]tic[oa]|"
+    r"errore|fallit[oa]|non riuscit[oa]|"
+    r"erro|falha\w*|falhou|"
+    r"błąd\w*|błęd\w*|niepowodzeni\w*|nie powiod\w*|niepowiod\w*|nie udało|nigdy|krytyczn\w*|"
+    r"fout\w*|mislukt|nooit|kritiek|"
+    r"chyb[ay]\w*|selhal\w*|selhání|nepodařil\w*|nikdy|kritick\w*)\b",
     re.IGNORECASE,
 )
+_ITEM = re.compile(r"^\s*[-*•]\s+")  # a list item's marker
+# What vocabulary.py drops from a letter: its greeting and sign-off. A machine that writes a
+# letter (BackupPC, a backup or licence script) and reports trouble in it is alerting.
+_LETTER = ("greeting", "sign-off")
 # `03-Dec 10:59 backup01-dir JobId 4: ...`, `2026-12-03 10:59:01 ...`: a log line's time stamp
 _LOG_STAMP = re.compile(
     r"^(?:\d{1,4}[-./][\w]{2,3}[-./]?\d{0,4}[ T]\d{1,2}:\d{2}(?::\d{2})?\S*\s+|\[[\d:. -]+\]\s+"
@@ -59,9 +76,17 @@ def summarise(
     alert = (
         any(f.role for f in reading.fields)
         or bool(_state_word(core))
-        # `TrueNAS nas01: Alerts` over `* Pool tank state is DEGRADED ...`: a mail that calls
-        # itself an alert and reports trouble is one, though it has no fields
-        or bool(_ALERT_NOUN.search(core) and any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
+        # `TrueNAS nas01: Alerts` over `* Pool tank state is DEGRADED ...`, `[rkhunter] Warnings
+        # found for db01`: a mail that calls itself an alert and reports trouble is one, though
+        # it has no fields
+        or bool(
+            _ALERT_NOUN.search(core)
+            and (TROUBLE.search(core) or any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
+        )
+        or bool(
+            any(kind in reading.dropped for kind in _LETTER)
+            and (TROUBLE.search(core) or any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
+        )
     )
     said = _state_word(core)
     state = _state(reading, said, alert)
@@ -113,7 +138,8 @@ def identity(*parts: str) -> str:
 
 
 def strip_prefix(subject: str) -> str:
-    return _PREFIX.sub("", subject).strip()
+    """Without `Re:`/`Fwd:` and a tool's `<name> alert --` (Monit's subjects)."""
+    return _TOOL_ALERT.sub("", _PREFIX.sub("", subject)).strip()
 
 
 def _first(reading: Reading, role: Role) -> str:
@@ -188,8 +214,11 @@ def _detail(reading: Reading, core: str) -> str:
     if lines:
         # The lines that say something went wrong first (a log's one warning among its chatter),
         # each group in the mail's order.
-        lines = sorted(lines, key=lambda line: not TROUBLE.search(line))
-        return " / ".join(lines[:_FREE_LINES])
+        # A list's items before the prose that leads into it (`The following host had an error
+        # ...:` over `- fileserver-01 (rsync error ... code 255)`): the item names what failed.
+        listed = any(_ITEM.match(line) for line in lines)
+        lines = sorted(lines, key=lambda line: (not TROUBLE.search(line), listed and not _ITEM.match(line)))
+        return " / ".join(_ITEM.sub("", line) for line in lines[:_FREE_LINES])
     return "; ".join(reading.others[:2])
 
 

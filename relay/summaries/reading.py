@@ -28,6 +28,7 @@ from relay.summaries.vocabulary import (
     IGNORED,
     KEYS,
     PERFDATA,
+    POINTER,
     STATE_WORD,
     boilerplate,
     role_of,
@@ -38,6 +39,8 @@ from relay.summaries.vocabulary import (
 _WORDS = (
     "<", "&", "©", "://", "***", "###", "===", "~~~", "%%%", "___", "+++", "---", "www.", "map[", "automatic", "generated", "reply", "receiv", "unsubscribe", "notification", "sent by",
     "sent from", "delivered", "(c)", "copyright", "автоматическ", "отвечайте", "сформирован", "создано",
+    "occurred", "arrived", "please inspect", "please check", "please review", "please investigate",
+    "please examine", "bytes of data", "for further", "for more", "for additional", "for full",
 )  # fmt: skip
 # Any of them anywhere: one scan of the text for all (half the time of a search per word).
 _ANY_WORD = re.compile("|".join(map(re.escape, _WORDS)))
@@ -347,6 +350,8 @@ def _clean_line(line: str) -> str:
     line = _URL.sub("", line) if _URL.search(line) and boilerplate(line) != "link" else line
     if "|" in line:
         line = PERFDATA.sub("", line)
+    if " for " in line and not POINTER.match(line):  # a whole line of it is boilerplate()'s
+        line = POINTER.sub("", line).rstrip(" -:")
     return " ".join(line.split())
 
 

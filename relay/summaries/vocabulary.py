@@ -104,6 +104,22 @@ _AUTOMATIC = re.compile(
     r"автоматическ\w+ (?:сообщение|уведомление|рассылк)",
     re.IGNORECASE,
 )
+# What a tool says of itself, not of the trouble: `A new system event occurred on your nas01 on
+# ...`, `Please inspect this machine, because it may be infected.`, ping's own first line.
+_SELF_NOTE = re.compile(
+    r"^(?:an? )?new (?:system |security )?(?:event|alert|notification|incident) (?:has )?(?:occurred|arrived)\b|"
+    r"^please (?:inspect|check|review|investigate|examine) (?:this|the|your) (?:machine|host|server|system|"
+    r"computer|device)\b|"
+    r"^PING \S+ \([\d.:a-fA-F]+\) \d+\(\d+\) bytes of data\.?$",
+    re.IGNORECASE,
+)
+# `... Check OMSA for further details - https://SQL01:1311.`: the tool's pointer to itself, at the
+# end of a line that says something first
+POINTER = re.compile(
+    r"(?:^|(?<=[.!?]) )(?:please )?(?:check|see|view|refer to|visit|consult|open)\b.{0,60}?\bfor "
+    r"(?:further|more|additional|full) (?:details|information|info)\b.*$",
+    re.IGNORECASE,
+)
 _LINK_WORDS = re.compile(
     r"^(?:view|open|see|go to|click|show|silence|details?|more info|manage|acknowledge|ack|dashboard|"
     r"panel|source|runbook|edit|mute|visit|log ?in|sign in|перейти|открыть|подробнее|смотрите)\b",
@@ -194,6 +210,8 @@ def boilerplate(line: str) -> str:
         return "sign-off"
     if _AUTOMATIC.search(line):
         return "automatic-mail note"
+    if _SELF_NOTE.search(line) or POINTER.match(line):
+        return "tool's own note"
     if _URL.search(line):
         rest = _URL.sub("", line).strip(" :-()<>[]|")
         if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
