@@ -29,7 +29,7 @@ HELDOUT4 = [c for c in CASES if c.split == "heldout4"]  # a fourth, the same way
 HELDOUT_FLOOR = 30
 HELDOUT2_FLOOR = 19
 HELDOUT3_FLOOR = 6  # scored once, after the third round's code: 6/28, as the code before it scored
-HELDOUT4_FLOOR = 1  # scored once, with the same code: 1/9 (Debian's report tools: long reports)
+HELDOUT4_FLOOR = 2  # 1/9 when made (Debian's report tools: long reports); 2/9 after the fifth round
 CONFIG = example_config()
 
 
@@ -69,7 +69,6 @@ KNOWN_GAPS = {
     "dev/kapacitor_1.8_default_email_critical.eml": "the details are a JSON dump; its value sits in Series",
     "dev/kapacitor_1.8_doc_details_html_warning.eml": "the id is repeated as three lines; `Value:` is kept",
     "dev/gatus_5.36_email_triggered.eml": "the value (503) is inside a condition result `[STATUS] (503) == 200`",
-    "dev/gatus_5.36_email_resolved_cyrillic_endpoint.eml": "the condition results of a resolved alert are kept",
     "dev/pandora_fms_7.0ng767_mail_to_admin_recovered_cyrillic.eml": "UCS-2: the value does not fit after the subject",
     "dev/watchtower_1.7_shoutrrr_email_legacy_default_updated.eml": "a log of container updates, no alert structure",
     "dev/watchtower_1.7_shoutrrr_email_report_failed.eml": "a report of containers; the failed one is the fifth line",
@@ -83,9 +82,6 @@ KNOWN_GAPS = {
     "dev/apticron_1.2_pending_upgrades_listchanges_curl_libxml2.eml": "2 parts",
     "dev/apticron_1.2_pending_upgrades_postgresql_openssl.eml": "boilerplate 'apticron report'; 2 parts",
     "dev/dell_omsa_omsanotify_ps1_test_alert.eml": "boilerplate 'Check OMSA for further details'; boilerplate 'https://SQL01:1311'",
-    "dev/logcheck_1.4_reboot_system_events_oom.eml": "boilerplate '/etc/logcheck/logcheck.conf'; 2 parts",
-    "dev/logcheck_1.4_security_alerts_kernel_su_sudo.eml": "boilerplate '/etc/logcheck/logcheck.conf'; 2 parts",
-    "dev/logcheck_1.4_security_events_kernel_io_error.eml": "boilerplate '/etc/logcheck/logcheck.conf'; 2 parts",
     "dev/rkhunter_1.4_cron_daily_report_de.eml": "boilerplate 'Aktueller Hash-Wert'; boilerplate 'Gespeicherter Hash-Wert'; 2 parts",
 }
 

@@ -47,10 +47,19 @@ _ITEM = re.compile(r"^\s*[-*•]\s+")  # a list item's marker
 # What vocabulary.py drops from a letter: its greeting and sign-off. A machine that writes a
 # letter (BackupPC, a backup or licence script) and reports trouble in it is alerting.
 _LETTER = ("greeting", "sign-off")
+_MACHINE = ("automatic-mail note", "tool's own note")  # what no person writes in a letter
 # `03-Dec 10:59 backup01-dir JobId 4: ...`, `2026-12-03 10:59:01 ...`: a log line's time stamp
 _LOG_STAMP = re.compile(
     r"^(?:\d{1,4}[-./][\w]{2,3}[-./]?\d{0,4}[ T]\d{1,2}:\d{2}(?::\d{2})?\S*\s+|\[[\d:. -]+\]\s+"
-    r"|\w{3} \w{3} +\d{1,2} \d{2}:\d{2}(?::\d{2})?(?: [A-Z]{2,5})? \d{4}:?\s+)"
+    r"|\w{3} \w{3} +\d{1,2} \d{2}:\d{2}(?::\d{2})?(?: [A-Z]{2,5})? \d{4}:?\s+"
+    r"|[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}\s+)"  # syslog's `Dec  3 14:02:11 `
+)
+_UPTIME = re.compile(r"(?<=: )\[\s*\d+\.\d+\]\s*")  # the kernel's `kernel: [1843022.114215] `
+# A date and time in a subject (`db01 2026-12-03 14:44 +0000 Security Events`, `[Thu, 03 Dec
+# 2026 15:16:55 +0000]`): when it was sent, which the phone shows anyway
+_WHEN = re.compile(
+    r"\s*(?:\[?(?:\w{3}, )?\d{1,2} \w{3} \d{4} \d{2}:\d{2}(?::\d{2})?(?: [+-]\d{4})?\]?"
+    r"|\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:\s?[+-]\d{4}|Z| UTC)?)(?=\s|$)"
 )
 
 
@@ -70,7 +79,7 @@ def summarise(
     subject: str, text: str, header_from: str = "", reading: Reading | None = None
 ) -> AlertSummary | None:
     reading = reading if reading is not None else read(text, subject)
-    core = plain(expand(without_tool_name(strip_prefix(subject), header_from), reading.kept))
+    core = plain(expand(without_tool_name(strip_prefix(_WHEN.sub("", subject)), header_from), reading.kept))
     if not (any(f.role for f in reading.fields) or reading.dropped or _state_word(core)):
         return None  # no alert structure: the plain text is what the sender meant
     alert = (
@@ -83,6 +92,9 @@ def summarise(
             _ALERT_NOUN.search(core)
             and (TROUBLE.search(core) or any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
         )
+        # A report a machine sends of itself (`This email is sent by logcheck`): what it found
+        # is the news, in one part as an alert's
+        or any(kind in reading.dropped for kind in _MACHINE)
         or bool(
             any(kind in reading.dropped for kind in _LETTER)
             and (TROUBLE.search(core) or any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
@@ -210,7 +222,7 @@ def _detail(reading: Reading, core: str) -> str:
             said.append(f.value)
     if said:
         return "; ".join(said)
-    lines = [_LOG_STAMP.sub("", line) for line in reading.free if not _repeats(line, core)]
+    lines = [_UPTIME.sub("", _LOG_STAMP.sub("", line)) for line in reading.free if not _repeats(line, core)]
     if lines:
         # The lines that say something went wrong first (a log's one warning among its chatter),
         # each group in the mail's order.

@@ -174,6 +174,12 @@ def fields_of(text: str) -> dict[str, str]:
     return found
 
 
+# Boilerplate that is prose, which mail wraps at 72 or 76 columns: the sentence's next lines go
+# with it, up to its full stop (or a blank line).
+_SENTENCES = ("automatic-mail note", "tool's own note")
+_SENTENCE_END = re.compile(r"[.!?][)\]\"']*$")
+
+
 def read(text: str, subject: str = "") -> Reading:
     reader = _Reader(_norm(subject))
     for raw in text.split("\n"):
@@ -196,6 +202,8 @@ class _Reader:
         self.in_section = False
         self.pending: tuple[Role, str] | None = None  # a heading (`Summary`) whose value is the next line
         self.table: Role | None = None  # inside a table whose rows are `host value` or `host status ...`
+        self.wrapped = False  # a boilerplate sentence goes on in the next line (it was wrapped)
+        self.heading: str | None = None  # the free line just read: a section's heading if a rule follows
 
     def reading(self) -> Reading:
         return Reading(
@@ -207,9 +215,27 @@ class _Reader:
         """Read one line; False when the rest of the mail is not worth reading."""
         line = _clean_line(raw)
         if not line:
-            self.in_section, self.pending, self.table = False, None, None
+            self.in_section, self.pending, self.table, self.wrapped, self.heading = (
+                False,
+                None,
+                None,
+                False,
+                None,
+            )
+            return True
+        if self.wrapped:  # `...If you no longer wish to receive` / `such mail, you can ...`
+            self.wrapped = not _SENTENCE_END.search(line)
             return True
         kind = boilerplate(line)
+        heading = self.heading
+        if kind == "banner" and heading is not None and self.free[-1:] == [heading] == self.kept[-1:]:
+            # `Security Events for kernel` over `=-=-=-=-`: a report's section heading
+            self.free.pop()
+            self.kept.pop()
+            self.dropped["section heading"] = None
+        self.heading = None
+        if kind in _SENTENCES and not _SENTENCE_END.search(line):
+            self.wrapped = True  # the rest of its sentence is on the lines below
         if kind == "sign-off":
             self.dropped[kind] = None
             # what follows a sign-off after the content is a name and a footer
@@ -256,6 +282,8 @@ class _Reader:
             return True
         self.free.append(line)
         self.kept.append(line)
+        # a heading, if a rule comes next (a table's head row is not: its rows follow)
+        self.heading = line if "|" not in line and len(line.split()) <= 8 else None
         return True
 
     def _table(self, line: str) -> bool:
