@@ -9,6 +9,8 @@ not end pytest.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.fake_smsc import run_child
 
 CHILD = r"""
@@ -23,6 +25,30 @@ from tests.fake_smsc import FakeSmsc
 
 def closed_port() -> int:
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+
+def nodelay_of(port: int) -> list:
+    # TCP_NODELAY of this process's sockets connected to port (smpp34's)
+    import os, socket
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue  # a file's duplicate closed would drop its POSIX locks
+            fd = os.dup(int(name))
+        except (OSError, ValueError):
+            continue
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            continue
+        with sock:
+            try:
+                if sock.getpeername()[1] == port:
+                    found.append(bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+            except (OSError, IndexError, TypeError):
+                pass
+    return found
 
 async def main() -> None:
     out = {}
@@ -42,6 +68,7 @@ async def main() -> None:
     session.start()
     out["bound"] = await session.wait_bound(10)
     out["host"] = session.host == f"127.0.0.1:{port}"
+    out["nodelay"] = nodelay_of(port)
     cmd = Command("login", "***", "r1", Options(sender="ALERTS"),
                   (Entry(tuple(f"+7999000000{i}" for i in range(6)), "disk full"),), False)
     answers = await asyncio.gather(*(session.submit(s) for s in smpp.submits(cmd)))
@@ -91,6 +118,7 @@ asyncio.run(main())
 async def test_the_session_binds_windows_throttles_reads_receipts_and_binds_again() -> None:
     out = await run_child(CHILD, timeout=90)
     assert out["bound"] and out["host"]  # the main host refused: the backup
+    assert out["nodelay"] == [True]  # smpp34's own socket, TCP_NODELAY set by the session
     assert out["taken"] == [True] * 6
     assert out["max_outstanding"] <= 2 and out["over_window"] == 0  # the relay's window of 2
     assert out["throttled"] == [0x58, 0] and out["slowed"]
@@ -98,3 +126,49 @@ async def test_the_session_binds_windows_throttles_reads_receipts_and_binds_agai
     assert out["rebound"] == [2, True]
     assert out["unbind"]
     assert out["wrong_bound"] is False and out["wrong_reason"]
+
+
+def test_no_delay_sets_tcp_nodelay_on_the_sockets_to_that_peer_only() -> None:
+    """smpp34 leaves Nagle's algorithm on: the session sets TCP_NODELAY on its sockets, found by
+    their peer, through a duplicate of the descriptor."""
+    import socket
+
+    from relay.delivery.smpp_session import no_delay
+
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_server(("127.0.0.1", 0)) as other:
+        port, other_port = server.getsockname()[1], other.getsockname()[1]
+        with (
+            socket.create_connection(("127.0.0.1", port)) as a,
+            socket.create_connection(("127.0.0.1", other_port)) as b,
+        ):
+            assert a.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            assert no_delay("127.0.0.1", port) == 1
+            assert a.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert b.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # another peer's
+
+
+def test_no_delay_leaves_the_spools_file_locks_alone(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops the process's POSIX locks on it: no_delay must
+    never duplicate a file's, or SQLite's lock on the spool would go with it."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from relay.delivery.smpp_session import no_delay
+
+    path = tmp_path / "spool.db"
+    held = sqlite3.connect(path, isolation_level=None)
+    held.execute("CREATE TABLE t (x)")
+    held.execute("BEGIN IMMEDIATE")  # a write lock, as a spool transaction holds
+    held.execute("INSERT INTO t VALUES (1)")
+    no_delay("127.0.0.1", 9)
+    other = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+        "try:\n    c.execute('BEGIN IMMEDIATE'); print('locked-by-me')\n"
+        "except sqlite3.OperationalError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", other, str(path)], capture_output=True, text=True, timeout=30)
+    held.execute("ROLLBACK")
+    held.close()
+    assert out.stdout.strip() == "database is locked"

@@ -105,7 +105,7 @@ class Daemon:
                 on_balance=self.balance.update,
                 on_parts=receipts.settle,
             ),
-            concurrency=d.concurrency,
+            concurrency=transports.workers(cfg),
             policy=RetryPolicy(d.min_backoff, d.max_backoff, d.max_age),
         )
         self.tracker = Tracker(

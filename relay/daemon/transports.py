@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from relay.config.current import Current
-from relay.config.schema import Config
+from relay.config.schema import MAX_API_CONCURRENCY, Config
 from relay.daemon.smpp import SmppLink
 from relay.delivery.failover import FailoverState, FailoverTransport
 from relay.delivery.http import ApiClient, HttpTransport
@@ -53,6 +53,19 @@ class Transports:
         if p.failover:
             return FailoverTransport(smtp, HttpTransport(self.api), self.failover)
         return smtp
+
+
+def workers(cfg: Config) -> int:
+    """Delivery workers: delivery.concurrency, and with SMPP at least enough to fill every
+    session's window (a worker sends one request at a time: fewer would leave the window idle),
+    but no more than the HTTP API takes when failover goes there."""
+    p, d = cfg.provider, cfg.delivery
+    if p.transport is not TransportKind.SMPP or p.outbox is not None:
+        return d.concurrency
+    wanted = max(d.concurrency, p.smpp.window * p.smpp.sessions)
+    if p.failover and p.smpp.failover_to is TransportKind.HTTP:
+        wanted = min(wanted, max(d.concurrency, MAX_API_CONCURRENCY))
+    return wanted
 
 
 def settings(cfg: Config) -> tuple[object, ...]:
