@@ -11,8 +11,9 @@ limit. What smpp34 does not do is here:
 - throttling: an ESME_RTHROTTLED or ESME_RMSGQFUL answer holds every submit for a pause that
   doubles while they go on, and ends at the first answer that is not one;
 - a refused bind: smpp34 reports one as "bind timed out", like a server that never answers, so
-  the reason names every cause the provider documents (a wrong login or password, SMPP access
-  off in the account's API settings, this relay's IP not on the allowed list);
+  the SMSC is asked once more by smpplib's client (smpp_probe.py), and the reason says which
+  cause its answer names (a wrong password, an unknown login, SMPP access off or this relay's
+  IP not on the allowed list);
 - its runtime's shutdown: a pause after stop() (it has crashed at interpreter exit without);
 - TCP_NODELAY on its sockets (`no_delay`): without it a submit can wait 40 ms for an ACK.
 
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from relay.delivery import smpp_probe
 from relay.errors import UpstreamTimeout, UpstreamUnavailable
 from relay.formatters.smpp import Submit, validity_period
 from relay.provider_errors import SmppAnswer, smpp_status
@@ -187,8 +189,8 @@ class SmppSession:
             try:
                 smsc = await asyncio.wait_for(client.connect(), s.bind_timeout + 1)
             except Exception as exc:  # SmppError, OSError, TimeoutError: try the next host
-                failures.append(f"{host}:{port}: {exc}")
                 await _stop(client)
+                failures.append(f"{host}:{port}: {await self._why(host, port, str(exc))}")
                 continue
             self._client, self._smsc, self.host = client, smsc, f"{host}:{port}"
             await asyncio.to_thread(no_delay, host, port)
@@ -197,13 +199,24 @@ class SmppSession:
             self._bound.set()
             log.info("event=smpp_bound host=%s:%d", host, port)
             return smsc
-        self.reason = (
-            "cannot bind (" + "; ".join(failures) + "): a wrong login or password, SMPP access off in"
-            " the account's API settings, or this relay's IP not on its allowed list look like a"
-            " timeout too"
-        )
+        self.reason = "cannot bind (" + "; ".join(failures) + ")"
         log.error("event=smpp_bind_failed reason=%r", self.reason)
         return None
+
+    async def _why(self, host: str, port: int, error: str) -> str:
+        """A failed bind in the operator's words: smpp34 says "bind timed out" for a refusal too,
+        so the SMSC is asked once more, with another client, what it answers the bind."""
+        if "bind timed out" not in error:
+            return error  # no connection at all: refused, unreachable, a TLS failure
+        s = self.settings
+        status = await asyncio.to_thread(
+            smpp_probe.bind_status, host, port, s.system_id, s.password,
+            system_type=s.system_type, tls=s.tls, timeout=s.bind_timeout,
+        )  # fmt: skip
+        return smpp_probe.reason(status) or (
+            f"{error}: no answer to the bind (a wrong login or password, SMPP access off in the"
+            " account's API settings, or this relay's IP not on its allowed list can look so)"
+        )
 
     async def _read(self, smsc: smpp34.Smsc) -> None:
         """Until the session ends: deliver_sm to on_deliver, the end logged."""
