@@ -29,7 +29,7 @@ from relay.cli.queue import open_admin
 from relay.config import load as config_mod
 from tests.fake_api import FakeApi
 from tests.fake_smsc import FakeSmsc, text_of
-from tests.fakes import wait_for
+from tests.fakes import FakeProvider, wait_for
 from tests.helpers import relay_config_text
 from tests.relays import RelayProcess
 from tests.scrape import get, value
@@ -58,7 +58,7 @@ class Setup:
         self.metrics_port = free_port()
         self.relays: list[RelayProcess] = []
 
-    def config(self, provider_extra: str = "") -> Path:
+    def config(self, provider_extra: str = "", extra: str = "") -> Path:
         path = self.tmp_path / "relay.yaml"
         path.write_text(
             relay_config_text(
@@ -69,13 +69,13 @@ class Setup:
                     f"  smpp: {{host: 127.0.0.1, port: {self.smsc_port}, backup_host: '', bind_timeout: 2}}\n"
                     + provider_extra
                 ),
-                extra=f"metrics: {{listen: '127.0.0.1:{self.metrics_port}'}}\n", routes=ROUTES,
+                extra=f"metrics: {{listen: '127.0.0.1:{self.metrics_port}'}}\n{extra}", routes=ROUTES,
             )
         )  # fmt: skip
         return path
 
-    async def relay(self, provider_extra: str = "") -> RelayProcess:
-        rp = RelayProcess(self.config(provider_extra), self.tmp_path / "relay.log")
+    async def relay(self, provider_extra: str = "", extra: str = "") -> RelayProcess:
+        rp = RelayProcess(self.config(provider_extra, extra), self.tmp_path / "relay.log")
         await rp.start()
         self.relays.append(rp)
         return rp
@@ -171,8 +171,11 @@ async def test_mail_goes_out_over_smpp_and_its_receipt_delivers_it(setup: Setup)
     await wait_for(lambda: "unbind" in setup.smsc.events)
 
 
-async def test_an_undelivered_part_fails_its_phone_and_the_rest_is_kept(setup: Setup) -> None:
-    relay = await setup.relay()
+async def test_an_undelivered_part_fails_its_phone_and_the_rest_is_kept(
+    setup: Setup, provider: tuple[FakeProvider, int]
+) -> None:
+    mta, mta_port = provider  # where the sender's notice goes (notify.smarthost)
+    relay = await setup.relay(extra=f"notify: {{smarthost: 127.0.0.1, port: {mta_port}}}\n")
     await asyncio.to_thread(send, relay.port, LONG, ("79990000001", "79990000002"))  # one request
     await wait_for(lambda: len(setup.smsc.ids) == 4, timeout=20)
     await until(lambda: setup.states() == ["confirmed"])
@@ -195,6 +198,8 @@ async def test_an_undelivered_part_fails_its_phone_and_the_rest_is_kept(setup: S
     await until(lambda: setup.states() == ["undelivered"])
     (item,) = setup.items()
     assert f"phone {second}: status 20 (cannot be delivered)" in item["error"]
+    await wait_for(lambda: len(mta.received) == 1, timeout=20)  # the sender is told, as tracking does
+    assert mta.received[0].rcpt_tos == ["monitor@example.com"] and b"SMS not delivered" in mta.received[0].raw
     assert await setup.smsc.push_receipt(b, "DELIVRD")  # late and contradicting: changes nothing
     await wait_for(lambda: setup.smsc.deliver_resps == 7, timeout=10)  # every deliver_sm answered
     await until(
