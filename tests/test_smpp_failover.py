@@ -53,7 +53,7 @@ async def main() -> None:
     out["active_after"] = state.active
     out["smtp_texts"] = [m.sms.entries[0].text for m in gateway.received]
     out["smpp_submits"] = len(smsc.submits)
-    out["failovers"] = {to: metrics.failovers.labels(to)._value.get() for to in ("smtp", "smpp")}
+    out["failovers"] = {to: metrics.registry.get_sample_value("smsc_relay_failovers_total", {"to": to}) for to in ("smtp", "smpp")}
     await transport.close()
     await session.stop()
     await smsc.stop()

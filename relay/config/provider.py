@@ -74,22 +74,7 @@ def read_provider(r: Reader, base_dir: Path, env: Mapping[str, str], secrets: bo
     if result.failover and result.transport is TransportKind.HTTP:
         r.problem("failover", "is for transport: smtp or smpp (HTTP is then the way around them)")
     if result.transport is TransportKind.SMPP:
-        # SMPP 3.4's bind fields (5.2: C-octet strings of 16 and 9 octets with their NUL)
-        if not login:
-            r.problem("login", "is required with transport: smpp (the SMPP system_id is the login)")
-        elif len(login) > 15:
-            r.problem("login", f"is {len(login)} characters; an SMPP system_id holds 15 at most")
-        if result.outbox is None and secrets:
-            if not password.value.isascii():
-                r.problem(
-                    "password", "must be Latin letters, digits and signs for SMPP (the provider's rule)"
-                )
-            elif len(password.value) > 8:
-                r.problem(
-                    "password",
-                    f"is {len(password.value)} characters; an SMPP bind takes 8 at most (SMPP 3.4):"
-                    " create an API password of up to 8 in the provider's account settings",
-                )
+        _smpp_account(r, login, password.value if result.outbox is None and secrets else None)
     elif r.has("smpp"):
         r.problem("smpp", "is read only with transport: smpp")
     r.finish()
@@ -181,3 +166,22 @@ def _system_type(value: str) -> str:
     if len(value) > 12 or not (value.isascii() and value.isprintable()):
         raise ValueError(f"expected up to 12 printable ASCII characters, got {value!r}")
     return value
+
+
+def _smpp_account(r: Reader, login: str, password: str | None) -> None:
+    """SMPP 3.4's bind fields (5.2: C-octet strings of 16 and 9 octets with their NUL), and the
+    provider's rule for the password (`None`: not read, a dry run or `check` without secrets)."""
+    if not login:
+        r.problem("login", "is required with transport: smpp (the SMPP system_id is the login)")
+    elif len(login) > 15:
+        r.problem("login", f"is {len(login)} characters; an SMPP system_id holds 15 at most")
+    if password is None:
+        return
+    if not password.isascii():
+        r.problem("password", "must be Latin letters, digits and signs for SMPP (the provider's rule)")
+    elif len(password) > 8:
+        r.problem(
+            "password",
+            f"is {len(password)} characters; an SMPP bind takes 8 at most (SMPP 3.4):"
+            " create an API password of up to 8 in the provider's account settings",
+        )

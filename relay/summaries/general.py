@@ -82,24 +82,7 @@ def summarise(
     core = plain(expand(without_tool_name(strip_prefix(_WHEN.sub("", subject)), header_from), reading.kept))
     if not (any(f.role for f in reading.fields) or reading.dropped or _state_word(core)):
         return None  # no alert structure: the plain text is what the sender meant
-    alert = (
-        any(f.role for f in reading.fields)
-        or bool(_state_word(core))
-        # `TrueNAS nas01: Alerts` over `* Pool tank state is DEGRADED ...`, `[rkhunter] Warnings
-        # found for db01`: a mail that calls itself an alert and reports trouble is one, though
-        # it has no fields
-        or bool(
-            _ALERT_NOUN.search(core)
-            and (TROUBLE.search(core) or any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
-        )
-        # A report a machine sends of itself (`This email is sent by logcheck`): what it found
-        # is the news, in one part as an alert's
-        or any(kind in reading.dropped for kind in _MACHINE)
-        or bool(
-            any(kind in reading.dropped for kind in _LETTER)
-            and (TROUBLE.search(core) or any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES]))
-        )
-    )
+    alert = _is_alert(reading, core)
     said = _state_word(core)
     state = _state(reading, said, alert)
     hosts = list(
@@ -142,6 +125,25 @@ def summarise(
         dropped=reading.dropped + (reading.ignored if alert else ()),
         # Greetings and sign-offs alone do not make an alert: such mail keeps the route's parts.
         alert=alert,
+    )
+
+
+def _is_alert(reading: Reading, core: str) -> bool:
+    """Whether the mail reports trouble (then it is fitted to one part), or is mail that only
+    looks like it (it keeps the route's parts)."""
+    if any(f.role for f in reading.fields) or _state_word(core):
+        return True
+    trouble = bool(TROUBLE.search(core)) or any(TROUBLE.search(line) for line in reading.free[:_FREE_LINES])
+    return (
+        # `TrueNAS nas01: Alerts` over `* Pool tank state is DEGRADED ...`, `[rkhunter] Warnings
+        # found for db01`: a mail that calls itself an alert and reports trouble is one, though
+        # it has no fields
+        (bool(_ALERT_NOUN.search(core)) and trouble)
+        # A report a machine sends of itself (`This email is sent by logcheck`): what it found
+        # is the news, in one part as an alert's
+        or any(kind in reading.dropped for kind in _MACHINE)
+        # A machine's letter (greeting, sign-off) that reports trouble: BackupPC's
+        or (any(kind in reading.dropped for kind in _LETTER) and trouble)
     )
 
 

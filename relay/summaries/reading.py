@@ -215,27 +215,14 @@ class _Reader:
         """Read one line; False when the rest of the mail is not worth reading."""
         line = _clean_line(raw)
         if not line:
-            self.in_section, self.pending, self.table, self.wrapped, self.heading = (
-                False,
-                None,
-                None,
-                False,
-                None,
-            )
+            self.in_section, self.pending, self.table = False, None, None
+            self.wrapped, self.heading = False, None
             return True
         if self.wrapped:  # `...If you no longer wish to receive` / `such mail, you can ...`
             self.wrapped = not _SENTENCE_END.search(line)
             return True
         kind = boilerplate(line)
-        heading = self.heading
-        if kind == "banner" and heading is not None and self.free[-1:] == [heading] == self.kept[-1:]:
-            # `Security Events for kernel` over `=-=-=-=-`: a report's section heading
-            self.free.pop()
-            self.kept.pop()
-            self.dropped["section heading"] = None
-        self.heading = None
-        if kind in _SENTENCES and not _SENTENCE_END.search(line):
-            self.wrapped = True  # the rest of its sentence is on the lines below
+        self._layout(line, kind)
         if kind == "sign-off":
             self.dropped[kind] = None
             # what follows a sign-off after the content is a name and a footer
@@ -258,8 +245,7 @@ class _Reader:
         if len(heading.split()) <= 2 and role_of(heading) in (Role.DETAIL, Role.VALUE, Role.PROBLEM):
             self.pending = (role_of(heading) or Role.DETAIL, heading)
             return True
-        rest = self._labels(line)
-        if rest is None:
+        if (rest := self._labels(line)) is None:
             return True
         line = rest
         m = _FIELD.match(line)
@@ -285,6 +271,18 @@ class _Reader:
         # a heading, if a rule comes next (a table's head row is not: its rows follow)
         self.heading = line if "|" not in line and len(line.split()) <= 8 else None
         return True
+
+    def _layout(self, line: str, kind: str) -> None:
+        """What a boilerplate line says of the lines around it: a rule under a free line makes
+        that a section's heading; prose boilerplate not ended goes on in the next lines."""
+        heading, self.heading = self.heading, None
+        if kind == "banner" and heading is not None and self.free[-1:] == [heading] == self.kept[-1:]:
+            # `Security Events for kernel` over `=-=-=-=-`: a report's section heading
+            self.free.pop()
+            self.kept.pop()
+            self.dropped["section heading"] = None
+        if kind in _SENTENCES and not _SENTENCE_END.search(line):
+            self.wrapped = True  # the rest of its sentence is on the lines below
 
     def _table(self, line: str) -> bool:
         """A table's head or one of its rows (True: the line is read); any other line ends it."""
