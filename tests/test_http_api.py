@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from relay import pipeline
 from relay.daemon.main import Daemon
 from relay.delivery.http import ApiClient, HttpTransport
 from relay.delivery.transport import Outgoing
@@ -29,7 +30,7 @@ from relay.parsers import command
 from tests import spooldb
 from tests.fake_api import API_KEY, FakeApi
 from tests.fakes import wait_for
-from tests.helpers import PASSWORD, closed_port, make_config, render, sample, smtplib_send, wait_state
+from tests.helpers import NOW, PASSWORD, closed_port, make_config, render, sample, smtplib_send, wait_state
 
 Start = Callable[..., Any]
 
@@ -195,6 +196,30 @@ async def test_error_9_on_an_unmarked_resend_asks_status_and_confirms(api: Start
     assert methods(fake) == ["send", "send", "status"]
     assert [a.get("error_code") for m, a in fake.answers if m == "send" and isinstance(a, dict)].count(9) == 1
     assert len(fake.sms) == 1
+    await client.close()
+
+
+async def test_many_uncertain_requests_are_checked_in_one_minute(api: Start) -> None:
+    """After a crash, every request cut off is uncertain: each is asked about in status.php's
+    single form, a phone at a time (five a minute for each message), not as one list request
+    each (one a minute in all, so eight of them would take eight minutes)."""
+    fake, url = await api(FakeApi())
+    cfg = http_config(url)
+    client = ApiClient(lambda: cfg.provider, lambda: 5.0)
+    transport = HttpTransport(client)
+    for n in range(8):
+        raw = f"Subject: x\r\n\r\ncut off {n}\r\n".encode()
+        rendered = pipeline.render(raw, mail_from="a@b.example", rcpt_tos=["+79990000001@sms.example.com"],
+                                   config=cfg, new_id=lambda n=n: f"cut{n}", now=NOW, hostname="relay")  # fmt: skip
+        m = rendered.provider_mails[0]
+        accepted = await transport.send(
+            Outgoing(m.relay_id, m.mail_from, m.rcpt_to, m.message, uncertain=True)
+        )
+        assert accepted.answer is not None and accepted.answer.kind.value == "ok"  # asked, then sent
+    assert fake.status_errors == 0 and not fake.status_lists  # no list request, no ERROR 9
+    asked = [f for m, f in fake.forms if m == "status"]
+    assert len(asked) == 8 and all("," not in f["id"] and "," not in f["phone"] for f in asked)
+    assert len(fake.sms) == 8
     await client.close()
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smpplib import consts
 
 from relay.cli import main as cli
 from relay.cli.queue import open_admin
@@ -277,10 +276,11 @@ async def test_a_refused_bind_says_why_and_failover_takes_the_http_api(setup: Se
         await runner.cleanup()
 
 
-async def test_sigkill_with_submits_outstanding_loses_nothing(setup: Setup) -> None:
-    """Submits the SMSC had not answered when the relay died are the only ones sent again."""
+async def _sigkill_with_submits_out(setup: Setup, provider_extra: str = "") -> tuple[float, int]:
+    """Mails out as submits the SMSC has not answered, a SIGKILL, a restart: (seconds from the
+    restart until every mail is confirmed, submits sent again)."""
     setup.smsc.answer_delay = 30.0  # none answered before the kill
-    relay = await setup.relay()
+    relay = await setup.relay(provider_extra)
     total = 8
     for n in range(total):
         await asyncio.to_thread(send, relay.port, f"mail {n}")
@@ -291,11 +291,35 @@ async def test_sigkill_with_submits_outstanding_loses_nothing(setup: Setup) -> N
     outstanding = len(setup.smsc.submits) - answered_before
     assert outstanding > 0  # the kill came with submits out, unanswered
     setup.smsc.answer_delay = 0.0
-    relay = await setup.relay()
-    await until(lambda: setup.states() == ["confirmed"] * total, timeout=60)
+    loop = asyncio.get_running_loop()
+    restarted = loop.time()
+    relay = await setup.relay(provider_extra)
+    await until(lambda: setup.states() == ["confirmed"] * total, timeout=120)
+    took = loop.time() - restarted
     texts = collections.Counter(text_of(p)[2] for p in setup.smsc.submits)
     assert sorted(texts) == sorted(f"alert\nmail {n}" for n in range(total))  # nothing lost
     duplicates = sum(texts.values()) - total
     assert duplicates <= outstanding  # only what the SMSC had not answered went twice
     assert "event=recovered" in setup.log() and "event=uncertain_resend" in setup.log()
-    assert consts.SMPP_ESME_ROK == 0
+    return took, duplicates
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.timeout(240)
+async def test_sigkill_with_submits_outstanding_waits_the_minute_then_loses_nothing(setup: Setup) -> None:
+    """No HTTP API to ask: what the crash cut off goes again only after the provider's minute."""
+    took, _ = await _sigkill_with_submits_out(setup)
+    assert "event=uncertain_held" in setup.log()
+    assert took >= 60  # held: within the minute the provider would refuse the identical request
+
+
+async def test_sigkill_with_submits_outstanding_asks_status_php_first(setup: Setup) -> None:
+    """With the HTTP API in use (failover), status.php is asked first: no minute's wait."""
+    api = FakeApi(password=PASSWORD)
+    runner, url = await api.start()
+    try:
+        took, _ = await _sigkill_with_submits_out(setup, f"  failover: true\n  api_url: {url}\n")
+    finally:
+        await runner.cleanup()
+    assert "event=uncertain_held" not in setup.log() and took < 60
+    assert api.status_by_id  # asked by the relay's ids before sending again

@@ -21,7 +21,7 @@ from relay.background import Background
 from relay.config.current import Current
 from relay.config.load import load
 from relay.config.schema import Config
-from relay.daemon import http, transports
+from relay.daemon import http, start, transports
 from relay.daemon.health import Health
 from relay.daemon.sdnotify import SystemdNotifier
 from relay.daemon.smpp import SmppLink
@@ -154,6 +154,7 @@ class Daemon:
         recovered = await self.spool.open()
         if recovered:
             log.warning("event=recovered rows=%d note='left sending by a crash; queued again'", recovered)
+            await start.hold_recovered(self.spool, self.cfg)
         await self._pause_still_owed()
         self.storm_runner.start()
         self.server = await asyncio.get_running_loop().create_server(
@@ -323,21 +324,8 @@ class Daemon:
         return account_cause(p, p.password.value, self.spool.reply_key)
 
     async def _pause_still_owed(self) -> None:
-        """A pause the provider's ERROR 2 started under other settings than these (the operator
-        changed the password, the login, the way out and restarted) is lifted: the next
-        message asks the provider again. One under the same settings is waited out."""
-        control = await self.spool.control()
-        until, cause = float(control.get("paused_until", "0")), control.get(spool.PAUSE_CAUSE, "")
-        if until <= time.time() or not cause:
-            return
-        reason = control.get("pause_reason", "")
-        if cause == self._pause_cause():
-            log.warning("event=delivery_paused_at_start reason=%r note=%r", reason,
-                        "the provider settings are those it met; `queue resume` lifts it")  # fmt: skip
-            return
-        log.warning("event=pause_lifted reason=%r note=%r", reason,
-                    "the provider settings changed since: asking the provider again")  # fmt: skip
-        await self.resume()
+        if await start.pause_lifted(self.spool, self._pause_cause()):
+            await self.resume()
 
     async def stop(self) -> None:
         self.systemd.stopping()

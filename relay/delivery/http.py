@@ -109,13 +109,13 @@ class ApiClient:
             raise UpstreamTimeout(text, uncertain=uncertain)
         raise UpstreamUnavailable(text, uncertain=uncertain)
 
-    async def statuses(self, pairs: list[tuple[str, str]]) -> list[PhoneStatus]:
-        """status.php in its list form for (relay id, phone) pairs. Raises StatusError when
-        the provider answers an error (9: its limits), DeliveryError when it cannot be asked."""
+    async def statuses(self, pairs: list[tuple[str, str]], *, listed: bool = True) -> list[PhoneStatus]:
+        """status.php in its list form for (relay id, phone) pairs (`listed=False`: one pair in
+        the single form). Raises StatusError when the provider answers an error (9: its
+        limits), DeliveryError when it cannot be asked."""
         p = self.provider()
-        answer = await self.post(
-            "status.php", api.status_form(p.login, p.password.value, pairs, api_key=p.api_key)
-        )
+        form = api.status_form(p.login, p.password.value, pairs, api_key=p.api_key, listed=listed)
+        answer = await self.post("status.php", form)
         try:
             return answers.statuses(answer.body, pairs)
         except ValueError as exc:  # StatusError (an error answer) is not one: it goes to the caller

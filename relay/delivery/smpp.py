@@ -79,8 +79,10 @@ class SmppTransport:
                 known = await registered(self.api, request)
                 if known is not None:
                     return known
-            else:  # the failure that made it uncertain deferred it past the provider's minute
-                log.warning("event=uncertain_resend id=%s note='no HTTP API to ask'", request.request_id)
+                note = "status.php does not know it"  # (it may not know SMPP requests by our id)
+            else:  # past the provider's minute: a failure deferred it so, a restart held it so
+                note = "no HTTP API to ask"
+            log.warning("event=uncertain_resend id=%s note=%r", request.request_id, note)
         session = self.pick()  # every part of a request on one session: one minute, one window
         results = await asyncio.gather(*(self._submit(session, p) for p in parts), return_exceptions=True)
         taken = [r for r in results if isinstance(r, SubmitAnswer) and r.status == 0]

@@ -73,12 +73,17 @@ def send_form(command: Command, *, api_key: bool = False) -> list[tuple[str, str
 
 
 def status_form(
-    login: str, password: str, pairs: list[tuple[str, str]], *, api_key: bool = False
+    login: str, password: str, pairs: list[tuple[str, str]], *, api_key: bool = False, listed: bool = True
 ) -> list[tuple[str, str]]:
     """status.php for (relay id, phone) pairs: the list form, one answer record per pair. A
-    trailing comma keeps the list form (an array answer) even for one pair."""
-    ids = ",".join(i for i, _ in pairs) + ","
-    phones = ",".join(p for _, p in pairs) + ","
+    trailing comma keeps the list form (an array answer) even for one pair. `listed=False`
+    asks about one pair alone: the provider allows one list request a minute in all, but five
+    requests a minute for each message."""
+    if not listed and len(pairs) != 1:
+        raise ValueError("the single form asks about one (id, phone) pair")
+    comma = "," if listed else ""
+    ids = ",".join(i for i, _ in pairs) + comma
+    phones = ",".join(p for _, p in pairs) + comma
     return [
         *_auth(login, password, api_key),
         ("phone", phones),

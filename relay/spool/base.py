@@ -130,6 +130,9 @@ class SqlSpool:
         now = self.clock()
         return await self.writer.write(lambda conn: messages.sweep_unconfirmed(conn, now, older_than))
 
+    async def hold_uncertain(self, until: float) -> int:
+        return await self.writer.write(lambda conn: messages.hold_uncertain(conn, until))
+
     async def prune(self, older_than: float, limit: int = PRUNE_LIMIT) -> tuple[int, int]:
         """Delete finished messages, replies and alerts last touched before `older_than`."""
 

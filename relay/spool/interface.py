@@ -93,6 +93,10 @@ class Messages(Protocol):
         """When the oldest message not yet with the provider was accepted (epoch seconds)."""
 
     async def sweep_unconfirmed(self, older_than: float) -> int: ...
+    async def hold_uncertain(self, until: float) -> int:
+        """Queued rows that may have gone out wait until then at the earliest (after a crash,
+        a transport that cannot ask the provider waits out its minute for identical requests)."""
+
     async def prune(self, older_than: float, limit: int = ...) -> tuple[int, int]: ...
 
 

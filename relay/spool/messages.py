@@ -307,6 +307,14 @@ def sweep_unconfirmed(conn: Db, now: float, older_than: float) -> int:
     return cur.rowcount
 
 
+def hold_uncertain(conn: Db, until: float) -> int:
+    """Queued rows that may have gone out (uncertain) wait until `until` at the earliest."""
+    return conn.execute(
+        "UPDATE messages SET next_attempt = ? WHERE state = ? AND uncertain = 1 AND next_attempt < ?",
+        (until, State.QUEUED.value, until),
+    ).rowcount
+
+
 def prune(conn: Db, older_than: float, limit: int) -> int:
     """Delete at most `limit` finished messages last touched before `older_than`."""
     finished = tuple(s.value for s in FINISHED)
