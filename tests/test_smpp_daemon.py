@@ -323,3 +323,17 @@ async def test_sigkill_with_submits_outstanding_asks_status_php_first(setup: Set
         await runner.cleanup()
     assert "event=uncertain_held" not in setup.log() and took < 60
     assert api.status_by_id  # asked by the relay's ids before sending again
+
+
+async def test_sighup_with_new_smpp_settings_binds_new_sessions(setup: Setup) -> None:
+    """SIGHUP with another window: the sessions unbind and new ones bind; mail goes on."""
+    relay = await setup.relay()
+    await wait_for(lambda: setup.smsc.events.count("bind_transceiver") == 1, timeout=20)
+    path = setup.tmp_path / "relay.yaml"
+    path.write_text(path.read_text().replace("bind_timeout: 2}", "bind_timeout: 2, window: 5}"))
+    relay.signal(signal.SIGHUP)
+    await until(lambda: "event=smpp_sessions_renewed sessions=1" in setup.log())
+    await wait_for(lambda: setup.smsc.events.count("bind_transceiver") == 2, timeout=20)
+    assert "unbind" in setup.smsc.events  # the old session ended on purpose
+    await asyncio.to_thread(send, relay.port, "after the reload")
+    await until(lambda: setup.states() == ["confirmed"])
