@@ -100,3 +100,17 @@ ALPHABET = [*"aZ0 .\n@$", *"^{}\\[~]|€\f", "`", "\x01", "\t", "ж", "é", "�
 def test_count_keeps_the_definition(text: str) -> None:
     assert segments.count(text) == reference_count(text)
     assert segments.encoding_for(text) is reference_count(text).encoding
+
+
+def test_accents_gsm7_lacks_are_folded_when_that_makes_the_text_gsm7() -> None:
+    assert segments.fold_accents("ningúna copia de portatil-garcía") == "ninguna copia de portatil-garcia"
+    assert segments.fold_accents("café à Noël, Müller, niño") == "café à Noel, Müller, niño"  # GSM-7 has é à ü ñ
+    assert segments.fold_accents("ошибка на сервере") == "ошибка на сервере"  # Cyrillic is not Latin
+    assert segments.fold_accents("błąd ú") == "błąd ú"  # ł has no plain letter: UCS-2 either way
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=80))
+def test_folding_accents_keeps_length_and_gives_gsm7_or_nothing(text: str) -> None:
+    folded = segments.fold_accents(text)
+    assert folded == text or (segments.encoding_for(folded) is Encoding.GSM7 and len(folded) == len(text))

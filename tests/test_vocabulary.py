@@ -38,3 +38,62 @@ def test_signoffs_are_boilerplate(line: str) -> None:
 @pytest.mark.parametrize("line", CONTENT)
 def test_a_line_that_says_something_is_kept(line: str) -> None:
     assert boilerplate(line) == ""
+
+
+SELF_NOTES = [
+    "A new system event occurred on your nas01 on 03-12-2026 at 13:09.", "Please inspect this machine, because it may be infected.",
+    "PING 10.0.3.15 (10.0.3.15) 56(84) bytes of data.", "See the dashboard for more details",
+]  # fmt: skip
+STACK = [
+    "Traceback (most recent call last):", 'File "/usr/lib/python3/dist-packages/urllib3/connection.py", line 174, in _new_conn',
+    "at org.example.Billing.charge(Billing.java:42)", "During handling of the above exception (x), another exception occurred:",
+    "^^^^^^^^^^^^^^^",
+]  # fmt: skip
+KEPT_TOO = [
+    "ConnectionError: HTTPSConnectionPool(host='payments.example.com', port=443): Max retries exceeded",
+    "Please fix the RAID on db01 today", "PING CRITICAL - Packet loss = 100%",
+    "A new disk was added to pool tank on nas01",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("line", SELF_NOTES)
+def test_a_tools_notes_on_itself_are_boilerplate(line: str) -> None:
+    assert boilerplate(line) == "tool's own note"
+
+
+@pytest.mark.parametrize("line", STACK)
+def test_stack_frames_are_boilerplate(line: str) -> None:
+    assert boilerplate(line) == "stack trace"
+
+
+@pytest.mark.parametrize("line", KEPT_TOO)
+def test_the_exception_advice_and_news_are_kept(line: str) -> None:
+    assert boilerplate(line) == ""
+
+
+def test_a_stack_frames_code_line_goes_with_it_and_the_exception_stays() -> None:
+    from relay.summaries.reading import read
+
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app/pay.py", line 12, in charge\n'
+        "    raise err\n"
+        "ConnectionError: payments.example.com refused\n"
+    )
+    r = read(text, "Internal Server Error")
+    assert r.kept == ("ConnectionError: payments.example.com refused",) and "stack trace" in r.dropped
+
+
+def test_a_wrapped_automatic_note_goes_to_its_full_stop_and_a_heading_over_a_rule_goes() -> None:
+    from relay.summaries.reading import read
+
+    text = (
+        "This email is sent by logcheck. If you no longer wish to receive\n"
+        "such mail, you can either uninstall the logcheck package or modify\n"
+        "its configuration file (/etc/logcheck/logcheck.conf).\n\n"
+        "Security Events for kernel\n=-=-=-=-=-=-=-=-=-=-=-=-=-\n"
+        "Dec  3 14:02:11 db01 kernel: end_request: I/O error, dev sdb\n"
+    )
+    r = read(text, "db01 Security Events")
+    assert r.free == ("Dec 3 14:02:11 db01 kernel: end_request: I/O error, dev sdb",)
+    assert {"automatic-mail note", "section heading"} <= set(r.dropped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from relay.model import Encoding, Segments
 
@@ -43,6 +44,23 @@ def fold_to_gsm(text: str) -> str:
     """Replace typography with GSM-7 look-alikes when that makes the whole text GSM-7."""
     folded = text.translate(_GSM_FOLD)
     return folded if folded != text and encoding_for(folded) is Encoding.GSM7 else text
+
+
+def fold_accents(text: str) -> str:
+    """Latin letters whose accent GSM-7 lacks (á í ó ú ã õ â ê ç ...) as their plain letter, when
+    that makes the whole text GSM-7: a summary in Spanish or Portuguese then has 160 characters
+    a part, not 70. Letters GSM-7 has (é è ñ ü ö ...) stay as they are."""
+    if text.isascii():
+        return text
+    folded = "".join(_accentless(ch) for ch in text)
+    return folded if folded != text and encoding_for(folded) is Encoding.GSM7 else text
+
+
+def _accentless(ch: str) -> str:
+    if ch.isascii() or ch in GSM_ALL:
+        return ch
+    base = unicodedata.normalize("NFD", ch)[0]
+    return base if base.isascii() and base.isalpha() else ch
 
 
 def transliterate(text: str) -> str:

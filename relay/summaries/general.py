@@ -8,6 +8,7 @@ names every instance. Mail with none of this structure is not claimed: it keeps 
 
 from __future__ import annotations
 
+import html
 import re
 
 from relay.formatters import segments
@@ -152,7 +153,10 @@ def identity(*parts: str) -> str:
 
 
 def strip_prefix(subject: str) -> str:
-    """Without `Re:`/`Fwd:` and a tool's `<name> alert --` (Monit's subjects)."""
+    """Without `Re:`/`Fwd:` and a tool's `<name> alert --` (Monit's subjects), and with the HTML
+    entities some tools put in a plain subject (`&quot;`, `&uacute;`) as their characters."""
+    if "&" in subject:
+        subject = html.unescape(subject)
     return _TOOL_ALERT.sub("", _PREFIX.sub("", subject)).strip()
 
 

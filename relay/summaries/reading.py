@@ -41,6 +41,7 @@ _WORDS = (
     "sent from", "delivered", "(c)", "copyright", "автоматическ", "отвечайте", "сформирован", "создано",
     "occurred", "arrived", "please inspect", "please check", "please review", "please investigate",
     "please examine", "bytes of data", "for further", "for more", "for additional", "for full",
+    "traceback", "file \"",
 )  # fmt: skip
 # Any of them anywhere: one scan of the text for all (half the time of a search per word).
 _ANY_WORD = re.compile("|".join(map(re.escape, _WORDS)))
@@ -177,6 +178,7 @@ def fields_of(text: str) -> dict[str, str]:
 # Boilerplate that is prose, which mail wraps at 72 or 76 columns: the sentence's next lines go
 # with it, up to its full stop (or a blank line).
 _SENTENCES = ("automatic-mail note", "tool's own note")
+_STACK_LINE = re.compile(r'File "|Traceback |During handling|The above exception')
 _SENTENCE_END = re.compile(r"[.!?][)\]\"']*$")
 
 
@@ -203,6 +205,7 @@ class _Reader:
         self.pending: tuple[Role, str] | None = None  # a heading (`Summary`) whose value is the next line
         self.table: Role | None = None  # inside a table whose rows are `host value` or `host status ...`
         self.wrapped = False  # a boilerplate sentence goes on in the next line (it was wrapped)
+        self.frame = False  # a stack frame was read: its code line follows, indented
         self.heading: str | None = None  # the free line just read: a section's heading if a rule follows
 
     def reading(self) -> Reading:
@@ -221,7 +224,12 @@ class _Reader:
         if self.wrapped:  # `...If you no longer wish to receive` / `such mail, you can ...`
             self.wrapped = not _SENTENCE_END.search(line)
             return True
+        if self.frame:  # the code line under a stack frame (`File "...", line 96, in f`)
+            self.frame = False
+            if not _STACK_LINE.match(line):
+                return True
         kind = boilerplate(line)
+        self.frame = kind == "stack trace" and line.startswith("File ")
         self._layout(line, kind)
         if kind == "sign-off":
             self.dropped[kind] = None

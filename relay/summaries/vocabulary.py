@@ -113,6 +113,14 @@ _SELF_NOTE = re.compile(
     r"^PING \S+ \([\d.:a-fA-F]+\) \d+\(\d+\) bytes of data\.?$",
     re.IGNORECASE,
 )
+# A stack trace's frames and joints (Python's and Java's): where the code was, not what failed;
+# the exception's own line (`ConnectionError: ...`) is kept
+_STACK = re.compile(
+    r"^(?:Traceback \(most recent call last\):|File \"[^\"]+\", line \d+, in \S+|"
+    r"at [\w.$<>]+\([\w.:$ -]*\)|\.\.\. \d+ more|"
+    r"During handling of the above exception.*another exception occurred:?|"
+    r"The above exception was the direct cause of the following exception:|[\^~ ]*\^[\^~ ]*)$"
+)
 # `... Check OMSA for further details - https://SQL01:1311.`: the tool's pointer to itself, at the
 # end of a line that says something first
 POINTER = re.compile(
@@ -168,9 +176,10 @@ _TABLE_ROW = re.compile(r"^(?P<first>[\w][\w.:@/-]{0,60})\s+(?P<second>\S+)")
 
 
 def plain(text: str) -> str:
-    """Typography folded to GSM-7 look-alikes, and pictographs (emoji, symbols, variation
-    selectors) gone: one 🔴 would make a Latin text UCS-2, 70 characters a part instead of 160."""
-    text = segments.fold_to_gsm(PERFDATA.sub("", text) if "|" in text else text)
+    """Typography and accents GSM-7 lacks folded to GSM-7 look-alikes, and pictographs (emoji,
+    symbols, variation selectors) gone: one 🔴 would make a Latin text UCS-2, 70 characters a
+    part instead of 160."""
+    text = segments.fold_accents(segments.fold_to_gsm(PERFDATA.sub("", text) if "|" in text else text))
     kept = "".join(ch for ch in text if not _pictograph(ch))
     if kept == text:
         return text
@@ -212,6 +221,8 @@ def boilerplate(line: str) -> str:
         return "automatic-mail note"
     if _SELF_NOTE.search(line) or POINTER.match(line):
         return "tool's own note"
+    if _STACK.match(line):
+        return "stack trace"
     if _URL.search(line):
         rest = _URL.sub("", line).strip(" :-()<>[]|")
         if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
