@@ -104,7 +104,9 @@ def test_count_keeps_the_definition(text: str) -> None:
 
 def test_accents_gsm7_lacks_are_folded_when_that_makes_the_text_gsm7() -> None:
     assert segments.fold_accents("ningúna copia de portatil-garcía") == "ninguna copia de portatil-garcia"
-    assert segments.fold_accents("café à Noël, Müller, niño") == "café à Noel, Müller, niño"  # GSM-7 has é à ü ñ
+    assert (
+        segments.fold_accents("café à Noël, Müller, niño") == "café à Noel, Müller, niño"
+    )  # GSM-7 has é à ü ñ
     assert segments.fold_accents("ошибка на сервере") == "ошибка на сервере"  # Cyrillic is not Latin
     assert segments.fold_accents("błąd ú") == "błąd ú"  # ł has no plain letter: UCS-2 either way
 
