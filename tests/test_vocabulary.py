@@ -4,6 +4,8 @@ greetings and sign-offs in the languages alert mail comes in, never a line that 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.summaries.vocabulary import boilerplate
 
@@ -38,6 +40,12 @@ def test_signoffs_are_boilerplate(line: str) -> None:
 @pytest.mark.parametrize("line", CONTENT)
 def test_a_line_that_says_something_is_kept(line: str) -> None:
     assert boilerplate(line) == ""
+
+
+def reading_words() -> tuple[str, ...]:
+    from relay.summaries import reading
+
+    return reading._WORDS
 
 
 SELF_NOTES = [
@@ -97,3 +105,21 @@ def test_a_wrapped_automatic_note_goes_to_its_full_stop_and_a_heading_over_a_rul
     r = read(text, "db01 Security Events")
     assert r.free == ("Dec 3 14:02:11 db01 kernel: end_request: I/O error, dev sdb",)
     assert {"automatic-mail note", "section heading"} <= set(r.dropped)
+
+
+@settings(max_examples=300)
+@given(
+    before=st.text(max_size=40),
+    word=st.sampled_from([*reading_words(), "", "sent b", "notificatio", "please", "for furthe"]),
+    after=st.text(max_size=40),
+)
+def test_the_shared_pattern_of_words_finds_what_the_flat_list_finds(
+    before: str, word: str, after: str
+) -> None:
+    import re
+
+    from relay.summaries import reading
+
+    text = (before + word + after).lower()
+    flat = re.compile("|".join(map(re.escape, reading._WORDS)))
+    assert bool(reading._ANY_WORD.search(text)) == bool(flat.search(text))
