@@ -123,3 +123,11 @@ def test_the_shared_pattern_of_words_finds_what_the_flat_list_finds(
     text = (before + word + after).lower()
     flat = re.compile("|".join(map(re.escape, reading._WORDS)))
     assert bool(reading._ANY_WORD.search(text)) == bool(flat.search(text))
+
+
+def test_an_exception_line_is_free_text_not_a_field() -> None:
+    from relay.summaries.reading import read
+
+    r = read("ConnectionError: Error 111 connecting to cache01.example.com:6379.\nHost: db01\n", "3 errors")
+    assert r.free == ("ConnectionError: Error 111 connecting to cache01.example.com:6379.",)
+    assert [f.key for f in r.fields] == ["host"]

@@ -76,6 +76,12 @@ def _state(reading: Reading, said: str, alert: bool) -> str:
     return state
 
 
+def _unsaid_state(state: str, core: str) -> str:
+    """A state from the first lines that the subject says already, in any form (`Error` over
+    `3 errors reported in billing-api`), is not said twice."""
+    return "" if state and re.search(rf"(?<!\w){re.escape(state)}", core, re.IGNORECASE) else state
+
+
 def summarise(
     subject: str, text: str, header_from: str = "", reading: Reading | None = None
 ) -> AlertSummary | None:
@@ -85,7 +91,7 @@ def summarise(
         return None  # no alert structure: the plain text is what the sender meant
     alert = _is_alert(reading, core)
     said = _state_word(core)
-    state = _state(reading, said, alert)
+    state = _unsaid_state(_state(reading, said, alert), core)
     hosts = list(
         dict.fromkeys(host_of(f.value) for f in reading.fields if f.role is Role.HOST and host_of(f.value))
     )

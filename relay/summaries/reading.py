@@ -204,6 +204,8 @@ def fields_of(text: str) -> dict[str, str]:
 # Boilerplate that is prose, which mail wraps at 72 or 76 columns: the sentence's next lines go
 # with it, up to its full stop (or a blank line).
 _SENTENCES = ("automatic-mail note", "tool's own note")
+# An exception's line (`ConnectionError: Error 111 connecting to cache01`): free text, not a field
+_EXCEPTION = re.compile(r"[A-Z][\w.]*(?:Error|Exception|Fault|Failure|Timeout|Refused)(?:\s+at\s+\S+)?:\s")
 _STACK_LINE = re.compile(r'File "|Traceback |During handling|The above exception')
 _SENTENCE_END = re.compile(r"[.!?][)\]\"']*$")
 
@@ -282,7 +284,7 @@ class _Reader:
         if (rest := self._labels(line)) is None:
             return True
         line = rest
-        m = _FIELD.match(line)
+        m = _FIELD.match(line) if not _EXCEPTION.match(line) else None  # `TimeoutError: ...` says what failed
         if m and m["value"] and not _URL.match(m["value"]) and len(m["key"].split()) <= 4:
             self._field(line, m)
             return True
