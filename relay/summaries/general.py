@@ -32,7 +32,7 @@ _ALERT_NOUN = re.compile(r"\b(?:alerts?|alarms?|events?|notifications?|warnings?
 # something did not happen is reporting trouble); bare "no" / "none" words do not.
 TROUBLE = re.compile(
     r"\b(?:err(?:or)?|errors|fail(?:ed|ure|s)?|fatal|critical|warn(?:ings?)?|could not|cannot|can't|unable|denied|"
-    r"refused|timed? ?out|not found|no such|down|unreachable|degraded|faulted|offline|never|"
+    r"refused|timed? ?out|not found|no such|down|unreachable|degraded|faulted|offline|never|bann?(?:ed)?|blocked|"
     r"ошибк\w*|сбой|не удалось|недоступ\w*|отказ\w*|превышен\w*|никогда|"
     r"fehler\w*|fehlgeschlagen|gescheitert|ausgefallen|nicht (?:mehr )?erfolgreich|niemals|kritisch|warnung|"
     r"échec|échoué\w*|erreur\w*|impossible|jamais|critique|"
@@ -60,7 +60,7 @@ _UPTIME = re.compile(r"(?<=: )\[\s*\d+\.\d+\]\s*")  # the kernel's `kernel: [184
 # 2026 15:16:55 +0000]`): when it was sent, which the phone shows anyway
 _WHEN = re.compile(
     r"\s*(?:\[?(?:\w{3}, )?\d{1,2} \w{3} \d{4} \d{2}:\d{2}(?::\d{2})?(?: [+-]\d{4})?\]?"
-    r"|\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:\s?[+-]\d{4}|Z| UTC)?)(?=\s|$)"
+    r"|\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:\s?[+-]\d{4}|Z| UTC)?|^\d{2}:\d{2}:\d{2}(?:\.\d+)?)(?=\s|$)"
 )
 
 
