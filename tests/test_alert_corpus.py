@@ -24,12 +24,14 @@ HELDOUT = [c for c in CASES if c.split == "heldout"]
 HELDOUT2 = [c for c in CASES if c.split == "heldout2"]  # a second set, made after the first was scored
 HELDOUT3 = [c for c in CASES if c.split == "heldout3"]  # a third, made by a helper that saw no other mail
 HELDOUT4 = [c for c in CASES if c.split == "heldout4"]  # a fourth, the same way, while dev4 was worked on
+HELDOUT5 = [c for c in CASES if c.split == "heldout5"]  # a fifth, with dev5, tools drawn at random first
 # The held-out score when the summariser was last changed (see docs/summaries.md): a floor
 # against regressions, raised as it improves, never tuned towards by looking at those mails.
 HELDOUT_FLOOR = 30
 HELDOUT2_FLOOR = 19
 HELDOUT3_FLOOR = 6  # scored once, after the third round's code: 6/28, as the code before it scored
 HELDOUT4_FLOOR = 2  # 1/9 when made (Debian's report tools: long reports); 2/9 after the fifth round
+HELDOUT5_FLOOR = 8  # scored once, after the fifth round's code: 8/15 (dev5 7/18)
 CONFIG = example_config()
 
 
@@ -46,7 +48,7 @@ def _decoded(path: object) -> str:
 def test_the_corpus_is_large_and_every_fact_is_in_its_mail() -> None:
     assert len(CASES) >= 40 and len({c.tool for c in CASES}) >= 30
     assert DEV and HELDOUT
-    assert {c.split for c in CASES} <= {"dev", "heldout", "heldout2", "heldout3", "heldout4"}
+    assert {c.split for c in CASES} <= {"dev", "heldout", "heldout2", "heldout3", "heldout4", "heldout5"}
     files = {p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/*.eml")}
     assert files == {c.file for c in CASES}, "every mail has facts, every fact a mail"
     for case in CASES:
@@ -59,6 +61,18 @@ def test_the_corpus_is_large_and_every_fact_is_in_its_mail() -> None:
 # Dev mails the summariser does not get right yet, each with what is missing: strict, so the day
 # one passes the list must shrink. Not a place to hide a regression: the held-out floors stay.
 KNOWN_GAPS = {
+    # dev5 (facts/dev5.yaml), worked on for one round: 7 of 18 pass
+    "dev/django_3.2_admin_email_500_connectionerror.eml": "value 'payments.example.com'",
+    "dev/django_3.2_broken_internal_link_404.eml": "boilerplate 'User agent:'; 2 parts",
+    "dev/crowdsec_1.4.6_email_plugin_ban_ssh_bf.eml": "boilerplate 'CrowdSec CTI'",
+    "dev/crowdsec_1.4.6_email_plugin_ban_http_sensitive_files.eml": "boilerplate 'CrowdSec CTI'; 2 parts",
+    "dev/cron_apt_0.13_completed_download_11_upgrades.eml": "problem '11 upgraded'; value '11 upgraded'; boilerplate 'Reading package lists'; boilerplate 'Building dependency tree'; boilerplate 'CRON-APT LINE:'; 2 parts",
+    "dev/backupninja_1.2.2_report_failed_pgsql_rsync.eml": "problem '90.rsync-offsite.sh'; value 'backup01.example.com'",
+    "dev/backupninja_1.2.2_report_failed_mysql_tar.eml": "problem '10.mysql'; boilerplate 'Initializing SQL dump method'",
+    "dev/automysqlbackup_2.6_backup_log_after_error.eml": "value '116K'; boilerplate 'Rotating last weeks Backup'; 2 parts",
+    "dev/collectd_5.12_notify_email_warning_df_root.eml": "value '12.020088'; boilerplate 'Collectd notify'",
+    "dev/collectd_5.12_notify_email_failure_processes_nginx.eml": "value 'is currently 0.000000'; boilerplate 'Collectd notify'",
+    "dev/checksecurity_2.0.16_setuid_changes_bash_find.eml": "value '/var/tmp/.bash'; boilerplate 'setuid.new.tmp'; boilerplate '--- setuid.today'; 2 parts",
     "dev/graylog_5.x_event_notification_aggregation.eml": "the host and count are in the event's key fields",
     "dev/logwatch_7.7_high_text_oom_ssh.eml": "the SSH section's address comes after the four issues",
     "dev/sentry_23.7_metric_alert_critical.eml": "the value wanted is the threshold line's",
@@ -102,12 +116,14 @@ def test_held_out_mail_score(capsys: pytest.CaptureFixture[str]) -> None:
     second = sum(judge(c, CONFIG).ok for c in HELDOUT2)
     third = sum(judge(c, CONFIG).ok for c in HELDOUT3)
     fourth = sum(judge(c, CONFIG).ok for c in HELDOUT4)
+    fifth = sum(judge(c, CONFIG).ok for c in HELDOUT5)
     dev_good = sum(judge(c, CONFIG).ok for c in DEV)
     with capsys.disabled():
         print(f"\n[alert corpus] dev {dev_good}/{len(DEV)}, held-out {good}/{len(HELDOUT)}, "
-              f"second {second}/{len(HELDOUT2)}, third {third}/{len(HELDOUT3)}, fourth {fourth}/{len(HELDOUT4)}")  # fmt: skip
+              f"second {second}/{len(HELDOUT2)}, third {third}/{len(HELDOUT3)}, fourth {fourth}/{len(HELDOUT4)}, "
+              f"fifth {fifth}/{len(HELDOUT5)}")  # fmt: skip
     assert good >= HELDOUT_FLOOR and second >= HELDOUT2_FLOOR and third >= HELDOUT3_FLOOR
-    assert fourth >= HELDOUT4_FLOOR
+    assert fourth >= HELDOUT4_FLOOR and fifth >= HELDOUT5_FLOOR
 
 
 def _parse(case: Case) -> InboundMail:

@@ -44,6 +44,8 @@ TROUBLE = re.compile(
     r"chyb[ay]\w*|selhal\w*|selhání|nepodařil\w*|nikdy|kritick\w*)\b",
     re.IGNORECASE,
 )
+# `CRM_alert_timestamp=23:06:27`: a script's environment dumped into its mail, not a finding
+_VARIABLE = re.compile(r"[A-Z][A-Z0-9]*_\w+\s*[=:]")
 _ITEM = re.compile(r"^\s*[-*•]\s+")  # a list item's marker
 # What vocabulary.py drops from a letter: its greeting and sign-off. A machine that writes a
 # letter (BackupPC, a backup or licence script) and reports trouble in it is alerting.
@@ -243,7 +245,7 @@ def _detail(reading: Reading, core: str) -> str:
         listed = any(_ITEM.match(line) for line in lines)
         lines = sorted(lines, key=lambda line: (not TROUBLE.search(line), listed and not _ITEM.match(line)))
         return " / ".join(_ITEM.sub("", line) for line in lines[:_FREE_LINES])
-    return "; ".join(reading.others[:2])
+    return "; ".join([o for o in reading.others if not _VARIABLE.match(o)][:2])
 
 
 def _repeats(line: str, subject: str) -> bool:
