@@ -255,6 +255,13 @@ def listen_extra(files: dict[str, Any], required: bool = False, tls_required: bo
             f"  auth: {{users_file: {files['users']}, required: {str(required).lower()}}}\n")  # fmt: skip
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server that takes its port from a file)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextmanager
 def closed_port() -> Iterator[int]:
     """A port on every loopback address where nothing listens: bound, never listening, so a

@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import ProviderLimits, ReplyingProvider, wait_for
-from tests.helpers import ROUTES, wait_settled
+from tests.helpers import ROUTES, free_port, wait_settled
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -57,12 +56,6 @@ receivers:
       - to: '{rcpt}'
         send_resolved: true
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

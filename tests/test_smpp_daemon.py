@@ -16,7 +16,6 @@ import io
 import json
 import signal
 import smtplib
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from relay.config import load as config_mod
 from tests.fake_api import FakeApi
 from tests.fake_smsc import FakeSmsc, text_of
 from tests.fakes import FakeProvider, wait_for
-from tests.helpers import relay_config_text
+from tests.helpers import free_port, relay_config_text
 from tests.relays import RelayProcess
 from tests.scrape import get, value
 
@@ -43,12 +42,6 @@ routes:
     summary: "off"
 """
 LONG = "Disk /var on db01 is 97% full. " * 8  # 248 GSM-7 characters: two parts
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Setup:

@@ -16,7 +16,7 @@ from tests.fake_smsc import run_child
 CHILD = r"""
 import asyncio, json, socket, time
 from smpplib import consts
-from relay.delivery.smpp_session import SmppSession, SmppSettings
+from relay.delivery.smpp_session import SmppSession, SmppSettings, peer_sockets
 from relay.formatters import smpp
 from relay.model import Entry, Options
 from relay.parsers import receipt
@@ -28,27 +28,7 @@ def closed_port() -> int:
 
 def nodelay_of(port: int) -> list:
     # TCP_NODELAY of this process's sockets connected to port (smpp34's)
-    import os, socket
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                continue  # a file's duplicate closed would drop its POSIX locks
-            fd = os.dup(int(name))
-        except (OSError, ValueError):
-            continue
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError:
-            os.close(fd)
-            continue
-        with sock:
-            try:
-                if sock.getpeername()[1] == port:
-                    found.append(bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
-            except (OSError, IndexError, TypeError):
-                pass
-    return found
+    return [bool(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) for s in peer_sockets("127.0.0.1", port)]
 
 async def main() -> None:
     out = {}

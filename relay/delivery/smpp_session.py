@@ -30,7 +30,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -247,12 +247,21 @@ def no_delay(host: str, port: int) -> int:
     it: a submit_sm written while its last small write (often a deliver_sm_resp) waits for the
     SMSC's delayed ACK waits with it, about 40 ms a submit on Linux. The option belongs to the
     socket, so setting it through a duplicate of its descriptor changes smpp34's own."""
+    done = 0
+    for sock in peer_sockets(host, port):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        done += 1
+    return done
+
+
+def peer_sockets(host: str, port: int) -> Iterator[socket.socket]:
+    """A duplicate of each of this process's TCP sockets connected to host:port, closed (the
+    duplicate only) after its turn."""
     try:
         peers = {a[4][0] for a in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
         names = os.listdir("/proc/self/fd")
     except OSError:
-        return 0
-    done = 0
+        return
     for name in names:
         try:
             # Sockets only, told by their link, never by opening: closing a duplicate of a file's
@@ -269,15 +278,12 @@ def no_delay(host: str, port: int) -> int:
             continue
         with sock:  # closes the duplicate only
             try:
-                if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
-                    continue
-                peer = sock.getpeername()
-                if peer[1] == port and peer[0] in peers:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    done += 1
+                tcp = sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+                peer = sock.getpeername() if tcp else None
             except OSError:
                 continue  # not connected
-    return done
+            if peer is not None and peer[1] == port and peer[0] in peers:
+                yield sock
 
 
 async def _stop(client: smpp34.Client) -> None:
