@@ -131,3 +131,79 @@ def test_an_exception_line_is_free_text_not_a_field() -> None:
     r = read("ConnectionError: Error 111 connecting to cache01.example.com:6379.\nHost: db01\n", "3 errors")
     assert r.free == ("ConnectionError: Error 111 connecting to cache01.example.com:6379.",)
     assert [f.key for f in r.fields] == ["host"]
+
+
+def _summary_text(subject: str, text: str, sender: str = "") -> str:
+    from relay.summaries import general
+
+    found = general.summarise(subject, text, sender)
+    assert found is not None and found.alert, (subject, text)
+    return found.text
+
+
+def test_a_pointer_or_link_inside_a_line_is_dropped_and_counted() -> None:
+    from relay.summaries.reading import read
+
+    r = read(
+        "Fan 2 failed on SRV07. See the console for further details - https://srv07:1311.\n", "Fan alert"
+    )
+    assert r.free == ("Fan 2 failed on SRV07.",) and "link" in r.dropped
+
+
+def test_instance_names_a_host_only_after_a_word_that_makes_it_one() -> None:
+    from relay.model import Role
+    from relay.summaries.vocabulary import role_of
+
+    assert role_of("instance") is Role.HOST and role_of("EC2 instance") is Role.HOST
+    assert role_of("Plugin instance") is None and role_of("Type instance") is None
+    assert role_of("database instance") is None
+
+
+@pytest.mark.parametrize(
+    ("message", "value"),
+    [
+        ('Data source "temp" is currently 71.5. That is above the threshold of 70.', "71.5"),
+        ("Usage of /srv is now at 97% and rising", "97%"),
+        ("The queue has reached 1200 messages", "1200"),
+        ("current value: 12 GB left", "12 GB"),
+    ],
+)
+def test_a_value_said_in_prose_is_the_key_value(message: str, value: str) -> None:
+    text = _summary_text("WARNING@mon01", f"Host: mon01\nMessage: {message}\n")
+    assert text.startswith("WARNING mon01") and value in text, text
+
+
+def test_a_log_of_levels_is_read_as_lines_and_the_worst_comes_first() -> None:
+    text = _summary_text(
+        "nightly-job: app01 FAILED",
+        "Info: rotating old archives\nWarning: /srv/tmp is 80% full\nFatal: upload to store02 failed\n",
+    )
+    assert text.index("store02") < text.index("80%"), text
+    assert "rotating" not in text.split("store02")[0], text
+
+
+def test_an_info_field_without_a_log_around_it_stays_a_field() -> None:
+    from relay.summaries.reading import read
+
+    r = read("Host: db01\nState: DOWN\nInfo: PING CRITICAL - Packet loss = 100%\n", "Host DOWN")
+    assert [f.key for f in r.fields] == ["host", "state", "info"]
+
+
+def test_a_diff_of_a_file_listing_says_the_paths_that_changed() -> None:
+    text = _summary_text(
+        "Watched files changed on gw01.example.com on 03/12/26 10:00:01",
+        "--- files.today 2026-12-03 10:00:00.1 +0000\n+++ /var/lib/w/files.new 2026-12-03 10:00:01.2 +0000\n"
+        "@@ -3,0 +4 @@\n+ 1234 4755 1 root root 12345 Thu Dec 3 09:59:00 2026 /tmp/.x\n",
+    )
+    assert text == "Watched files changed on gw01.example.com: +/tmp/.x", text
+
+
+def test_a_report_that_says_trouble_first_is_an_alert_and_a_reply_is_not() -> None:
+    from relay.summaries import general
+
+    lines = "".join(f"- job{n} (images:{n}): Fresh\n" for n in range(30))
+    text = _summary_text(
+        "Nightly pulls on dock01", f"2 Pulled, 1 Failed\n{lines}- /proxy: Failed: bind: port in use\n"
+    )
+    assert "port in use" in text and len(text) <= 160, text
+    assert general.summarise("Re: nightly pulls on dock01", f"It failed again, see below\n{lines}") is None

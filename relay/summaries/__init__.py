@@ -51,8 +51,11 @@ def summarise(mail: InboundMail, custom: Sequence[Recogniser] = ()) -> AlertSumm
         summary = recogniser(mail)
         if summary is not None and all(h.lower() in summary.text.lower() for h in hosts):
             return _no_longer(summary, full)
-    if reading is None and not STATE_WORD.search(mail.subject):
-        return None  # nothing to read and no state named: the plain path, at the cost of one search
+    if reading is None and not (
+        STATE_WORD.search(mail.subject)
+        or general.reports_trouble(mail.subject, mail.text.lstrip().split("\n", 1)[:1])
+    ):
+        return None  # nothing to read, no state or trouble named: the plain path, at the cost of two searches
     summary = general.summarise(mail.subject, mail.text, mail.header_from, reading)
     if (
         summary is None

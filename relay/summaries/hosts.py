@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from relay.model import AlertSummary, InboundMail, Piece, Role
-from relay.summaries.general import TROUBLE
+from relay.summaries.general import troubled
 from relay.summaries.make import summary_of
 from relay.summaries.reading import fields_of
 
@@ -48,7 +48,7 @@ def cron(mail: InboundMail) -> AlertSummary | None:
     failed = cmd.endswith(" (failed)")  # Debian's cron marks a non-zero exit in the subject
     cmd = cmd.removesuffix(" (failed)")
     lines = [_SHELL_PREFIX.sub("", line.strip()) for line in mail.text.splitlines() if line.strip()]
-    trouble = [line for line in lines if TROUBLE.search(line)]
+    trouble = [line for line in lines if troubled(line)]
     output = " / ".join(dict.fromkeys(trouble + [line for line in lines if line not in trouble]))
     pieces = [Piece(Role.STATE, "CRON"), Piece(Role.HOST, m["host"], " "), Piece(Role.PROBLEM, cron_command(cmd), ": "),
               Piece(Role.STATE, "failed" if failed else "", " "), Piece(Role.DETAIL, output, ": ")]  # fmt: skip
@@ -149,7 +149,7 @@ def logwatch(mail: InboundMail) -> AlertSummary | None:
     for n, line in enumerate(lines):
         if (begin := _SECTION_BEGIN.match(line)) is not None:
             section = begin["name"]
-        elif section and TROUBLE.search(line) and not line.startswith("-"):
+        elif section and troubled(line) and not line.startswith("-"):
             after = lines[n + 1] if n + 1 < len(lines) and not lines[n + 1].startswith("-") else ""
             found.append(f"{section}: {line.rstrip(':')}" + (f" {after}" if after else ""))
     pieces = [Piece(Role.PROBLEM, "Logwatch"), Piece(Role.HOST, m["host"]),
@@ -242,7 +242,7 @@ def systemd(mail: InboundMail) -> AlertSummary | None:
     named = re.search(r"^\s*Hostname: (\S+)", text, re.M)
     host = named[1] if named else (journal[0]["host"] if journal else "")
     # The unit's own output says what went wrong; systemd's lines only that it did.
-    own = [j["msg"] for j in journal if j["proc"] != "systemd" and TROUBLE.search(j["msg"])]
+    own = [j["msg"] for j in journal if j["proc"] != "systemd" and troubled(j["msg"])]
     own += [j["msg"] for j in journal if j["proc"] != "systemd" and j["msg"] not in own]
     status = _EXIT.search(text)
     pieces = [Piece(Role.STATE, active["state"]), Piece(Role.HOST, host, " "), Piece(Role.PROBLEM, unit["unit"], " "),

@@ -235,16 +235,24 @@ class _Reader:
         self.wrapped = False  # a boilerplate sentence goes on in the next line (it was wrapped)
         self.frame = False  # a stack frame was read: its code line follows, indented
         self.heading: str | None = None  # the free line just read: a section's heading if a rule follows
+        self.levels: dict[str, None] = {}  # the log levels used as field names (`Warning:`, `Fatal:`)
 
     def reading(self) -> Reading:
+        fields, free = self.fields, self.free
+        if len(self.levels) >= 2:
+            # `Warning: ...`, `Info: executing of ... failed`, `Fatal: rsync ... failed`: a log's
+            # lines, not an `Info:` field that would outrank them; the worst comes first anyway
+            free = [*free, *(f"{f.key.capitalize()}: {f.value}" for f in fields if f.key in _QUIET_LEVELS)]
+            fields = [f for f in fields if f.key not in _QUIET_LEVELS]
         return Reading(
-            tuple(self.fields), tuple(self.free), tuple(self.others), tuple(self.kept),
+            tuple(fields), tuple(free), tuple(self.others), tuple(self.kept),
             tuple(self.dropped), tuple(self.ignored),
         )  # fmt: skip
 
     def feed(self, raw: str) -> bool:
         """Read one line; False when the rest of the mail is not worth reading."""
-        line = _clean_line(raw)
+        line, removed = _clean_line(raw)
+        self.dropped.update(dict.fromkeys(removed))
         if not line:
             self.in_section, self.pending, self.table = False, None, None
             self.wrapped, self.heading = False, None
@@ -366,6 +374,8 @@ class _Reader:
     def _field(self, line: str, m: re.Match[str]) -> None:
         """A `key: value` line."""
         key = " ".join(re.sub(r"\(.*?\)", "", m["key"].lower()).split())  # `Time (Europe/Berlin)`
+        if key in _LEVELS:
+            self.levels[key] = None
         if key in IGNORED or _DATE.match(m["value"]):
             self.ignored[key] = None
             self.kept.append(line)  # mail that is no alert keeps its dates (`Due: 25.11.2026`)
@@ -398,23 +408,34 @@ class _Reader:
         self.fields.append(Field(role, key, value))
 
 
+# Log levels, as a log's lines begin (`Info: ...`, `Fatal: ...`); the quiet ones are also the
+# name of a field (`Info: PING CRITICAL ...`) unless louder ones say it is a log
+_QUIET_LEVELS = frozenset(("debug", "info", "notice"))
+_LEVELS = _QUIET_LEVELS | {"warning", "warn", "error", "fatal", "critical", "crit", "emerg", "alert"}
 _DATAPOINT = re.compile(r"\bdatapoints? \[(-?\d+(?:\.\d{1,2})?)\d*\b")
-_MENTION = re.compile(r"(?<!\S)@[\w.@-]+")  # `@slack-payments-oncall`: a notification handle
+_MENTION = re.compile(r"(?<!\S)@\w[\w.@-]*")  # `@slack-payments-oncall`: a notification handle
 _HEADING_MARK = re.compile(r"^#{1,6}\s+")  # a Markdown heading's `# `
 
 
-def _clean_line(line: str) -> str:
+def _clean_line(line: str) -> tuple[str, tuple[str, ...]]:
+    """The line without markup, handles, links and pointers inside it, and the kinds of what was
+    taken out: a mail whose only boilerplate sits inside a line (`... reported on SQL01. Check
+    OMSA for further details - https://SQL01:1311.`) still had some."""
+    removed: tuple[str, ...] = ()
     line = html.unescape(_TAG.sub(" ", line)) if "<" in line or "&" in line else line
     if "@" in line:
         line = _MENTION.sub("", line)
     if line.startswith("#"):
         line = _HEADING_MARK.sub("", line)
-    line = _URL.sub("", line) if _URL.search(line) and boilerplate(line) != "link" else line
+    if _URL.search(line) and boilerplate(line) != "link":
+        line, removed = _URL.sub("", line), ("link",)
     if "|" in line:
         line = PERFDATA.sub("", line)
     if " for " in line and not POINTER.match(line):  # a whole line of it is boilerplate()'s
-        line = POINTER.sub("", line).rstrip(" -:")
-    return " ".join(line.split())
+        cut = POINTER.sub("", line).rstrip(" -:")
+        if cut != line.rstrip(" -:"):
+            line, removed = cut, (*removed, "tool's own note")
+    return " ".join(line.split()), removed
 
 
 def _norm(text: str) -> str:

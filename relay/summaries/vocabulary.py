@@ -121,6 +121,11 @@ _STACK = re.compile(
     r"During handling of the above exception.*another exception occurred:?|"
     r"The above exception was the direct cause of the following exception:|[\^~ ]*\^[\^~ ]*)$"
 )
+# A unified diff's file and hunk lines (`--- setuid.today 2026-12-04 ...`, `@@ -126,0 +127 @@`):
+# its `+` and `-` lines are what changed
+_DIFF_HEAD = re.compile(
+    r"^(?:(?:---|\+\+\+) \S+(?:\s+\d{4}-\d{2}-\d{2}[ T][\d:.]+.*)?|@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@.*)$"
+)
 # `... Check OMSA for further details - https://SQL01:1311.`: the tool's pointer to itself, at the
 # end of a line that says something first
 POINTER = re.compile(
@@ -195,13 +200,22 @@ def _pictograph(ch: str) -> bool:
     return unicodedata.category(ch) in ("So", "Sk") and ch not in "°№"
 
 
+# "instance" names a machine after these; after most other words (plugin, type, database,
+# class) it names an instance of that thing
+_INSTANCE_OF_A_HOST = frozenset(
+    ("ec2", "vm", "server", "host", "affected", "target", "source", "compute", "cloud")
+)
+
+
 def role_of(key: str) -> Role | None:
     name = " ".join(key.lower().replace("_", " ").split())
     if name in KEYS:
         return KEYS[name]
     last = name.rsplit(" ", 1)[-1]
-    if last in ("host", "hostname", "server", "node", "instance", "узел", "сервер", "хост"):
+    if last in ("host", "hostname", "server", "node", "узел", "сервер", "хост"):
         return Role.HOST
+    if last == "instance" and name.split()[-2] in _INSTANCE_OF_A_HOST:
+        return Role.HOST  # `EC2 instance`, `affected instance`; not `Plugin instance`, `Type instance`
     if last in ("job", "task", "check", "service", "trigger", "alert", "monitor", "задание", "задача"):
         return Role.PROBLEM  # `Backup job: SQL Nightly`, `Sync task: ...`
     if last in ("description", "message", "summary", "reason", "output", "описание", "сообщение"):
@@ -223,6 +237,8 @@ def boilerplate(line: str) -> str:
         return "tool's own note"
     if _STACK.match(line):
         return "stack trace"
+    if _DIFF_HEAD.match(line):
+        return "diff header"
     if _URL.search(line):
         rest = _URL.sub("", line).strip(" :-()<>[]|")
         if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
