@@ -172,7 +172,39 @@ def _more_count(text: str) -> int:
     return int(m[1]) if m else 0
 
 
+# Words a problem name can lose and still say the same on a phone that shows it is an alert:
+# `Alert RECOVERED for CRITICAL status on db01 / CPU Load` -> `RECOVERED for CRITICAL db01 / CPU Load`
+_FILLER = re.compile(
+    r"(?<!\S)(?:alert|alarm|notification|event|status|state|the|an?|is|are|has been|have been|was|on|of|at|"
+    r"in|with|по|на|для|в)(?!\S)\s*",
+    re.IGNORECASE,
+)
+
+
+def _filler(pieces: list[Piece], fits: Fits, marker: str) -> list[Piece]:
+    def lean(text: str) -> str:
+        kept = _FILLER.sub("", text).strip()
+        return kept if len(kept.split()) >= 2 else text
+
+    return [Piece(p.role, lean(p.text), p.sep) if p.role is Role.PROBLEM else p for p in pieces]
+
+
 def _cut_problem(pieces: list[Piece], fits: Fits, marker: str) -> list[Piece]:
+    """The problem's tail cut; of two problem pieces (the subject and a `Module:` field), the
+    second goes whole before the first is cut: the subject names the problem, and what must not
+    go is the value after them (`... on сервер-1с / CPU Load: 23`, not `... CPU Load CPU...`)."""
+    while sum(p.role is Role.PROBLEM for p in pieces) > 1:
+        last = max(n for n, p in enumerate(pieces) if p.role is Role.PROBLEM)
+        without = [p for n, p in enumerate(pieces) if n != last]
+        lead = " ".join(pieces[last].text.split()[:2])
+        if not any(p.role is Role.PROBLEM and _contains(p.text, lead) for p in without):
+            # the field names what the subject does not: its cut head says more than nothing
+            cut = _cut_role(pieces, Role.PROBLEM, fits, marker, minimum=8)
+            if fits(render(cut)):
+                return cut
+        pieces = without
+        if fits(render(pieces)):
+            return pieces
     return _cut_role(pieces, Role.PROBLEM, fits, marker, minimum=8, drop=False)
 
 
@@ -212,5 +244,6 @@ _LADDER: tuple[tuple[str, Callable[[list[Piece], Fits, str], list[Piece]]], ...]
     ("threshold expression", _thresholds),
     ("host domains and ports", _short_hosts),
     ("grouped instances", _fewer_instances),
+    ("filler words", _filler),
     ("problem name", _cut_problem),
 )

@@ -207,6 +207,7 @@ _SENTENCES = ("automatic-mail note", "tool's own note")
 # An exception's line (`ConnectionError: Error 111 connecting to cache01`): free text, not a field
 _EXCEPTION = re.compile(r"[A-Z][\w.]*(?:Error|Exception|Fault|Failure|Timeout|Refused)(?:\s+at\s+\S+)?:\s")
 _STACK_LINE = re.compile(r'File "|Traceback |During handling|The above exception')
+_WRAP_WIDTH = 55  # a line that long and not ended was wrapped (mail wraps at 72 or 76 columns)
 _SENTENCE_END = re.compile(r"[.!?][)\]\"']*$")
 
 
@@ -232,7 +233,8 @@ class _Reader:
         self.in_section = False
         self.pending: tuple[Role, str] | None = None  # a heading (`Summary`) whose value is the next line
         self.table: Role | None = None  # inside a table whose rows are `host value` or `host status ...`
-        self.wrapped = False  # a boilerplate sentence goes on in the next line (it was wrapped)
+        self.wrapped = False  # a boilerplate sentence may go on in the next line (it was wrapped)
+        self.wrapped_long = False  # ... from a line as long as wrapped lines are
         self.frame = False  # a stack frame was read: its code line follows, indented
         self.heading: str | None = None  # the free line just read: a section's heading if a rule follows
         self.levels: dict[str, None] = {}  # the log levels used as field names (`Warning:`, `Fatal:`)
@@ -257,9 +259,14 @@ class _Reader:
             self.in_section, self.pending, self.table = False, None, None
             self.wrapped, self.heading = False, None
             return True
-        if self.wrapped:  # `...If you no longer wish to receive` / `such mail, you can ...`
+        if self.wrapped and (self.wrapped_long or line[:1].islower()):
+            # `...If you no longer wish to receive` / `such mail, you can ...`: a line as long as
+            # wrapped ones are goes on below; a short one only in words that go on in lower case
+            # (HTML's `Automatic alert system` is a block of its own, over the fields)
             self.wrapped = not _SENTENCE_END.search(line)
+            self.wrapped_long = len(line) >= _WRAP_WIDTH
             return True
+        self.wrapped = False
         if self.frame:  # the code line under a stack frame (`File "...", line 96, in f`)
             self.frame = False
             if not _STACK_LINE.match(line):
@@ -327,6 +334,7 @@ class _Reader:
             self.dropped["section heading"] = None
         if kind in _SENTENCES and not _SENTENCE_END.search(line):
             self.wrapped = True  # the rest of its sentence is on the lines below
+            self.wrapped_long = len(line) >= _WRAP_WIDTH
 
     def _table(self, line: str) -> bool:
         """A table's head or one of its rows (True: the line is read); any other line ends it."""

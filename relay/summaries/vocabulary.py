@@ -126,6 +126,8 @@ _STACK = re.compile(
 _DIFF_HEAD = re.compile(
     r"^(?:(?:---|\+\+\+) \S+(?:\s+\d{4}-\d{2}-\d{2}[ T][\d:.]+.*)?|@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@.*)$"
 )
+# A check marked as passing (`✅ [RESPONSE_TIME] < 300`, `[OK] sshd running`): what is fine is no news
+_PASSED = re.compile(r"^\s*(?:[\u2705\u2714\u2713\u2611]|\[(?:OK|PASS|PASSED)\]\s)")
 # `... Check OMSA for further details - https://SQL01:1311.`: the tool's pointer to itself, at the
 # end of a line that says something first
 POINTER = re.compile(
@@ -239,6 +241,8 @@ def boilerplate(line: str) -> str:
         return "stack trace"
     if _DIFF_HEAD.match(line):
         return "diff header"
+    if _PASSED.match(line):
+        return "passing check"
     if _URL.search(line):
         rest = _URL.sub("", line).strip(" :-()<>[]|")
         if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
