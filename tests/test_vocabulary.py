@@ -166,6 +166,8 @@ def test_instance_names_a_host_only_after_a_word_that_makes_it_one() -> None:
         ("Usage of /srv is now at 97% and rising", "97%"),
         ("The queue has reached 1200 messages", "1200"),
         ("current value: 12 GB left", "12 GB"),
+        ("More than 4000 requests failed in the last 5m", "4000"),
+        ("Space usage for volume 'data' is 91%.", "91%"),
     ],
 )
 def test_a_value_said_in_prose_is_the_key_value(message: str, value: str) -> None:
@@ -207,3 +209,20 @@ def test_a_report_that_says_trouble_first_is_an_alert_and_a_reply_is_not() -> No
     )
     assert "port in use" in text and len(text) <= 160, text
     assert general.summarise("Re: nightly pulls on dock01", f"It failed again, see below\n{lines}") is None
+
+
+def test_a_threshold_is_the_value_when_the_mail_has_no_measurement() -> None:
+    text = _summary_text(
+        "[Critical] queue latency above 5s - billing", "Status: Critical\nThreshold: > 5000.0\n"
+    )
+    assert "> 5000.0" in text, text
+
+
+def test_a_report_laid_out_by_a_machine_fits_one_part_and_a_letter_does_not() -> None:
+    from relay.summaries import general
+
+    rows = "".join(f"pkg{n} 1.{n}-1\n" for n in range(40))
+    report = general.summarise("12 package updates for app01", f"Report\n{'=' * 60}\n{rows}{'=' * 60}\n")
+    assert report is not None and report.alert
+    letter = general.summarise("12 package updates", f"Hello Anna,\n{'=' * 60}\n{rows}Best regards,\nBob\n")
+    assert letter is None or not letter.alert

@@ -25,6 +25,7 @@ RECOVERED = re.compile(
 )
 _PREFIX = re.compile(r"^(?:(?:re|fwd?|fw|aw|wg|tr|отв|пересл)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _FREE_LINES = 3
+_SAID_LINES = 12  # the lines a value said in prose is looked for in (a report's list of alerts)
 _TOOL_ALERT = re.compile(r"^[\w.-]+ (?:alert|alarm|notification)s? --\s*", re.IGNORECASE)
 _ALERT_NOUN = re.compile(r"\b(?:alerts?|alarms?|events?|notifications?|warnings?|errors?)\b", re.IGNORECASE)
 # Words of trouble: English and Russian, and the failure words of the European languages alert
@@ -59,6 +60,8 @@ _ITEM = re.compile(r"^\s*[-*•]\s+")  # a list item's marker
 _LETTER = ("greeting", "sign-off")
 # what no person writes in a letter: a machine's notes on itself, a diff of what it watches
 _MACHINE = ("automatic-mail note", "tool's own note", "diff header")
+_LAYOUT = ("banner", "section heading", "table head")
+_REPORT_LINES = 5  # a report has lines to lay out; a rule under two lines is no layout
 # `03-Dec 10:59 backup01-dir JobId 4: ...`, `2026-12-03 10:59:01 ...`: a log line's time stamp
 _LOG_STAMP = re.compile(
     r"^(?:\d{1,4}[-./][\w]{2,3}[-./]?\d{0,4}[ T]\d{1,2}:\d{2}(?::\d{2})?\S*\s+|\[[\d:. -]+\]\s+"
@@ -118,7 +121,7 @@ def summarise(
     value = (
         ", ".join(f"{h} {v}".strip() for h, v in found)
         if len(found) > 1
-        else (_first(reading, Role.VALUE) or _said_value(reading))
+        else (_first(reading, Role.VALUE) or _said_value(reading) or _threshold(reading))
     )
     pieces = [
         Piece(Role.STATE, plain(state)),
@@ -178,6 +181,13 @@ def _is_alert(reading: Reading, core: str, subject: str) -> bool:
         or any(kind in reading.dropped for kind in _MACHINE)
         # A machine's letter (greeting, sign-off) that reports trouble: BackupPC's
         or (any(kind in reading.dropped for kind in _LETTER) and trouble)
+        # A report laid out as a machine lays out (rules, section headings, a table's head) and
+        # not as a letter: what it says fits one part as an alert's does
+        or (
+            any(kind in reading.dropped for kind in _LAYOUT)
+            and len(reading.kept) >= _REPORT_LINES
+            and not any(k in reading.dropped for k in _LETTER)
+        )
     )
 
 
@@ -197,16 +207,31 @@ def strip_prefix(subject: str) -> str:
 # `has reached 95 %`: the measurement a message says in prose, without a field of its own
 _SAID_VALUE = re.compile(
     r"\b(?:(?:is|are|was|were) (?:currently|now)(?: at)?|has reached|current (?:value|level|usage|reading)"
-    r"(?: is| of)?:?)\s+(?P<value>[-+]?\d+(?:[.,]\d+)?(?:\s?(?:%|[KMGTP]i?B\b|ms\b|°C))?)",
+    r"(?: is| of)?:?|(?:more|fewer|less) than)\s+(?P<value>[-+]?\d+(?:[.,]\d+)?(?:\s?(?:%|[KMGTP]i?B\b|ms\b|°C))?)"
+    # `Space usage for pool 'tank' is 83%.`: a percentage something is
+    r"|\b(?:is|are|at|reached)\s+(?P<percent>\d+(?:[.,]\d+)?\s?%)",
     re.IGNORECASE,
 )
 
 
+# `Threshold: > 2000.0`, `Limit = 90%`: what the alert is set at, the value to say when the mail
+# gives no measurement of its own
+_THRESHOLD_FIELD = re.compile(
+    r"^(?:alert |critical |warning )?(?:threshold|limit|trigger value|triggered at)\s*[:=]\s*(?P<value>.*\d.*)$",
+    re.IGNORECASE,
+)
+
+
+def _threshold(reading: Reading) -> str:
+    found = (_THRESHOLD_FIELD.match(o) for o in reading.others)
+    return next((m["value"].strip() for m in found if m), "")
+
+
 def _said_value(reading: Reading) -> str:
     """A measurement the message fields (else the first free lines) state in words."""
-    texts = [f.value for f in reading.fields if f.role is Role.DETAIL] or list(reading.free[:_FREE_LINES])
+    texts = [f.value for f in reading.fields if f.role is Role.DETAIL] or list(reading.free[:_SAID_LINES])
     found = (_SAID_VALUE.search(t) for t in texts)
-    return next((m["value"] for m in found if m), "")
+    return next((m["value"] or m["percent"] for m in found if m), "")
 
 
 def _first(reading: Reading, role: Role) -> str:
