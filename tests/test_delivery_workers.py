@@ -250,3 +250,46 @@ async def test_one_broken_session_does_not_pause_the_pool(tmp_path: Path) -> Non
             fake.received[0].sms.entries[0].text == by_state[State.SENT].texts[0]
         )  # the one that got through
         assert deliverer.paused_until == 0.0
+
+
+class PausedWhileReading(SqliteSpool):
+    """A reply pauses delivery while a worker's read of the control row is still out: the row it
+    reads was written before that pause (two relays on one spool saw this under load)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.deliverer: Deliverer | None = None
+        self.paused = False
+
+    async def control(self) -> dict[str, str]:
+        row = await super().control()
+        if self.deliverer is not None and not self.paused:
+            # the reply is applied as the spool applies one: the control row first, then delivery
+            self.paused = True
+            until, reason = time.time() + 3600, "provider ERROR 3: not enough money"
+            await self.set_control("paused_until", f"{until:.3f}")
+            await self.set_control("pause_reason", reason)
+            self.deliverer.pause(until, reason)
+        return row  # read before the pause was written
+
+
+async def test_a_pause_made_while_the_control_row_is_read_is_not_undone_by_it(tmp_path: Path) -> None:
+    spool = PausedWhileReading(tmp_path / "spool.db")
+    await spool.open()
+    outbox = tmp_path / "outbox"
+    deliverer = Deliverer(
+        spool, lambda: OutboxTransport(outbox), lambda m: m, metrics=Metrics(), concurrency=1
+    )
+    spool.deliverer = deliverer
+    deliverer.start()
+    try:
+        await wait_for(lambda: spool.paused, timeout=10)
+        # The listener hands new mail straight to delivery when can_take() says so: a pause
+        # undone by the stale row would let it (the next read comes a second later).
+        for _ in range(30):
+            assert not deliverer.can_take(1), f"pause undone: {deliverer.pause_reason!r}"
+            await asyncio.sleep(0.01)
+        assert deliverer.pause_reason.startswith("provider ERROR 3")
+    finally:
+        await deliverer.stop(5)
+        await spool.close()

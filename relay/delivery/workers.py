@@ -136,7 +136,13 @@ class Deliverer:
         if now - self._control_checked < 1.0:
             return
         self._control_checked = now
+        seen = (self._paused_until, self.pause_reason)
         control = await self.spool.control()
+        if (self._paused_until, self.pause_reason) != seen:
+            # A reply paused us while the read was out: what it read is older than that pause
+            # (seen once in test_ha: the stale row resumed a pause just made, and a held
+            # message went out).
+            return
         until = float(control.get("paused_until", "0"))
         reason = control.get("pause_reason", "")
         # The reason too: it may have been written after the time we saw first (`queue` tools).
