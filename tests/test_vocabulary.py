@@ -226,3 +226,27 @@ def test_a_report_laid_out_by_a_machine_fits_one_part_and_a_letter_does_not() ->
     assert report is not None and report.alert
     letter = general.summarise("12 package updates", f"Hello Anna,\n{'=' * 60}\n{rows}Best regards,\nBob\n")
     assert letter is None or not letter.alert
+
+
+def test_a_heading_over_fields_heads_a_section_and_a_heading_over_a_line_names_it() -> None:
+    from relay.summaries.reading import read
+
+    r = read("Summary:\nTotal entries: 4798\nAdded entries: 1\n", "Daily report")
+    assert [f.key for f in r.fields if f.role] == [] and len(r.others) == 2, r
+    r = read("Check Output:\nDISK OK - free space: /var 20312 MiB\nHost: db01\n", "disk")
+    assert [(f.key, f.value) for f in r.fields][:1] == [
+        ("check output", "DISK OK - free space: /var 20312 MiB")
+    ]
+
+
+def test_trouble_denied_is_no_trouble_and_no_news() -> None:
+    from relay.summaries.general import troubled
+
+    assert not troubled("Backup produced no errors.") and not troubled("0 failures, 12 passed")
+    assert not troubled("Sicherung ohne Fehler beendet") and not troubled("Завершено без ошибок")
+    assert troubled("no errors in 3 runs, then 2 failed") and troubled("No such file or directory")
+    text = _summary_text(
+        "Integrity check on fs01: FAILED",
+        "Scan produced no errors.\nVerification: 3 files changed since the last run\n" + "x\n" * 40,
+    )
+    assert "no errors" not in text and "3 files changed" in text, text

@@ -48,8 +48,24 @@ TROUBLE = re.compile(
 
 
 def troubled(text: str) -> bool:
-    """Whether the text has a word of trouble."""
-    return TROUBLE.search(text.lower()) is not None
+    """Whether the text has a word of trouble, not denied (`AIDE produced no errors`)."""
+    low = text.lower()
+    if TROUBLE.search(low) is None:
+        return False
+    return TROUBLE.search(_NO_TROUBLE.sub("", low)) is not None
+
+
+def _all_clear(line: str) -> bool:
+    """`AIDE produced no errors.`: a line that says only that nothing went wrong."""
+    low = line.lower()
+    return _NO_TROUBLE.search(low) is not None and not troubled(line)
+
+
+# `no errors`, `0 failures`, `without warnings`, `без ошибок`, `keine Fehler`: trouble denied
+_NO_TROUBLE = re.compile(
+    r"\b(?:no|0|zero|without|keine?|ohne|aucune?|sans|sin|ningún|nessun[oa]?|без|нет)\s+"
+    r"(?:errors?|failures?|warnings?|problems?|issues?|fehler\w*|erreurs?|errores|errori|ошиб\w*|сбо\w*)\b"
+)
 
 
 # `CRM_alert_timestamp=23:06:27`: a script's environment dumped into its mail, not a finding
@@ -302,7 +318,11 @@ def _detail(reading: Reading, core: str) -> str:
             said.append(f.value)
     if said:
         return "; ".join(said)
-    lines = [_UPTIME.sub("", _LOG_STAMP.sub("", line)) for line in reading.free if not _repeats(line, core)]
+    lines = [
+        _UPTIME.sub("", _LOG_STAMP.sub("", line))
+        for line in reading.free
+        if not _repeats(line, core) and not _all_clear(line)
+    ]
     if lines:
         # The lines that say something went wrong first (a log's one warning among its chatter),
         # each group in the mail's order.

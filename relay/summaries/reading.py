@@ -232,6 +232,7 @@ class _Reader:
         self.ignored: dict[str, None] = {}
         self.in_section = False
         self.pending: tuple[Role, str] | None = None  # a heading (`Summary`) whose value is the next line
+        self.tentative: str | None = None  # ... taken as that value though it is a field itself
         self.table: Role | None = None  # inside a table whose rows are `host value` or `host status ...`
         self.wrapped = False  # a boilerplate sentence may go on in the next line (it was wrapped)
         self.wrapped_long = False  # ... from a line as long as wrapped lines are
@@ -256,7 +257,7 @@ class _Reader:
         line, removed = _clean_line(raw)
         self.dropped.update(dict.fromkeys(removed))
         if not line:
-            self.in_section, self.pending, self.table = False, None, None
+            self.in_section, self.pending, self.table, self.tentative = False, None, None, None
             self.wrapped, self.heading = False, None
             return True
         if self.wrapped and (self.wrapped_long or line[:1].islower()):
@@ -281,10 +282,21 @@ class _Reader:
         if kind:
             self.dropped[kind] = None
             return True
+        if self.tentative is not None:
+            # `Summary:` over `Total number of entries: 4798` / `Added entries: 1`: a section's
+            # heading over its fields, not a heading whose value is the next line
+            first, self.tentative = self.tentative, None
+            m, again = _FIELD.match(line), _FIELD.match(first)
+            if m and again and m["value"] and _section_row(m) and _section_row(again):
+                self.fields.pop()
+                self.kept.pop()
+                self._field(first, again)
         if self.pending is not None:
             self.fields.append(Field(self.pending[0], self.pending[1], line))
             self.kept.append(line)
             self.pending = None
+            if (m := _FIELD.match(line)) is not None and m["value"]:
+                self.tentative = line
             return True
         if _SECTION.match(line):
             self.in_section = True  # a label or annotation dump: its fields are read, never printed
@@ -423,6 +435,11 @@ _LEVELS = _QUIET_LEVELS | {"warning", "warn", "error", "fatal", "critical", "cri
 _DATAPOINT = re.compile(r"\bdatapoints? \[(-?\d+(?:\.\d{1,2})?)\d*\b")
 _MENTION = re.compile(r"(?<!\S)@\w[\w.@-]*")  # `@slack-payments-oncall`: a notification handle
 _HEADING_MARK = re.compile(r"^#{1,6}\s+")  # a Markdown heading's `# `
+
+
+def _section_row(m: re.Match[str]) -> bool:
+    """A report's `Total number of entries: 4798`: a short name of nothing we know."""
+    return len(m["key"].split()) <= 4 and role_of(m["key"]) is None
 
 
 def _clean_line(line: str) -> tuple[str, tuple[str, ...]]:
