@@ -82,8 +82,6 @@ KNOWN_GAPS = {
     # The fourth round's dev mails (facts/dev4.yaml), added as made, not yet worked on: what is missing
     "dev/aide_0.18_daily_report_added_removed_changed.eml": "problem '/usr/local/bin/.kworker'; state 'Added, removed and changed entries detected'; value '/usr/local/bin/.kworker'",
     "dev/aide_0.18_daily_report_sudoers_shadow.eml": "problem '/etc/sudoers.d/90-deploy'; state 'Added and changed entries detected'",
-    "dev/amanda_3.5_amcheck_problem_fix_before_run.eml": "problem '/var/backups/pgdump'",
-    "dev/amanda_3.5_amreport_fail_dle.eml": "problem '/var/backups/pgdump'; value 'status 2'; boilerplate 'DUMPER STATS'",
     "dev/amanda_3.5_amreport_ok.eml": "value 'DailySet1-01'; boilerplate 'DUMPER STATS'",
     "dev/apticron_1.2_pending_upgrades_listchanges_curl_libxml2.eml": "2 parts",
     "dev/rkhunter_1.4_cron_daily_report_de.eml": "boilerplate 'Aktueller Hash-Wert'; boilerplate 'Gespeicherter Hash-Wert'; 2 parts",

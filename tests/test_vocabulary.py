@@ -250,3 +250,28 @@ def test_trouble_denied_is_no_trouble_and_no_news() -> None:
         "Scan produced no errors.\nVerification: 3 files changed since the last run\n" + "x\n" * 40,
     )
     assert "no errors" not in text and "3 files changed" in text, text
+
+
+def test_a_line_that_says_trouble_goes_before_a_message_field_that_does_not() -> None:
+    text = _summary_text(
+        "Nightly FAIL: TAPE REPORT FOR December 3, 2026",
+        "Hostname: bk01\nFAILURES:\nbk01 /srv/db lev 0 FAILED [dump exited with status 2]\nSUMMARY:\n"
+        "DUMPER STATS TAPER STATS\n" + "".join(f"row {n} {n}.0 {n}.1\n" for n in range(30)),
+    )
+    assert "status 2" in text and "DUMPER" not in text and "December" not in text, text
+
+
+def test_a_problem_field_that_is_a_sentence_is_detail_and_a_later_lines_timing_is_no_value() -> None:
+    from relay.model import Role
+    from relay.summaries import general
+
+    found = general.summarise(
+        "Backup check: PROBLEM",
+        "Server check took 0.283 seconds\nHOST bk01 ERROR: cannot open /srv/db\n"
+        "Client check: 1 host checked in 2.2 seconds. 1 problem found.\n",
+    )
+    assert found is not None
+    assert [p.text for p in found.pieces if p.role is Role.PROBLEM] == ["Backup check: PROBLEM"], found.pieces
+    from relay.summaries.fit import key_value
+
+    assert key_value(found.pieces) == "", found.pieces

@@ -97,6 +97,9 @@ def key_value(pieces: Sequence[Piece]) -> str:
         if p.role is Role.VALUE:
             return p.text
     detail = " ".join(p.text for p in pieces if p.role is Role.DETAIL)
+    # of the detail's first line (the worst, or the first message): a later line's timing
+    # (`Server check took 0.283 seconds`) is not what the alert is about
+    detail = re.split(r" / ", detail, maxsplit=1)[0]
     found = [m.group(0) for m in MEASURE.finditer(detail)]
     # a percentage first: what a threshold is set on (`Used: 14.83 GB (95.61%)`)
     return next((v for v in found if v.endswith("%")), found[0] if found else "")

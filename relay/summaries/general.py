@@ -91,6 +91,10 @@ _UPTIME = re.compile(r"(?<=: )\[\s*\d+\.\d+\]\s*")  # the kernel's `kernel: [184
 _WHEN = re.compile(
     r"(?:\s+(?:on|at)(?=\s+\d))?\s*(?:\d{1,2}/\d{1,2}/\d{2,4}[ T]\d{1,2}:\d{2}(?::\d{2})?|\[?(?:\w{3}, )?\d{1,2} \w{3} \d{4} \d{2}:\d{2}(?::\d{2})?(?: [+-]\d{4})?\]?"
     r"|\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:\s?[+-]\d{4}|Z| UTC)?|^\d{2}:\d{2}:\d{2}(?:\.\d+)?)(?=\s|$)"
+    # `AMANDA MAIL REPORT FOR December 3, 2026`, `... on Dec 3, 2026`: a day named in words
+    r"|\s+(?:for|on|of)\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}, \d{4}(?=\s|$)"
+    r"|\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}, \d{4}$",
+    re.IGNORECASE,
 )
 
 
@@ -311,12 +315,13 @@ def expand(subject: str, lines: tuple[str, ...]) -> str:
 
 def _detail(reading: Reading, core: str) -> str:
     """The message fields, each once; else the first free lines that the subject has not said;
-    else the fields whose names we do not know."""
+    else the fields whose names we do not know. Free lines that say trouble go before message
+    fields that do not (`DUMP SUMMARY:` over a table's head, below `... FAILED [... status 2]`)."""
     said: list[str] = []
     for f in reading.fields:
         if f.role is Role.DETAIL and not any(f.value.startswith(s) or s.startswith(f.value) for s in said):
             said.append(f.value)
-    if said:
+    if said and (any(troubled(s) for s in said) or not any(troubled(line) for line in reading.free)):
         return "; ".join(said)
     lines = [
         _UPTIME.sub("", _LOG_STAMP.sub("", line))

@@ -416,6 +416,8 @@ class _Reader:
             return
         if role is Role.STATE and len(m["value"].split()) > 3:
             role = Role.DETAIL  # `Status: Black cartridge very low (5%)` says what, not a state
+        if role is Role.PROBLEM and re.search(r"[.!?]\s+\S", m["value"]):
+            role = Role.DETAIL  # `Client check: 1 host checked in 2.220 seconds. 1 problem found.`
         if role is Role.STATE and not re.search(r"[^\W\d]", m["value"]):
             self.ignored[key] = None  # `Priority: 10`
             return
