@@ -67,7 +67,6 @@ KNOWN_GAPS = {
     "dev/django_3.2_admin_email_500_connectionerror.eml": "value 'payments.example.com'",
     "dev/django_3.2_broken_internal_link_404.eml": "boilerplate 'User agent:'; 2 parts",
     "dev/crowdsec_1.4.6_email_plugin_ban_ssh_bf.eml": "boilerplate 'CrowdSec CTI'",
-    "dev/cron_apt_0.13_completed_download_11_upgrades.eml": "problem '11 upgraded'; value '11 upgraded'; boilerplate 'Reading package lists'; boilerplate 'Building dependency tree'; boilerplate 'CRON-APT LINE:'; 2 parts",
     "dev/automysqlbackup_2.6_backup_log_after_error.eml": "value '116K'; boilerplate 'Rotating last weeks Backup'; 2 parts",
     "dev/graylog_5.x_event_notification_aggregation.eml": "the host and count are in the event's key fields",
     "dev/logwatch_7.7_high_text_oom_ssh.eml": "the SSH section's address comes after the four issues",

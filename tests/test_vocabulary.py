@@ -275,3 +275,18 @@ def test_a_problem_field_that_is_a_sentence_is_detail_and_a_later_lines_timing_i
     from relay.summaries.fit import key_value
 
     assert key_value(found.pieces) == "", found.pieces
+
+
+def test_progress_lines_go_and_a_tally_comes_first() -> None:
+    from relay.summaries.vocabulary import boilerplate
+
+    assert boilerplate("Reading package lists...") == "progress"
+    assert boilerplate("Building dependency tree... Done") == "progress"
+    assert boilerplate("Rotating last weeks Backup...") == "progress"
+    assert boilerplate("Waiting for the disk to fail: 3 bad sectors...") == ""
+    text = _summary_text(
+        "Nightly apt run on app07",
+        "Reading package lists...\nThe following packages will be upgraded:\nlibfoo libbar\n"
+        "2 upgraded, 0 newly installed, 0 to remove and 1 not upgraded.\n" + "Get: a package\n" * 30,
+    )
+    assert text.startswith("Nightly apt run on app07: 2 upgraded, 0 newly installed"), text

@@ -75,7 +75,7 @@ _ITEM = re.compile(r"^\s*[-*•]\s+")  # a list item's marker
 # letter (BackupPC, a backup or licence script) and reports trouble in it is alerting.
 _LETTER = ("greeting", "sign-off")
 # what no person writes in a letter: a machine's notes on itself, a diff of what it watches
-_MACHINE = ("automatic-mail note", "tool's own note", "diff header")
+_MACHINE = ("automatic-mail note", "tool's own note", "diff header", "progress")
 _LAYOUT = ("banner", "section heading", "table head")
 _REPORT_LINES = 5  # a report has lines to lay out; a rule under two lines is no layout
 # `03-Dec 10:59 backup01-dir JobId 4: ...`, `2026-12-03 10:59:01 ...`: a log line's time stamp
@@ -334,7 +334,12 @@ def _detail(reading: Reading, core: str) -> str:
         # A list's items before the prose that leads into it (`The following host had an error
         # ...:` over `- fileserver-01 (rsync error ... code 255)`): the item names what failed.
         listed = any(_ITEM.match(line) for line in lines)
-        lines = sorted(lines, key=lambda line: (_severity(line), listed and not _ITEM.match(line)))
+        # A tally (`11 upgraded, 0 newly installed, 1 to remove`, `3 Scanned, 1 Updated, 1
+        # Failed`) is what a report concludes: before the rest of its kind.
+        lines = sorted(
+            lines,
+            key=lambda line: (_severity(line), listed and not _ITEM.match(line), not _TALLY.search(line)),
+        )
         return " / ".join(_listed_path(_ITEM.sub("", line)) for line in lines[:_FREE_LINES])
     return "; ".join([o for o in reading.others if not _VARIABLE.match(o)][:2])
 
@@ -357,6 +362,9 @@ def _listed_path(line: str) -> str:
 
 
 _WORST = re.compile(r"\b(?:fatal|critical|crit|emerg\w*)\b", re.IGNORECASE)
+
+
+_TALLY = re.compile(r"\b\d+ [^\W\d][\w-]*(?: [^\W\d][\w-]*)?(?:,| and) \d+ [^\W\d]")
 
 
 def _severity(line: str) -> int:

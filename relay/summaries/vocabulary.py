@@ -126,6 +126,11 @@ _STACK = re.compile(
 _DIFF_HEAD = re.compile(
     r"^(?:(?:---|\+\+\+) \S+(?:\s+\d{4}-\d{2}-\d{2}[ T][\d:.]+.*)?|@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@.*)$"
 )
+# A program telling what it is doing (`Reading package lists...`, `Rotating last weeks Backup...`,
+# `Building dependency tree... Done`): what it found follows
+_PROGRESS = re.compile(
+    r"^[A-Z][a-z]+ing\b[^:]{0,60}?(?:\.\.\.|…)(?:\s*(?:done|ok|fertig|готово)\.?)?$", re.IGNORECASE
+)
 # A check marked as passing (`✅ [RESPONSE_TIME] < 300`, `[OK] sshd running`): what is fine is no news
 _PASSED = re.compile(r"^\s*(?:[\u2705\u2714\u2713\u2611]|\[(?:OK|PASS|PASSED)\]\s)")
 # `... Check OMSA for further details - https://SQL01:1311.`: the tool's pointer to itself, at the
@@ -243,6 +248,8 @@ def boilerplate(line: str) -> str:
         return "diff header"
     if _PASSED.match(line):
         return "passing check"
+    if _PROGRESS.match(line):
+        return "progress"
     if _URL.search(line):
         rest = _URL.sub("", line).strip(" :-()<>[]|")
         if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
