@@ -290,3 +290,18 @@ def test_progress_lines_go_and_a_tally_comes_first() -> None:
         "2 upgraded, 0 newly installed, 0 to remove and 1 not upgraded.\n" + "Get: a package\n" * 30,
     )
     assert text.startswith("Nightly apt run on app07: 2 upgraded, 0 newly installed"), text
+
+
+def test_a_warning_in_any_language_names_its_file_and_request_metadata_goes() -> None:
+    from relay.summaries.reading import read
+
+    r = read(
+        "Warnung: Dateieigenschaften haben sich geändert:\nDatei: /usr/sbin/sshd\n", "[scan] fs01 - report"
+    )
+    assert r.free == ("Warnung: Dateieigenschaften haben sich geändert:",)
+    assert [(f.role.value if f.role else None, f.value) for f in r.fields] == [("value", "/usr/sbin/sshd")]
+    text = _summary_text(
+        "Broken link on shop.example.com",
+        "Referrer: https://shop.example.com/a\nRequested URL: /b/\nUser agent: Mozilla/5.0 (X11)\nIP address: 10.0.0.9\n",
+    )
+    assert "Mozilla" not in text and "10.0.0.9" not in text and "/b/" in text, text

@@ -16,7 +16,7 @@ from relay.formatters import segments
 from relay.model import AlertSummary, Piece, Role
 from relay.summaries.fit import MEASURE, compose
 from relay.summaries.reading import Field, Reading, read
-from relay.summaries.vocabulary import STATE_WORD, plain
+from relay.summaries.vocabulary import _NO_TROUBLE, STATE_WORD, plain, troubled
 
 RECOVERED = re.compile(
     r"^(?:RECOVERY|RECOVERED|RESOLVED|OK|UP|CLEAR|CLEARED|RESTORED|SUCCESS|SUCCEEDED|SUCCESSFUL|PASSING|Решена|"
@@ -28,44 +28,12 @@ _FREE_LINES = 3
 _SAID_LINES = 12  # the lines a value said in prose is looked for in (a report's list of alerts)
 _TOOL_ALERT = re.compile(r"^[\w.-]+ (?:alert|alarm|notification)s? --\s*", re.IGNORECASE)
 _ALERT_NOUN = re.compile(r"\b(?:alerts?|alarms?|events?|notifications?|warnings?|errors?)\b", re.IGNORECASE)
-# Words of trouble: English and Russian, and the failure words of the European languages alert
-# mail comes in (as vocabulary.py's greetings and sign-offs): German, French, Spanish, Italian,
-# Portuguese, Polish, Dutch, Czech. "Not successful" and "never" count (a tool saying that
-# something did not happen is reporting trouble); bare "no" / "none" words do not.
-TROUBLE = re.compile(
-    r"\b(?:err(?:or)?|errors|fail(?:ed|ure|s)?|fatal|critical|warn(?:ings?)?|could not|cannot|can't|unable|denied|"
-    r"refused|timed? ?out|not found|no such|down|unreachable|degraded|faulted|offline|never|bann?(?:ed)?|blocked|"
-    r"ошибк\w*|сбой|не удалось|недоступ\w*|отказ\w*|превышен\w*|никогда|"
-    r"fehler\w*|fehlgeschlagen|gescheitert|ausgefallen|nicht (?:mehr )?erfolgreich|niemals|kritisch|warnung|"
-    r"échec|échoué\w*|erreur\w*|impossible|jamais|critique|"
-    r"fallo|fall[oó]|fallid[oa]|no se pudo|nunca|cr[ií]tic[oa]|"
-    r"errore|fallit[oa]|non riuscit[oa]|"
-    r"erro|falha\w*|falhou|"
-    r"błąd\w*|błęd\w*|niepowodzeni\w*|nie powiod\w*|niepowiod\w*|nie udało|nigdy|krytyczn\w*|"
-    r"fout\w*|mislukt|nooit|kritiek|"
-    r"chyb[ay]\w*|selhal\w*|selhání|nepodařil\w*|nikdy|kritick\w*)\b",
-)  # lower-case: `troubled` searches the lower-cased text, in a fifth of a case-insensitive search's time
-
-
-def troubled(text: str) -> bool:
-    """Whether the text has a word of trouble, not denied (`AIDE produced no errors`)."""
-    low = text.lower()
-    if TROUBLE.search(low) is None:
-        return False
-    return TROUBLE.search(_NO_TROUBLE.sub("", low)) is not None
 
 
 def _all_clear(line: str) -> bool:
     """`AIDE produced no errors.`: a line that says only that nothing went wrong."""
     low = line.lower()
     return _NO_TROUBLE.search(low) is not None and not troubled(line)
-
-
-# `no errors`, `0 failures`, `without warnings`, `без ошибок`, `keine Fehler`: trouble denied
-_NO_TROUBLE = re.compile(
-    r"\b(?:no|0|zero|without|keine?|ohne|aucune?|sans|sin|ningún|nessun[oa]?|без|нет)\s+"
-    r"(?:errors?|failures?|warnings?|problems?|issues?|fehler\w*|erreurs?|errores|errori|ошиб\w*|сбо\w*)\b"
-)
 
 
 # `CRM_alert_timestamp=23:06:27`: a script's environment dumped into its mail, not a finding

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 from relay.model import AlertSummary, InboundMail, Piece, Role
-from relay.summaries.general import troubled
 from relay.summaries.make import summary_of
 from relay.summaries.reading import fields_of
+from relay.summaries.vocabulary import troubled
 
 # ---- hosts: cron, smartd, UPS, NAS -------------------------------------------------------------
 _CRON = re.compile(r"^Cron <(?P<user>[^@>]+)@(?P<host>[^>]+)> (?P<cmd>.+)$")

@@ -32,6 +32,7 @@ from relay.summaries.vocabulary import (
     STATE_WORD,
     boilerplate,
     role_of,
+    troubled,
 )  # fmt: skip
 
 # Whatever `read` could find, looked for cheaply: mail with none of it (most application mail)
@@ -412,7 +413,7 @@ class _Reader:
         if role is None:
             # A field we know nothing of may still say what happened: with a word of trouble
             # for a name (`WARNING: Out of memory killer ...`) it is as good as free text.
-            (self.free if _TROUBLE_WORD.search(m["key"]) else self.others).append(line)
+            (self.free if troubled(m["key"]) else self.others).append(line)
             return
         if role is Role.STATE and len(m["value"].split()) > 3:
             role = Role.DETAIL  # `Status: Black cartridge very low (5%)` says what, not a state
