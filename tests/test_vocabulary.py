@@ -305,3 +305,17 @@ def test_a_warning_in_any_language_names_its_file_and_request_metadata_goes() ->
         "Referrer: https://shop.example.com/a\nRequested URL: /b/\nUser agent: Mozilla/5.0 (X11)\nIP address: 10.0.0.9\n",
     )
     assert "Mozilla" not in text and "10.0.0.9" not in text and "/b/" in text, text
+
+
+def test_a_json_dump_is_read_as_fields_without_the_tools_own_info() -> None:
+    import json
+
+    payload = {
+        "Name": "mem", "Tags": {"host": "app09", "region": "eu"}, "ServerInfo": {"Hostname": "monitor01"},
+        "Fields": {"used_percent": 91.27364512983746}, "Level": "WARNING", "Message": "mem on app09 is WARNING",
+    }  # fmt: skip
+    text = _summary_text("mem:host=app09 is WARNING", json.dumps(payload, separators=(",", ":")) + "\n")
+    assert text.startswith("mem:host=app09 is WARNING: 91.27") and "monitor01" not in text, text
+    from relay.summaries.reading import read
+
+    assert read("{not json}\n", "x").free == ("{not json}",)

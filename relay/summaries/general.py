@@ -52,6 +52,8 @@ _LOG_STAMP = re.compile(
     r"|\w{3} \w{3} +\d{1,2} \d{2}:\d{2}(?::\d{2})?(?: [A-Z]{2,5})? \d{4}:?\s+"
     r"|[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}\s+)"  # syslog's `Dec  3 14:02:11 `
 )
+# `97.86374221060447`: a float printed whole (JSON, a template's raw value); two places say it
+_FLOAT_NOISE = re.compile(r"(?<![\w.])\d+\.\d{7,}(?![\w.])")
 _STATE_AT = re.compile(r"(?<![\w.])([^\W\d_]+)@(?=\w)")
 _UPTIME = re.compile(r"(?<=: )\[\s*\d+\.\d+\]\s*")  # the kernel's `kernel: [1843022.114215] `
 # A date and time in a subject (`db01 2026-12-03 14:44 +0000 Security Events`, `[Thu, 03 Dec
@@ -117,7 +119,7 @@ def summarise(
         Piece(Role.PROBLEM, core),
         Piece(Role.PROBLEM, plain(problem)),
         Piece(Role.HOST, ", ".join(h for h in hosts[1:] if len(found) <= 1)),
-        Piece(Role.VALUE, plain(value), ": "),
+        Piece(Role.VALUE, _FLOAT_NOISE.sub(lambda m: f"{float(m[0]):.2f}", plain(value)), ": "),
         Piece(
             Role.DETAIL,
             plain(

@@ -9,6 +9,7 @@ a greeting, a sign-off, a link, a label dump), never because one tool's template
 from __future__ import annotations
 
 import html
+import json
 import re
 from dataclasses import dataclass
 
@@ -309,6 +310,8 @@ class _Reader:
         if len(heading.split()) <= 2 and role_of(heading) in (Role.DETAIL, Role.VALUE, Role.PROBLEM):
             self.pending = (role_of(heading) or Role.DETAIL, heading)
             return True
+        if line.startswith("{") and line.endswith("}") and self._json(line):
+            return True
         if (rest := self._labels(line)) is None:
             return True
         line = rest
@@ -373,6 +376,22 @@ class _Reader:
         self.table = None
         return False
 
+    def _json(self, line: str) -> bool:
+        """A JSON object dumped into the mail (Kapacitor's details, a webhook's payload): its
+        leaves read as fields, its text never printed. False when the line is no JSON object."""
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(data, dict):
+            return False
+        self.dropped["json dump"] = None
+        for key, value in _leaves(data):
+            role = role_of(key) or (Role.VALUE if _PERCENT_KEY.search(key) else None)
+            if role is not None and key.lower() not in IGNORED:
+                self.fields.append(Field(role, key.lower(), value))
+        return True
+
     def _labels(self, line: str) -> str | None:
         """Label dumps in a line read as fields: what is left of the line, None when nothing."""
         for inner in _MAP.finditer(line):  # Go's map[instance:db01 job:node] printed as is
@@ -435,6 +454,27 @@ class _Reader:
 # name of a field (`Info: PING CRITICAL ...`) unless louder ones say it is a log
 _QUIET_LEVELS = frozenset(("debug", "info", "notice"))
 _LEVELS = _QUIET_LEVELS | {"warning", "warn", "error", "fatal", "critical", "crit", "emerg", "alert"}
+_PERCENT_KEY = re.compile(r"(?:percent|pct|_pc)$", re.IGNORECASE)  # `used_percent`
+# A JSON object's parts that describe the tool itself (`ServerInfo: {Hostname: kapacitor01}`)
+_SELF_KEYS = re.compile(r"(?:server|agent|sender|source|build)?(?:info|meta(?:data)?)$", re.IGNORECASE)
+_JSON_LEAVES = 200  # a dump's leaves read at most
+
+
+def _leaves(data: dict[str, object]) -> list[tuple[str, str]]:
+    """(key, value) of a JSON object's scalar leaves, depth first, without its self-description."""
+    found: list[tuple[str, str]] = []
+    stack: list[dict[str, object]] = [data]
+    while stack and len(found) < _JSON_LEAVES:
+        node = stack.pop(0)
+        for key, value in node.items():
+            if isinstance(value, dict):
+                if not _SELF_KEYS.search(key):
+                    stack.append(value)
+            elif isinstance(value, str | int | float) and not isinstance(value, bool) and str(value).strip():
+                found.append((key, str(value)))
+    return found
+
+
 _DATAPOINT = re.compile(r"\bdatapoints? \[(-?\d+(?:\.\d{1,2})?)\d*\b")
 _MENTION = re.compile(r"(?<!\S)@\w[\w.@-]*")  # `@slack-payments-oncall`: a notification handle
 _HEADING_MARK = re.compile(r"^#{1,6}\s+")  # a Markdown heading's `# `
