@@ -70,7 +70,6 @@ KNOWN_GAPS = {
     "dev/graylog_5.x_event_notification_aggregation.eml": "the host and count are in the event's key fields",
     "dev/logwatch_7.7_high_text_oom_ssh.eml": "the SSH section's address comes after the four issues",
     "dev/blat_3.2_html_sql_backup_failed_cp1251.eml": "UCS-2: the return code does not fit after the subject",
-    "dev/vzdump_pve9_notification_failed_enospc.eml": "the error line is below the job table and the command line",
     # The third round's dev mails (facts/dev3.yaml), after the general changes they led to:
     "dev/kapacitor_1.8_doc_details_html_warning.eml": "the id is repeated as three lines; `Value:` is kept",
     "dev/gatus_5.36_email_triggered.eml": "the value (503) is inside a condition result `[STATUS] (503) == 200`",

@@ -319,3 +319,21 @@ def test_a_json_dump_is_read_as_fields_without_the_tools_own_info() -> None:
     from relay.summaries.reading import read
 
     assert read("{not json}\n", "x").free == ("{not json}",)
+
+
+def test_an_echoed_command_line_is_no_news_and_a_jobs_log_stamp_goes() -> None:
+    from relay.summaries.vocabulary import boilerplate
+
+    assert (
+        boilerplate("vzdump 101 --storage nfs --mailnotification failure --mode snapshot") == "command line"
+    )
+    assert boilerplate("rsync --archive failed: disk full") == ""
+    text = _summary_text(
+        "backup status (hv01.example.com): backup failed",
+        "rsync -a --delete --numeric-ids --one-file-system /srv /mnt/b\n"
+        "7: 2026-12-03 01:04:12 INFO: starting\n7: 2026-12-03 01:04:13 ERROR: write failed - disk full\n"
+        + "7: 2026-12-03 01:04:14 INFO: step\n"
+        * 20,
+    )
+    assert "backup failed: ERROR: write failed - disk full" in text, text
+    assert "--delete" not in text and "2026-12-03" not in text, text

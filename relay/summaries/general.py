@@ -48,7 +48,8 @@ _LAYOUT = ("banner", "section heading", "table head")
 _REPORT_LINES = 5  # a report has lines to lay out; a rule under two lines is no layout
 # `03-Dec 10:59 backup01-dir JobId 4: ...`, `2026-12-03 10:59:01 ...`: a log line's time stamp
 _LOG_STAMP = re.compile(
-    r"^(?:\d{1,4}[-./][\w]{2,3}[-./]?\d{0,4}[ T]\d{1,2}:\d{2}(?::\d{2})?\S*\s+|\[[\d:. -]+\]\s+"
+    r"^(?:[\w.-]{1,20}: (?=\d{4}-\d{2}-\d{2}[ T]))?"  # a job's own prefix first (`105: 2026-12-03 01:04:12 `)
+    r"(?:\d{1,4}[-./][\w]{2,3}[-./]?\d{0,4}[ T]\d{1,2}:\d{2}(?::\d{2})?\S*\s+|\[[\d:. -]+\]\s+"
     r"|\w{3} \w{3} +\d{1,2} \d{2}:\d{2}(?::\d{2})?(?: [A-Z]{2,5})? \d{4}:?\s+"
     r"|[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}\s+)"  # syslog's `Dec  3 14:02:11 `
 )

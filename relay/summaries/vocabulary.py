@@ -39,6 +39,7 @@ KEYS: dict[str, Role] = {
     **dict.fromkeys((
         "value", "values", "current value", "operational data", "metric value", "reading", "usage",
         "оперативные данные", "значение", "текущее значение", "data",
+        "return code", "exit code", "exit status", "error code", "код возврата", "код ошибки", "rückgabewert",
         # the file a warning is about (`Datei: /usr/bin/netstat`, `File: /etc/shadow`)
         "file", "filename", "file name", "datei", "fichier", "archivo", "plik", "bestand", "soubor", "файл",
     ), Role.VALUE),
@@ -167,6 +168,10 @@ _DIFF_HEAD = re.compile(
 _PROGRESS = re.compile(
     r"^[A-Z][a-z]+ing\b[^:]{0,60}?(?:\.\.\.|…)(?:\s*(?:done|ok|fertig|готово)\.?)?$", re.IGNORECASE
 )
+# A command line echoed (`vzdump 101 105 --storage nfs --mailnotification failure --mode snapshot`):
+# its options name what it may do, not what happened
+_OPTION = re.compile(r"(?<!\S)--[a-z][\w-]*")
+_OPTIONS = 3
 # A check marked as passing (`✅ [RESPONSE_TIME] < 300`, `[OK] sshd running`): what is fine is no news
 _PASSED = re.compile(r"^\s*(?:[\u2705\u2714\u2713\u2611]|\[(?:OK|PASS|PASSED)\]\s)")
 # `... Check OMSA for further details - https://SQL01:1311.`: the tool's pointer to itself, at the
@@ -286,6 +291,8 @@ def boilerplate(line: str) -> str:
         return "passing check"
     if _PROGRESS.match(line):
         return "progress"
+    if len(_OPTION.findall(line)) >= _OPTIONS:
+        return "command line"
     if _URL.search(line):
         rest = _URL.sub("", line).strip(" :-()<>[]|")
         if len(rest.split()) <= 5 or _LINK_WORDS.match(rest):
