@@ -28,12 +28,12 @@ HELDOUT5 = [c for c in CASES if c.split == "heldout5"]  # a fifth, with dev5, to
 # The held-out score when the summariser was last changed (see docs/summaries.md): a floor
 # against regressions, raised as it improves, never tuned towards by looking at those mails.
 HELDOUT_FLOOR = 31
-HELDOUT2_FLOOR = 19
-HELDOUT3_FLOOR = 6  # scored once, after the third round's code: 6/28, as the code before it scored
+HELDOUT2_FLOOR = 20
+HELDOUT3_FLOOR = 8  # 6/28 after the third round's code, as the code before it scored; 8/28 after the sixth
 # 1/9 when made (Debian's report tools: long reports); 2/9 after the fifth round; 1/9 again since
 # a short automatic note no longer takes every line to the next full stop (docs/summaries.md)
 HELDOUT4_FLOOR = 1
-HELDOUT5_FLOOR = 8  # scored once, after the fifth round's code: 8/15 (dev5 7/18)
+HELDOUT5_FLOOR = 9  # 8/15 after the fifth round's code (dev5 7/18); 9/15 after the sixth
 CONFIG = example_config()
 
 

@@ -337,3 +337,21 @@ def test_an_echoed_command_line_is_no_news_and_a_jobs_log_stamp_goes() -> None:
     )
     assert "backup failed: ERROR: write failed - disk full" in text, text
     assert "--delete" not in text and "2026-12-03" not in text, text
+
+
+def test_a_host_named_in_prose_is_the_host_when_no_field_names_one() -> None:
+    from relay.model import Role
+    from relay.summaries import general
+
+    def host(subject: str, text: str) -> list[str]:
+        found = general.summarise(subject, text)
+        assert found is not None
+        return [p.text for p in found.pieces if p.role is Role.HOST]
+
+    assert host("Backup FAILED", "The nightly job on nas-02 failed: disk full\n" + "x y z\n" * 30) == [
+        "nas-02"
+    ]
+    assert host("Резервное копирование: ОШИБКА", "Ошибка на сервере srv-db03\n") == ["srv-db03"]
+    # an address it came from is not the host; a version is no name; a field wins
+    assert host("Login FAILED", "Failed login from 203.0.113.9 on version 2.1\n" + "x y z\n" * 30) == []
+    assert host("Disk FAILED on web-01", "Host: db07\nDisk /var failed\n") == ["db07"]

@@ -106,7 +106,7 @@ def summarise(
     state = _unsaid_state(_state(reading, said, alert), core)
     hosts = list(
         dict.fromkeys(host_of(f.value) for f in reading.fields if f.role is Role.HOST and host_of(f.value))
-    )
+    ) or _prose_host(core, reading.free)
     problem = _first(reading, Role.PROBLEM)
     found = instances(reading.fields)
     value = (
@@ -223,6 +223,24 @@ def _said_value(reading: Reading) -> str:
     texts = [f.value for f in reading.fields if f.role is Role.DETAIL] or list(reading.free[:_SAID_LINES])
     found = (_SAID_VALUE.search(t) for t in texts)
     return next((m["value"] or m["percent"] for m in found if m), "")
+
+
+# `... on web-02`, `host db01.example.com is down`, `на сервере srv-db03`: a machine named in
+# prose, by a word that says it is one, and a name with a digit, dot or hyphen in it (not a word)
+_PROSE_HOST = re.compile(
+    r"(?<!\w)(?:(?:on|host|server|node|machine|auf|sur|на|хост[еу]?|сервер[еу]?|узл[еу])\s+)+"
+    r"(?P<host>[A-Za-zА-Яа-яЁё][\w-]*(?:\.[\w-]+)*)(?=[\s,;:.!?)]|$)"
+)
+
+
+def _prose_host(core: str, lines: Sequence[str]) -> list[str]:
+    """The host the subject or the first lines name in words, when no field names one."""
+    for text in (core, *lines[:_FREE_LINES]):
+        for m in _PROSE_HOST.finditer(text):
+            name = m["host"].rstrip(".")
+            if re.search(r"\d|[.-]", name) and not re.fullmatch(r"v?\d[\d.]*", name, re.IGNORECASE):
+                return [name]
+    return []
 
 
 def _first(reading: Reading, role: Role) -> str:
