@@ -355,3 +355,18 @@ def test_a_host_named_in_prose_is_the_host_when_no_field_names_one() -> None:
     # an address it came from is not the host; a version is no name; a field wins
     assert host("Login FAILED", "Failed login from 203.0.113.9 on version 2.1\n" + "x y z\n" * 30) == []
     assert host("Disk FAILED on web-01", "Host: db07\nDisk /var failed\n") == ["db07"]
+
+
+def test_a_true_alert_flag_is_the_state_and_an_aggregates_result_the_value() -> None:
+    from relay.model import Role
+    from relay.summaries import general
+
+    found = general.summarise(
+        "Event notification: Slow queries per node",
+        "Title: Slow queries per node\nDescription: More than 30 slow queries in 5 minutes\n"
+        "Message: Slow queries per node: pg-03 - count()=44.0\nAlert: true\n",
+    )
+    assert found is not None
+    pieces = {p.role: p.text for p in found.pieces}
+    assert pieces[Role.STATE] == "Alert" and pieces[Role.VALUE] == "44.0", found.pieces
+    assert "true" not in found.text, found.text

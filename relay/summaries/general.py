@@ -218,9 +218,16 @@ def _threshold(reading: Reading) -> str:
     return next((m["value"].strip() for m in found if m), "")
 
 
+# `count()=57.0`, `avg(cpu_user)=93.2`: an aggregation's result, what a query alert measured
+_AGGREGATE = re.compile(r"\b\w+\([^()]{0,40}\)\s*=\s*(?P<value>[-+]?\d+(?:[.,]\d+)?%?)")
+
+
 def _said_value(reading: Reading) -> str:
     """A measurement the message fields (else the first free lines) state in words."""
     texts = [f.value for f in reading.fields if f.role is Role.DETAIL] or list(reading.free[:_SAID_LINES])
+    aggregate = next((m for t in texts if (m := _AGGREGATE.search(t))), None)
+    if aggregate is not None:
+        return aggregate["value"]
     found = (_SAID_VALUE.search(t) for t in texts)
     return next((m["value"] or m["percent"] for m in found if m), "")
 

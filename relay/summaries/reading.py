@@ -436,6 +436,11 @@ class _Reader:
             return
         if role is Role.STATE and len(m["value"].split()) > 3:
             role = Role.DETAIL  # `Status: Black cartridge very low (5%)` says what, not a state
+        if role in (Role.PROBLEM, Role.STATE) and value.lower() in _BOOLEAN:
+            # `Alert: true`: says that it is an alert, not which; a true one is the state
+            if value.lower() in _BOOLEAN[:2]:
+                self.fields.append(Field(Role.STATE, key, m["key"].strip()))
+            return
         if role is Role.PROBLEM and re.search(r"[.!?]\s+\S", m["value"]):
             role = Role.DETAIL  # `Client check: 1 host checked in 2.220 seconds. 1 problem found.`
         if role is Role.STATE and not re.search(r"[^\W\d]", m["value"]):
@@ -454,6 +459,7 @@ class _Reader:
 # name of a field (`Info: PING CRITICAL ...`) unless louder ones say it is a log
 _QUIET_LEVELS = frozenset(("debug", "info", "notice"))
 _LEVELS = _QUIET_LEVELS | {"warning", "warn", "error", "fatal", "critical", "crit", "emerg", "alert"}
+_BOOLEAN = ("true", "yes", "false", "no")
 _PERCENT_KEY = re.compile(r"(?:percent|pct|_pc)$", re.IGNORECASE)  # `used_percent`
 # A JSON object's parts that describe the tool itself (`ServerInfo: {Hostname: kapacitor01}`)
 _SELF_KEYS = re.compile(r"(?:server|agent|sender|source|build)?(?:info|meta(?:data)?)$", re.IGNORECASE)
