@@ -137,13 +137,16 @@ _LOGWATCH = re.compile(r"^Logwatch for (?P<host>\S+)")
 _SECTION_BEGIN = re.compile(r"^-{3,} (?P<name>.+?) Begin -{3,}$")
 
 
+_TIMES = re.compile(r"(?:^|\s*:?\s+)\d+\s+Time(?:s|\(s\)):?(?=\s|$)\s*")  # `... node_exporter : 1 Time(s)`: how often
+
+
 def logwatch(mail: InboundMail) -> AlertSummary | None:
     """The day's report: which sections hold trouble, with the line that names it and the
     line after it (`WARNING: Out of memory killer killed these executables` / `php-fpm8.2`)."""
     m = _LOGWATCH.match(mail.subject)
     if not m:
         return None
-    found: list[str] = []
+    found: dict[str, list[str]] = {}  # by section, each named once
     section = ""
     lines = [line.strip() for line in mail.text.splitlines()]
     for n, line in enumerate(lines):
@@ -151,10 +154,12 @@ def logwatch(mail: InboundMail) -> AlertSummary | None:
             section = begin["name"]
         elif section and troubled(line) and not line.startswith("-"):
             after = lines[n + 1] if n + 1 < len(lines) and not lines[n + 1].startswith("-") else ""
-            found.append(f"{section}: {line.rstrip(':')}" + (f" {after}" if after else ""))
+            item = _TIMES.sub("", f"{line.rstrip(':')}" + (f" {after}" if after else ""))
+            found.setdefault(section, []).append(item)
+    count = sum(map(len, found.values()))
     pieces = [Piece(Role.PROBLEM, "Logwatch"), Piece(Role.HOST, m["host"]),
-              Piece(Role.STATE, f"{len(found)} issue(s)" if found else "no issues", ": "),
-              Piece(Role.DETAIL, " / ".join(found), ": ")]  # fmt: skip
+              Piece(Role.STATE, f"{count} issue(s)" if count else "no issues", ": "),
+              Piece(Role.DETAIL, " / ".join(f"{name}: {'; '.join(items)}" for name, items in found.items()), ": ")]  # fmt: skip
     return summary_of(
         "logwatch", pieces, m["host"], (m["host"], "logwatch"), False, ("banner", "report sections")
     )
