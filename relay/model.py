@@ -191,6 +191,7 @@ class InboundMail:
     charset: str = ""
     received_count: int = 0
     warnings: tuple[str, ...] = ()
+    link_labels: tuple[str, ...] = ()  # the HTML part's stand-alone links (buttons), for the summaries
 
 
 class Role(enum.Enum):

@@ -65,6 +65,17 @@ def test_html_only_mail_becomes_readable_text() -> None:
     assert mail.text == "Hello world & co\n* one\n* two"
 
 
+def test_an_html_parts_stand_alone_links_are_named_and_kept_in_the_text() -> None:
+    raw = (b"Subject: s\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+           b"<p><a href='https://x.example/ip/1'>203.0.113.9</a> was banned.</p>"
+           b"<p><a href='https://cti.example/1'><b>Threat Intel</b></a></p>"
+           b"<div><span><a href='https://x.example/a'>Open incident</a></span></div>")  # fmt: skip
+    mail = parse(raw)
+    assert mail.link_labels == ("Threat Intel", "Open incident")  # not the link inside a sentence
+    assert "Threat Intel" in mail.text and "Open incident" in mail.text  # the plain path keeps them
+    assert parse(b"Subject: s\r\nContent-Type: text/html\r\n\r\n   ").link_labels == ()
+
+
 def test_plain_wins_over_html_and_attachments_ignored() -> None:
     raw = b"""Subject: s
 Content-Type: multipart/mixed; boundary=b

@@ -370,3 +370,11 @@ def test_a_true_alert_flag_is_the_state_and_an_aggregates_result_the_value() -> 
     pieces = {p.role: p.text for p in found.pieces}
     assert pieces[Role.STATE] == "Alert" and pieces[Role.VALUE] == "44.0", found.pieces
     assert "true" not in found.text, found.text
+
+
+def test_a_stand_alone_link_that_says_where_to_click_is_dropped_and_an_alert_title_is_not() -> None:
+    from relay.summaries.reading import read
+
+    text = "db01 is DOWN\nweb-02\nThreat Intel\nPing lost on db01\n"
+    r = read(text, "Alert", links=("db01 is DOWN", "web-02", "Threat Intel"))
+    assert r.free == ("db01 is DOWN", "web-02", "Ping lost on db01") and "link" in r.dropped

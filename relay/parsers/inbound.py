@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Sequence
 from email.message import Message
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from relay.config.schema import ParsingConfig
 from relay.model import BodySource, InboundMail
@@ -52,7 +52,7 @@ def parse(
         return _decode_header(str(value[0]), settings, warnings, name) if value else ""
 
     subject = cleanup.squeeze(header("Subject")).replace("\n", " ")
-    plain, html, charset = _bodies(msg, settings, warnings)
+    plain, html, charset, links = _bodies(msg, settings, warnings)
     text, source = _choose(plain, html, subject, settings)
     body = plain if plain is not None else html or ""
     return InboundMail(
@@ -67,6 +67,7 @@ def parse(
         charset=charset,
         received_count=len(msg.get_all("Received", [])),
         warnings=tuple(warnings),
+        link_labels=links,
     )
 
 
@@ -89,10 +90,14 @@ def _choose(plain: str | None, html: str | None, subject: str, s: ParsingConfig)
     return "", BodySource.SUBJECT if subject else BodySource.NONE
 
 
-def _bodies(msg: Message, s: ParsingConfig, warnings: list[str]) -> tuple[str | None, str | None, str]:
-    """The first text/plain and the first text/html body part, decoded, and the plain part's charset."""
+def _bodies(
+    msg: Message, s: ParsingConfig, warnings: list[str]
+) -> tuple[str | None, str | None, str, tuple[str, ...]]:
+    """The first text/plain and the first text/html body part, decoded, the plain part's charset,
+    and the HTML part's stand-alone link labels."""
     plain = html = None
     charset = ""
+    links: tuple[str, ...] = ()
     for part in _leaves(msg):
         ctype = part.get_content_type()
         if ctype not in ("text/plain", "text/html") or _is_attachment(part):
@@ -115,9 +120,9 @@ def _bodies(msg: Message, s: ParsingConfig, warnings: list[str]) -> tuple[str | 
             if (_param(part, "format") or "").lower() == "flowed":
                 plain = unflow(plain, delsp=(_param(part, "delsp") or "").lower() == "yes")
         else:
-            html = _html_to_text(decoded.text)
+            html, links = _html_to_text(decoded.text)
             charset = charset or decoded.charset
-    return plain, html, charset
+    return plain, html, charset, links
 
 
 def unflow(text: str, *, delsp: bool = False) -> str:
@@ -188,14 +193,46 @@ def _html_config() -> ParserConfig:
     return ParserConfig(css=CSS_PROFILES["strict"], display_links=False, display_images=False)
 
 
-def _html_to_text(html: str) -> str:
-    from inscriptis import get_text
+def _html_to_text(html: str) -> tuple[str, tuple[str, ...]]:
+    """The HTML part as text, and the labels of its stand-alone links (a button's `CrowdSec CTI`,
+    `Open incident`): the summaries drop those lines, the plain text keeps them."""
+    from inscriptis import Inscriptis
+    from lxml.etree import ParserError  # type: ignore[import-untyped]  # inscriptis's parser; no hints
+    from lxml.html import document_fromstring  # type: ignore[import-untyped]
 
     config = _html_config()
     try:
-        return str(get_text(html, config))
+        stripped = html.strip()
+        if not stripped:
+            return "", ()
+        try:
+            tree = document_fromstring(stripped)
+        except ParserError:
+            tree = document_fromstring("<pre>" + stripped + "</pre>")
+        return str(Inscriptis(tree, config).get_text()), _link_labels(tree)
     except Exception:
-        return re.sub(r"<[^>]*>", " ", html)
+        return re.sub(r"<[^>]*>", " ", html), ()
+
+
+_INLINE = frozenset(("span", "b", "strong", "em", "i", "u", "font", "small", "big"))
+_MAX_LABELS = 50
+
+
+def _link_labels(tree: Any) -> tuple[str, ...]:  # an lxml tree (lxml has no type hints)
+    """The text of each link that is all of its block (`<p><a href=...>CrowdSec CTI</a></p>`)."""
+    labels: dict[str, None] = {}
+    for anchor in tree.iter("a"):
+        label = " ".join(anchor.text_content().split())
+        if not label or len(label) > 80:
+            continue
+        block = anchor.getparent()
+        while block is not None and block.tag in _INLINE:
+            block = block.getparent()
+        if block is not None and " ".join(block.text_content().split()) == label:
+            labels[label] = None
+            if len(labels) >= _MAX_LABELS:
+                break
+    return tuple(labels)
 
 
 def _decode_header(value: str, s: ParsingConfig, warnings: list[str], name: str) -> str:

@@ -45,7 +45,11 @@ def summarise(mail: InboundMail, custom: Sequence[Recogniser] = ()) -> AlertSumm
         return AlertSummary(found.recogniser, pieces, found.host, found.identity, found.recovery,
                             ("forwarding", *found.dropped), found.alert)  # fmt: skip
     full = f"{mail.subject}\n{mail.text}"
-    reading = read(mail.text, mail.subject) if signals(mail.text, mail.subject) else None
+    reading = (
+        read(mail.text, mail.subject, mail.link_labels)
+        if mail.link_labels or signals(mail.text, mail.subject)
+        else None
+    )
     hosts = _hosts(reading) if reading is not None else []
     for recogniser in (*custom, *RECOGNISERS):
         summary = recogniser(mail)
@@ -86,7 +90,7 @@ def _no_longer(summary: AlertSummary, full: str) -> AlertSummary | None:
 
 def hosts_named(mail: InboundMail) -> list[str]:
     """The hosts the mail's own fields name: a summary that drops one is worse than the raw text."""
-    return _hosts(read(mail.text, mail.subject))
+    return _hosts(read(mail.text, mail.subject, mail.link_labels))
 
 
 def _hosts(reading: Reading) -> list[str]:

@@ -135,9 +135,8 @@ def ossec(mail: InboundMail) -> AlertSummary | None:
 
 _LOGWATCH = re.compile(r"^Logwatch for (?P<host>\S+)")
 _SECTION_BEGIN = re.compile(r"^-{3,} (?P<name>.+?) Begin -{3,}$")
-
-
-_TIMES = re.compile(r"(?:^|\s*:?\s+)\d+\s+Time(?:s|\(s\)):?(?=\s|$)\s*")  # `... node_exporter : 1 Time(s)`: how often
+# `... node_exporter : 1 Time(s)`: how often, which the phone does without
+_TIMES = re.compile(r"(?:^|\s*:?\s+)\d+\s+Time(?:s|\(s\)):?(?=\s|$)\s*")
 
 
 def logwatch(mail: InboundMail) -> AlertSummary | None:

@@ -213,8 +213,9 @@ _WRAP_WIDTH = 55  # a line that long and not ended was wrapped (mail wraps at 72
 _SENTENCE_END = re.compile(r"[.!?][)\]\"']*$")
 
 
-def read(text: str, subject: str = "") -> Reading:
-    reader = _Reader(_norm(subject))
+def read(text: str, subject: str = "", links: tuple[str, ...] = ()) -> Reading:
+    """`links`: the labels of the HTML part's stand-alone links (InboundMail.link_labels)."""
+    reader = _Reader(_norm(subject), frozenset(label for label in links if _button(label)))
     for raw in text.split("\n"):
         if not reader.feed(raw):
             break
@@ -224,8 +225,9 @@ def read(text: str, subject: str = "") -> Reading:
 class _Reader:
     """The state of one read, a line at a time."""
 
-    def __init__(self, subject_key: str) -> None:
+    def __init__(self, subject_key: str, buttons: frozenset[str] = frozenset()) -> None:
         self.subject_key = subject_key
+        self.buttons = buttons  # link labels that are lines of their own: where to click
         self.fields: list[Field] = []
         self.free: list[str] = []
         self.others: list[str] = []
@@ -274,7 +276,7 @@ class _Reader:
             self.frame = False
             if not _STACK_LINE.match(line):
                 return True
-        kind = boilerplate(line)
+        kind = "link" if line in self.buttons else boilerplate(line)
         self.frame = kind == "stack trace" and line.startswith("File ")
         self._layout(line, kind)
         if kind == "sign-off":
@@ -484,6 +486,18 @@ def _leaves(data: dict[str, object]) -> list[tuple[str, str]]:
 _DATAPOINT = re.compile(r"\bdatapoints? \[(-?\d+(?:\.\d{1,2})?)\d*\b")
 _MENTION = re.compile(r"(?<!\S)@\w[\w.@-]*")  # `@slack-payments-oncall`: a notification handle
 _HEADING_MARK = re.compile(r"^#{1,6}\s+")  # a Markdown heading's `# `
+
+
+def _button(label: str) -> bool:
+    """A link of its own that says where to click (`CrowdSec CTI`, `Open incident`), not an
+    alert's title or host made a link (`db01 is DOWN`, `web-02`): a few words, no digit, no
+    trouble or state."""
+    return (
+        len(label.split()) <= 4
+        and not re.search(r"\d", label)
+        and not troubled(label)
+        and not STATE_WORD.search(label)
+    )
 
 
 def _section_row(m: re.Match[str]) -> bool:
