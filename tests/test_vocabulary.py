@@ -240,7 +240,7 @@ def test_a_heading_over_fields_heads_a_section_and_a_heading_over_a_line_names_i
 
 
 def test_trouble_denied_is_no_trouble_and_no_news() -> None:
-    from relay.summaries.general import troubled
+    from relay.summaries.vocabulary import troubled
 
     assert not troubled("Backup produced no errors.") and not troubled("0 failures, 12 passed")
     assert not troubled("Sicherung ohne Fehler beendet") and not troubled("Завершено без ошибок")

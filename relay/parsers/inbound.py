@@ -197,8 +197,8 @@ def _html_to_text(html: str) -> tuple[str, tuple[str, ...]]:
     """The HTML part as text, and the labels of its stand-alone links (a button's `CrowdSec CTI`,
     `Open incident`): the summaries drop those lines, the plain text keeps them."""
     from inscriptis import Inscriptis
-    from lxml.etree import ParserError  # type: ignore[import-untyped]  # inscriptis's parser; no hints
-    from lxml.html import document_fromstring  # type: ignore[import-untyped]
+    from lxml.etree import ParserError
+    from lxml.html import document_fromstring
 
     config = _html_config()
     try:
