@@ -28,7 +28,7 @@ HELDOUT5 = [c for c in CASES if c.split == "heldout5"]  # a fifth, with dev5, to
 # The held-out score when the summariser was last changed (see docs/summaries.md): a floor
 # against regressions, raised as it improves, never tuned towards by looking at those mails.
 HELDOUT_FLOOR = 31
-HELDOUT2_FLOOR = 20
+HELDOUT2_FLOOR = 22
 HELDOUT3_FLOOR = 8  # 6/28 after the third round's code, as the code before it scored; 8/28 after the sixth
 # 1/9 when made (Debian's report tools: long reports); 2/9 after the fifth round; 1/9 again since
 # a short automatic note no longer takes every line to the next full stop (docs/summaries.md)
